@@ -1,0 +1,79 @@
+"""Build the ``faust.App`` from one Settings object, and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TransportT
+
+from .kafka import codecs
+from .kafka.clients import ssl_context
+from .kafka.transport import Transport as VerifiedTransport
+from .settings import Settings
+
+
+class RecsysApp(faust.App):
+    """A Faust app whose consumer verifies end offsets by fetch (see kafka/transport.py)."""
+
+    settings: Settings
+
+    def _new_transport(self) -> TransportT:
+        return VerifiedTransport(self.conf.broker_consumer, self)
+
+
+def _credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol.upper()
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism.upper(),
+            ssl_context=ssl_context(settings),
+        )
+    if "SSL" in protocol:
+        return faust.SSLCredentials(ssl_context(settings))
+    return None
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_size,
+        "max_write_buffer_number": settings.rocksdb_max_write_buffer_number,
+        "target_file_size_base": settings.rocksdb_target_file_size_base,
+        "block_cache_size": settings.rocksdb_block_cache_size,
+        "bloom_filter_size": settings.rocksdb_bloom_filter_size,
+        "max_open_files": settings.rocksdb_max_open_files,
+        "driver": "rocksdict",
+    }
+
+
+def create_app(settings: Settings) -> RecsysApp:
+    codecs.register()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = RecsysApp(
+        settings.app_id,
+        broker=settings.broker_urls,
+        broker_credentials=_credentials(settings),
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        key_serializer=codecs.CODEC_NAME,
+        value_serializer="json",
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_bind=settings.web_bind,
+        canonical_url=settings.web_url,
+        table_standby_replicas=settings.table_standby_replicas,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_request_timeout=settings.broker_request_timeout,
+        broker_commit_interval=settings.broker_commit_interval,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=max(1_048_576, settings.max_event_bytes * 4),
+        topic_disable_leader=True,
+        topic_replication_factor=settings.replication_factor or 1,
+        stream_wait_empty=False,
+    )
+    app.settings = settings
+    return app

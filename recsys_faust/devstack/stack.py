@@ -1,0 +1,137 @@
+"""The embedded dev stack: broker, database, topics, workers, on loopback, started and stopped together.
+
+``DevStack`` is what ``recsys-faust dev``, the benchmarks and the integration tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ..settings import Settings
+from .broker import DevBroker
+from .postgres import DevPostgres
+from .workers import WorkerProcess
+
+
+class DevStack:
+    def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True) -> None:
+        self.workdir = workdir.resolve()
+        self.partitions = partitions
+        self.want_database = database
+        self.broker: Optional[DevBroker] = None
+        self.postgres: Optional[DevPostgres] = None
+        self.workers: list[WorkerProcess] = []
+        self._exit = ExitStack()
+
+    def start(self, *, wipe: bool = True) -> "DevStack":
+        if wipe and self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = DevBroker(log_path=self.workdir / "broker.log").start()
+        self._exit.callback(self.broker.stop)
+        if self.want_database:
+            self.postgres = DevPostgres(self.workdir / "pgdata", log_path=self.workdir / "postgres.log").start()
+            self._exit.callback(self.postgres.stop)
+        self.apply_topics()
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        assert self.broker is not None
+        env = {
+            "KAFKA_BROKER": self.broker.url,
+            "RECSYS_REPLICATION_FACTOR": "1",
+            "RECSYS_USER_PARTITIONS": str(self.partitions),
+        }
+        if self.postgres is not None:
+            env["DATABASE_URL"] = self.postgres.url
+        return env
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(environ=self.env, dotenv=Path("/nonexistent"))
+
+    def apply_topics(self) -> None:
+        from ..kafka.topics import apply_topics, plan_from_settings
+
+        settings = self.settings
+        asyncio.run(apply_topics(settings, plan_from_settings(settings)))
+
+    def add_worker(self, name: Optional[str] = None, *, port: Optional[int] = None,
+                   extra_env: Optional[dict[str, str]] = None, wait: bool = True) -> WorkerProcess:
+        name = name or f"worker-{len(self.workers) + 1}"
+        worker = WorkerProcess(name, {**self.env, **(extra_env or {})}, self.workdir / name / "data",
+                               port=port, log_path=self.workdir / f"{name}.log")
+        worker.start()
+        self.workers.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self._exit.close()
+
+
+def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: int, partitions: int,
+            workdir: Path) -> None:
+    from ..client.replay import replay_events
+    from .demo_data import ShopSpec, dataset_events, synthetic_events
+
+    started = time.monotonic()
+    stack = DevStack(workdir, partitions=partitions)
+    stopping = {"flag": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping["flag"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        click.echo(f"starting dev broker and PostgreSQL in {stack.workdir} ...")
+        stack.start()
+        click.echo(f"  broker    {stack.broker.url}")
+        click.echo(f"  database  {stack.postgres.url}")
+        click.echo("starting a worker ...")
+        worker = stack.add_worker("worker-1", port=port)
+        click.echo(f"  worker    {worker.url}  (log: {worker.log_path})")
+        if data is not None:
+            events = list(dataset_events(data, limit=limit))
+            source = f"{data} (first {len(events)} rows)"
+        else:
+            events = synthetic_events(ShopSpec())
+            source = "the synthetic demo shop"
+        demo_user = events[len(events) // 2][1]["user_id"]
+        with click.progressbar(length=len(events), label=f"streaming {source}") as bar:
+            asyncio.run(replay_events(stack.settings, events, rate=rate, on_progress=bar.update))
+        elapsed = time.monotonic() - started
+        click.echo("")
+        click.echo(f"recsys-faust dev stack is up ({elapsed:.0f}s). Look here:")
+        click.echo(f"  demo page        {worker.url}/?user={demo_user}")
+        click.echo(f"  recommendations  {worker.url}/api/recommendations/{demo_user}")
+        click.echo(f"  profile          {worker.url}/api/users/{demo_user}/profile")
+        click.echo(f"  trending         {worker.url}/api/trending")
+        click.echo(f"  health           {worker.url}/api/health")
+        click.echo(f"  metrics          {worker.url}/metrics")
+        click.echo(f"  worker log       {worker.log_path}")
+        click.echo(f"  use the stack    KAFKA_BROKER={stack.broker.url} DATABASE_URL={stack.postgres.url}")
+        click.echo("Ctrl-C stops everything.")
+        while True:
+            time.sleep(1)
+            if not worker.alive():
+                click.echo(f"the worker exited; its log ends with:\n{worker.tail()}", err=True)
+                break
+    except KeyboardInterrupt:
+        click.echo("\nstopping ...")
+    finally:
+        stack.stop()
+        click.echo("stopped.")

@@ -1,0 +1,87 @@
+"""Validated event records: what the rest of the system may assume about an input event.
+
+Pure data, no Faust: every agent, view, producer and test speaks these types, and the
+validator is the only way to build one from untrusted bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# The contract's topic names, fixed.
+TOPIC_USER_EVENTS = "amazon-user-events"
+TOPIC_VIEWS = "amazon-product-views"
+TOPIC_PURCHASES = "amazon-purchases"
+TOPIC_REVIEWS = "amazon-reviews"
+TOPIC_REQUESTS = "amazon-recommendation-requests"
+TOPIC_RESPONSES = "amazon-recommendation-responses"
+TOPIC_MODEL_UPDATES = "amazon-model-updates"
+TOPIC_MODEL_METRICS = "amazon-model-metrics"
+TOPIC_SYSTEM_METRICS = "amazon-system-metrics"
+TOPIC_DATA_DRIFT = "amazon-data-drift"
+TOPIC_DEAD_LETTERS = "amazon-dead-letters"
+
+#: Interaction kinds and the topic each is produced to.
+KIND_TOPICS: dict[str, str] = {
+    "view": TOPIC_VIEWS,
+    "purchase": TOPIC_PURCHASES,
+    "review": TOPIC_REVIEWS,
+    "user-event": TOPIC_USER_EVENTS,
+}
+TOPIC_KINDS: dict[str, str] = {topic: kind for kind, topic in KIND_TOPICS.items()}
+
+#: The per-user input topics, all keyed by user_id and co-partitioned.
+INPUT_TOPICS: tuple[str, ...] = (TOPIC_USER_EVENTS, TOPIC_VIEWS, TOPIC_PURCHASES, TOPIC_REVIEWS)
+
+USER_EVENT_TYPES = frozenset({"login", "logout", "signup", "profile_update"})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One valid user event (interaction or account event), normalised.
+
+    ``ts`` is always float epoch seconds, whatever form the producer used. ``payload`` is the
+    producer's object as received, unknown fields included, so the sink can keep them.
+    """
+
+    kind: str  # view | purchase | review | user-event
+    event_id: str
+    user_id: str
+    ts: float
+    product_id: Optional[str] = None
+    category: Optional[str] = None
+    rating: Optional[float] = None
+    quantity: Optional[int] = None
+    price: Optional[float] = None
+    event_type: Optional[str] = None  # for user-event
+    payload: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_interaction(self) -> bool:
+        return self.product_id is not None
+
+    @property
+    def topic(self) -> str:
+        return KIND_TOPICS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationRequest:
+    request_id: str
+    user_id: str
+    k: int = 10
+    exclude: tuple[str, ...] = ()
+    category: Optional[str] = None
+    ts: Optional[float] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a record was refused: a short machine code plus a human sentence."""
+
+    code: str  # not_json | not_object | missing_field | wrong_type | out_of_range | too_large | ...
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"

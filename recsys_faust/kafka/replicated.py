@@ -1,0 +1,89 @@
+"""Every worker's own copy of a table changelog, read from all partitions, kept in memory.
+
+Faust's GlobalTable is meant for this but does not reliably deliver other workers' updates at
+run time (faust-streaming issue #283, robinhood/faust #716, #751). This service is a group-less
+aiokafka consumer assigned every partition of one changelog topic, from the beginning, that
+hands each record to a callback. The state it feeds is rebuilt from a topic at every start,
+which keeps the rule "no in-process state that a table or topic cannot rebuild".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Callable, Optional
+
+import aiokafka
+from aiokafka import TopicPartition
+from mode import Service
+
+from ..settings import Settings
+from .clients import client_kwargs
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[list[tuple[str, Optional[Any]]]], None]
+
+
+class ReplicatedChangelog(Service):
+    """Tails ``topic`` (all partitions) into ``on_records``; ``caught_up`` once at the end."""
+
+    def __init__(self, settings: Settings, topic: str, on_records: Callback, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.topic = topic
+        self.on_records = on_records
+        self.records_seen = 0
+        self.caught_up = asyncio.Event()
+        self._consumer: Optional[aiokafka.AIOKafkaConsumer] = None
+
+    async def _assign(self) -> list[TopicPartition]:
+        assert self._consumer is not None
+        while not self.should_stop:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(self.topic)
+            if parts:
+                tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+                self._consumer.assign(tps)
+                await self._consumer.seek_to_beginning(*tps)
+                return tps
+            await asyncio.sleep(0.5)
+        return []
+
+    @Service.task
+    async def _tail(self) -> None:
+        self._consumer = aiokafka.AIOKafkaConsumer(
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5_000,
+            fetch_max_wait_ms=50,
+            **client_kwargs(self.settings),
+        )
+        await self._consumer.start()
+        try:
+            tps = await self._assign()
+            while not self.should_stop:
+                batch = await self._consumer.getmany(timeout_ms=200)
+                updates: list[tuple[str, Optional[Any]]] = []
+                for records in batch.values():
+                    for rec in records:
+                        key = rec.key.decode("utf-8") if rec.key is not None else ""
+                        value = json.loads(rec.value) if rec.value is not None else None
+                        updates.append((key, value))
+                if updates:
+                    self.records_seen += len(updates)
+                    self.on_records(updates)
+                if not self.caught_up.is_set() and await self._at_end(tps):
+                    self.caught_up.set()
+                    log.info("replicated %s: caught up after %d records", self.topic, self.records_seen)
+        finally:
+            await self._consumer.stop()
+
+    async def _at_end(self, tps: list[TopicPartition]) -> bool:
+        assert self._consumer is not None
+        for tp in tps:
+            hw = self._consumer.highwater(tp)  # from Fetch responses: right on every broker
+            if hw is None or await self._consumer.position(tp) < hw:
+                return False
+        return True

@@ -1,0 +1,52 @@
+"""Prometheus metrics of one worker process (exposed at GET /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "recsys_events_total", "Valid input events processed, by topic and outcome (applied|replay)",
+    ["topic", "outcome"], registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "recsys_dead_letters_total", "Records refused and sent to the dead-letter topic, by reason",
+    ["topic", "reason"], registry=REGISTRY,
+)
+REROUTED = Counter(
+    "recsys_rerouted_total",
+    "Records that arrived on another partition than their user_id hashes to, re-sent to the right one",
+    ["topic"], registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "recsys_batch_events", "Events per micro-batch", registry=REGISTRY,
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
+)
+BATCH_SECONDS = Histogram(
+    "recsys_batch_seconds", "Processing time of one micro-batch", registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+REQUESTS_ANSWERED = Counter(
+    "recsys_requests_answered_total", "Recommendation requests answered on the responses topic",
+    ["strategy"], registry=REGISTRY,
+)
+HTTP_RECOMMENDATIONS = Counter(
+    "recsys_http_recommendations_total", "Recommendation answers served over HTTP", ["strategy"],
+    registry=REGISTRY,
+)
+INGESTED = Counter(
+    "recsys_http_ingested_total", "Events accepted by POST /api/events/{kind}", ["kind"], registry=REGISTRY,
+)
+INGEST_REJECTED = Counter(
+    "recsys_http_ingest_rejected_total", "Events refused by POST /api/events/{kind}", ["kind", "reason"],
+    registry=REGISTRY,
+)
+POPULAR_ITEMS = Gauge(
+    "recsys_popularity_items", "Items known to this worker's popularity index", registry=REGISTRY,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,196 @@
+"""Item popularity: per-partition entries written by one owner, merged into a global index.
+
+Users are partitioned, items are not: the worker that owns partition *p* counts the
+interactions it sees into entries keyed ``"<product_id>@<p>"`` (single writer, so no races
+across workers). Each entry keeps event-time buckets plus its own applied source offsets, so
+replays are skipped exactly. Every worker folds all entries, from all partitions, into a
+``PopularityIndex`` (the changelog is read by every worker, see ``kafka.replicated``) that
+answers trending and cold-start queries for the whole catalogue.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+Entry = dict[str, Any]
+
+
+def entry_key(product_id: str, partition: int) -> str:
+    return f"{product_id}@{partition}"
+
+
+def split_entry_key(key: str) -> tuple[str, int]:
+    product_id, _, partition = key.rpartition("@")
+    return product_id, int(partition)
+
+
+def new_entry(product_id: str) -> Entry:
+    return {"p": product_id, "c": None, "t": 0.0, "n": 0, "b": {}, "o": {}}
+
+
+def apply_to_entry(
+    entry: Entry,
+    *,
+    ts: float,
+    weight: float,
+    category: Optional[str],
+    source: Optional[tuple[str, int, int]],
+    bucket_s: int,
+    retention_s: int,
+) -> bool:
+    """Add one weighted interaction; False (unchanged) when ``source`` was already applied.
+
+    Buckets older than ``retention_s`` before the entry's newest bucket are dropped, which
+    bounds an entry's size whatever the history length.
+    """
+    if source is not None:
+        topic, partition, offset = source
+        tp = f"{topic}:{partition}"
+        if entry["o"].get(tp, -1) >= offset:
+            return False
+        entry["o"][tp] = offset
+    if category:
+        entry["c"] = category
+    entry["t"] = round(entry["t"] + weight, 6)
+    entry["n"] += 1
+    start = str(int(ts // bucket_s) * bucket_s)
+    buckets = entry["b"]
+    buckets[start] = round(buckets.get(start, 0.0) + weight, 6)
+    newest = max(int(s) for s in buckets)
+    for s in [s for s in buckets if int(s) + bucket_s <= newest - retention_s]:
+        del buckets[s]
+    return True
+
+
+@dataclass(frozen=True)
+class Ranked:
+    product_id: str
+    score: float
+    category: Optional[str]
+
+
+class PopularityIndex:
+    """Global popularity from every partition's entries; in-memory, rebuilt from the changelog.
+
+    ``top()`` ranks by weighted interactions inside the trending window (relative to the newest
+    event time seen anywhere: stream time, so replayed history trends as it did live), then by
+    all-time weight, then by product_id, so results are deterministic and never empty while
+    any item has ever been seen.
+    """
+
+    def __init__(self, *, window_s: int, bucket_s: int, refresh_s: float = 0.5) -> None:
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.refresh_s = refresh_s
+        self._entries: dict[str, Entry] = {}
+        self._version = 0
+        self._built_version = -1
+        self._built_at = 0.0
+        self._clock = 0.0
+        self._ranked: list[Ranked] = []
+        self._by_category: dict[str, list[Ranked]] = {}
+        self._score: dict[str, float] = {}
+        self._pos: dict[str, int] = {}
+        self._category: dict[str, Optional[str]] = {}
+
+    # -- updates ------------------------------------------------------------------------------
+    def put(self, key: str, entry: Optional[Entry]) -> None:
+        if entry is None:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = entry
+            if entry["b"]:
+                newest = max(int(s) for s in entry["b"]) + self.bucket_s
+                if newest > self._clock:
+                    self._clock = float(newest)
+        self._version += 1
+
+    def put_many(self, items: Iterable[tuple[str, Optional[Entry]]]) -> None:
+        for key, entry in items:
+            self.put(key, entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def clock(self) -> float:
+        """Stream time: the end of the newest bucket seen in any entry."""
+        return self._clock
+
+    # -- queries --------------------------------------------------------------------------------
+    def _rebuild(self, force: bool = False) -> None:
+        if self._built_version == self._version:
+            return
+        now = time.monotonic()
+        if not force and self._ranked and now - self._built_at < self.refresh_s:
+            return
+        window_start = self._clock - self.window_s
+        recent: dict[str, float] = {}
+        total: dict[str, float] = {}
+        category: dict[str, Optional[str]] = {}
+        for entry in self._entries.values():
+            pid = entry["p"]
+            total[pid] = total.get(pid, 0.0) + entry["t"]
+            if entry["c"]:
+                category[pid] = entry["c"]
+            else:
+                category.setdefault(pid, None)
+            score = 0.0
+            for start, w in entry["b"].items():
+                if int(start) >= window_start:
+                    score += w
+            if score:
+                recent[pid] = recent.get(pid, 0.0) + score
+        ranked = sorted(
+            (Ranked(pid, round(recent.get(pid, 0.0), 6), category[pid]) for pid in total),
+            key=lambda r: (-r.score, -total[r.product_id], r.product_id),
+        )
+        by_cat: dict[str, list[Ranked]] = {}
+        for r in ranked:
+            if r.category:
+                by_cat.setdefault(r.category, []).append(r)
+        self._ranked, self._by_category = ranked, by_cat
+        self._score = {r.product_id: r.score for r in ranked}
+        self._pos = {r.product_id: i for i, r in enumerate(ranked)}
+        self._category = category
+        self._built_version, self._built_at = self._version, now
+
+    def top(
+        self,
+        k: int,
+        *,
+        category: Optional[str] = None,
+        exclude: Iterable[str] = (),
+        fresh: bool = False,
+    ) -> list[Ranked]:
+        """The k most popular items (optionally of one category), skipping ``exclude``."""
+        self._rebuild(force=fresh)
+        source = self._by_category.get(category, []) if category else self._ranked
+        skip = set(exclude)
+        out: list[Ranked] = []
+        for r in source:
+            if r.product_id in skip:
+                continue
+            out.append(r)
+            if len(out) >= k:
+                break
+        return out
+
+    def score(self, product_id: str) -> float:
+        self._rebuild()
+        return self._score.get(product_id, 0.0)
+
+    def rank_of(self, product_id: str) -> int:
+        """Position in the global ranking (unknown items rank last)."""
+        self._rebuild()
+        return self._pos.get(product_id, len(self._pos))
+
+    def category_of(self, product_id: str) -> Optional[str]:
+        self._rebuild()
+        return self._category.get(product_id)
+
+    def n_items(self) -> int:
+        self._rebuild()
+        return len(self._ranked)

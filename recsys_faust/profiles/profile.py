@@ -1,0 +1,155 @@
+"""The user profile: a JSON-ready dict folded from a user's events, idempotently.
+
+A profile is the value of the ``user_profiles`` table. It is a plain dict (not a Faust Record)
+so the pure core needs no Faust and the stored JSON is readable by anything. Each update
+records what it applied (the source offset per topic-partition and the recent event ids), so
+the replays Faust performs after a rebalance or crash change nothing: state is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..events.model import Event
+from ..settings import EventWeights, Settings
+from .windows import WindowSpec, add_to_windows, expire_windows, window_view
+
+Profile = dict[str, Any]
+#: (topic, partition, offset) of the record an event came from.
+Source = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    recent_items: int = 50
+    recent_event_ids: int = 256
+    tumbling: WindowSpec = WindowSpec(3_600, 3_600, 86_400)
+    hopping: WindowSpec = WindowSpec(3_600, 900, 21_600)
+    weights: EventWeights = EventWeights()
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "ProfileConfig":
+        return cls(
+            recent_items=s.profile_recent_items,
+            recent_event_ids=s.profile_recent_event_ids,
+            tumbling=WindowSpec(s.tumbling_window_s, s.tumbling_window_s, s.tumbling_expires_s),
+            hopping=WindowSpec(s.hopping_window_s, s.hopping_step_s, s.hopping_expires_s),
+            weights=s.weights,
+        )
+
+
+def new_profile(user_id: str) -> Profile:
+    return {
+        "user_id": user_id,
+        "first_seen": None,
+        "last_seen": None,
+        "counts": {},
+        "recent": [],
+        "affinity": {},
+        "tumbling": {},
+        "hopping": {},
+        "applied": {},
+        "ids": [],
+    }
+
+
+APPLIED = "applied"
+REPLAY = "replay"          # this source offset is already in (Faust's replay after a rebalance)
+DUPLICATE = "duplicate"    # another record with the same event_id is already in
+
+
+def check_applied(profile: Profile, event_id: str, source: Optional[Source]) -> Optional[str]:
+    """REPLAY or DUPLICATE when this event is already in the profile, else None."""
+    if source is not None:
+        topic, partition, offset = source
+        last = profile["applied"].get(f"{topic}:{partition}")
+        if last is not None and offset <= last:
+            return REPLAY
+    if event_id in profile["ids"]:
+        return DUPLICATE
+    return None
+
+
+def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: ProfileConfig) -> str:
+    """Fold ``event`` into ``profile`` in place; returns APPLIED, or REPLAY/DUPLICATE (no change)."""
+    seen = check_applied(profile, event.event_id, source)
+    if seen is not None:
+        return seen
+    if source is not None:
+        topic, partition, offset = source
+        profile["applied"][f"{topic}:{partition}"] = offset
+    ids = profile["ids"]
+    ids.append(event.event_id)
+    if len(ids) > cfg.recent_event_ids:
+        del ids[: len(ids) - cfg.recent_event_ids]
+
+    ts = event.ts
+    profile["first_seen"] = ts if profile["first_seen"] is None else min(profile["first_seen"], ts)
+    profile["last_seen"] = ts if profile["last_seen"] is None else max(profile["last_seen"], ts)
+    stream_time = profile["last_seen"]
+
+    counter = event.event_type if event.kind == "user-event" else event.kind
+    counts = profile["counts"]
+    counts[counter] = counts.get(counter, 0) + 1
+    add_to_windows(profile["tumbling"], cfg.tumbling, ts, counter, stream_time)
+    add_to_windows(profile["hopping"], cfg.hopping, ts, counter, stream_time)
+
+    if event.is_interaction:
+        recent = profile["recent"]
+        recent.append([event.product_id, event.kind, ts, event.category])
+        # Newest last by event time; a stable sort keeps arrival order among equal times.
+        if len(recent) > 1 and recent[-2][2] > ts:
+            recent.sort(key=lambda r: r[2])
+        if len(recent) > cfg.recent_items:
+            del recent[: len(recent) - cfg.recent_items]
+        if event.category:
+            w = cfg.weights.weight(event.kind, event.rating)
+            aff = profile["affinity"]
+            aff[event.category] = round(aff.get(event.category, 0.0) + w, 6)
+    return APPLIED
+
+
+def seen_items(profile: Optional[Profile]) -> set[str]:
+    return {r[0] for r in profile["recent"]} if profile else set()
+
+
+def top_categories(profile: Optional[Profile], n: int = 3) -> list[tuple[str, float]]:
+    """The user's strongest categories with their share of the total affinity."""
+    if not profile or not profile["affinity"]:
+        return []
+    total = sum(profile["affinity"].values()) or 1.0
+    ranked = sorted(profile["affinity"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(cat, w / total) for cat, w in ranked[:n]]
+
+
+def profile_view(profile: Profile, cfg: ProfileConfig) -> dict[str, Any]:
+    """The public shape of a profile (GET /api/users/{id}/profile), bookkeeping left out."""
+    stream_time = profile["last_seen"] or 0
+    tumbling = {k: dict(v) for k, v in profile["tumbling"].items()}
+    hopping = {k: dict(v) for k, v in profile["hopping"].items()}
+    expire_windows(tumbling, cfg.tumbling, stream_time)
+    expire_windows(hopping, cfg.hopping, stream_time)
+    total = sum(profile["affinity"].values()) or 1.0
+    return {
+        "user_id": profile["user_id"],
+        "first_seen": profile["first_seen"],
+        "last_seen": profile["last_seen"],
+        "counts": dict(profile["counts"]),
+        "recent_items": [
+            {"product_id": p, "kind": k, "timestamp": t, "category": c}
+            for p, k, t, c in reversed(profile["recent"])
+        ],
+        "category_affinity": {
+            c: round(w / total, 6)
+            for c, w in sorted(profile["affinity"].items(), key=lambda kv: (-kv[1], kv[0]))
+        },
+        "windows": {
+            "tumbling": {"size_s": cfg.tumbling.size, "windows": window_view(tumbling, cfg.tumbling)},
+            "hopping": {
+                "size_s": cfg.hopping.size,
+                "step_s": cfg.hopping.step,
+                "windows": window_view(hopping, cfg.hopping),
+            },
+        },
+    }

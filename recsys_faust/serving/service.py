@@ -1,0 +1,87 @@
+"""Answers from table state: the ready list when it serves the query, else computed live.
+
+Shared by the HTTP views and the request/response agent so both give the same answer.
+Tables are passed in as mappings (``.get``), which keeps this testable without Faust.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional
+
+from ..popularity.trending import PopularityIndex
+from ..profiles.profile import seen_items
+from ..settings import Settings
+from .recommend import POPULARITY_MODEL_VERSION, answer, popular_affinity, select
+
+
+class Recommender:
+    def __init__(
+        self,
+        settings: Settings,
+        profiles: Mapping[str, Any],
+        ready_lists: Mapping[str, Any],
+        index: PopularityIndex,
+    ) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self.ready_lists = ready_lists
+        self.index = index
+
+    def build_list(self, profile: Optional[dict], n: Optional[int] = None) -> tuple[list[dict], str]:
+        return popular_affinity(
+            profile, self.index, n or self.settings.rec_list_size, boost=self.settings.affinity_boost
+        )
+
+    def ready_entry(self, items: list[dict], strategy: str, generated_at: float) -> dict[str, Any]:
+        """The value stored in the recommendations table for one user."""
+        return {
+            "items": items,
+            "strategy": strategy,
+            "model_version": POPULARITY_MODEL_VERSION,
+            "generated_at": generated_at,
+        }
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        category: Optional[str] = None,
+        exclude: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        exclude = tuple(exclude)
+        ready = self.ready_lists.get(user_id)
+        if ready is not None:
+            chosen = select(ready["items"], k, exclude=exclude, category=category)
+            # A list shorter than its size limit already held every candidate there was.
+            holds_all = len(ready["items"]) < self.settings.rec_list_size
+            if len(chosen) >= k or (holds_all and not category):
+                return answer(
+                    user_id, chosen, strategy=ready["strategy"],
+                    model_version=ready["model_version"], generated_at=ready["generated_at"],
+                )
+        profile = self.profiles.get(user_id)
+        need = k + len(exclude)
+        if category:
+            items, strategy = self._category_list(profile, category, need)
+        else:
+            items, strategy = self.build_list(profile, max(need, self.settings.rec_list_size))
+        chosen = select(items, k, exclude=exclude, category=category)
+        return answer(user_id, chosen, strategy=strategy, model_version=POPULARITY_MODEL_VERSION)
+
+    def _category_list(self, profile: Optional[dict], category: str, n: int) -> tuple[list[dict], str]:
+        seen = seen_items(profile)
+        ranked = self.index.top(n, category=category, exclude=seen)
+        items = [{"product_id": r.product_id, "score": r.score, "category": r.category} for r in ranked]
+        return items, ("popular_affinity" if profile and profile.get("affinity") else "popular")
+
+    def trending(self, k: int = 10, category: Optional[str] = None) -> dict[str, Any]:
+        ranked = self.index.top(k, category=category)
+        return {
+            "items": [
+                {"product_id": r.product_id, "score": r.score, "category": r.category} for r in ranked
+            ],
+            "window_s": self.index.window_s,
+            "window_end": self.index.clock,
+            "category": category,
+        }

@@ -1,0 +1,254 @@
+"""One typed, frozen settings object, built from the environment (and a ``.env`` file).
+
+Every size, window, timeout and weight that shapes behaviour lives here with a documented
+default, so operators tune a deployment without reading code and tests build exact,
+isolated configurations. Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal ``.env`` file (KEY=VALUE, ``#`` comments, optional quotes)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class EventWeights:
+    """How much one interaction counts, for popularity, affinities and (later) ALS confidence.
+
+    Views are cheap signals, purchases strong ones; a review counts by its rating so a
+    one-star review adds little.
+    """
+
+    view: float = 1.0
+    purchase: float = 4.0
+    review_per_star: float = 0.8
+
+    def weight(self, kind: str, rating: Optional[float] = None) -> float:
+        if kind == "view":
+            return self.view
+        if kind == "purchase":
+            return self.purchase
+        if kind == "review":
+            return self.review_per_star * float(rating if rating is not None else 3)
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults fit for one dev machine.
+
+    Broker timeouts default to the values measured to make workers start in ~3 s on the dev
+    broker (see BROKER_NOTES.md); production on Apache Kafka wants larger ones
+    (e.g. 10 / 1 / 10 s), set through the environment.
+    """
+
+    # --- identity and wiring -------------------------------------------------------------
+    app_id: str = "recsys-faust"
+    broker: str = "kafka://127.0.0.1:9092"
+    database_url: Optional[str] = None
+    web_port: int = 6066
+    web_host: str = field(default_factory=socket.gethostname)
+    web_bind: str = "0.0.0.0"
+    data_dir: Path = Path("./data")
+    models_dir: Path = Path("./models")
+    topics_file: Optional[Path] = None
+    user_partitions: int = 0      # 0: as topics.yaml says; else overrides per-user topics (dev/test)
+    replication_factor: int = 0   # 0: as topics.yaml says; 1 on a single dev broker
+    api_token: Optional[str] = None
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    # --- broker security ------------------------------------------------------------------
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: Optional[str] = None
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = None
+    kafka_ssl_cafile: Optional[str] = None
+    kafka_ssl_certfile: Optional[str] = None
+    kafka_ssl_keyfile: Optional[str] = None
+
+    # --- consumer group timing (seconds) -----------------------------------------------------
+    broker_session_timeout: float = 2.0
+    broker_heartbeat_interval: float = 0.3
+    broker_rebalance_timeout: float = 2.0
+    broker_request_timeout: float = 30.0
+    broker_commit_interval: float = 1.0
+    table_standby_replicas: int = 1
+
+    # --- hot path sizes -----------------------------------------------------------------------
+    batch_size: int = 500            # events taken per micro-batch
+    batch_within: float = 0.05       # seconds to wait filling a batch
+    max_event_bytes: int = 65_536    # larger payloads are dead-lettered
+    max_future_skew_s: float = 86_400.0  # timestamps further in the future are rejected
+
+    # --- profile state ------------------------------------------------------------------------
+    profile_recent_items: int = 50       # recent interactions kept per user
+    profile_recent_event_ids: int = 256  # event_ids remembered per user for idempotency
+    tumbling_window_s: int = 3_600
+    tumbling_expires_s: int = 86_400
+    hopping_window_s: int = 3_600
+    hopping_step_s: int = 900
+    hopping_expires_s: int = 21_600
+
+    # --- popularity and serving -----------------------------------------------------------------
+    popularity_bucket_s: int = 3_600
+    trending_window_s: int = 7 * 86_400
+    trending_refresh_s: float = 0.5     # the ranked trending lists are rebuilt at most this often
+    rec_list_size: int = 50             # items kept in each user's ready list
+    affinity_boost: float = 1.0
+    weights: EventWeights = field(default_factory=EventWeights)
+
+    # --- RocksDB (per table partition) -----------------------------------------------------------
+    rocksdb_write_buffer_size: int = 16 * 1024 * 1024
+    rocksdb_max_write_buffer_number: int = 3
+    rocksdb_target_file_size_base: int = 32 * 1024 * 1024
+    rocksdb_block_cache_size: int = 32 * 1024 * 1024
+    rocksdb_bloom_filter_size: int = 10
+    rocksdb_max_open_files: int = 256
+
+    @property
+    def broker_urls(self) -> list[str]:
+        return [u.strip() for u in self.broker.replace(";", ",").split(",") if u.strip()]
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """host:port list for plain Kafka clients (the faust URL scheme stripped)."""
+        out = []
+        for url in self.broker_urls:
+            out.append(url.split("://", 1)[1] if "://" in url else url)
+        return out
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def persistence_enabled(self) -> bool:
+        return bool(self.database_url)
+
+    def resolved_topics_file(self) -> Path:
+        """Where topics.yaml is: the setting, the working directory, then the source tree."""
+        candidates = [self.topics_file] if self.topics_file else []
+        candidates += [Path.cwd() / "topics.yaml", PACKAGE_DIR.parent / "topics.yaml"]
+        for path in candidates:
+            if path and path.is_file():
+                return path
+        raise SettingsError(
+            "topics.yaml not found (set RECSYS_TOPICS_FILE); looked in: "
+            + ", ".join(str(p) for p in candidates if p)
+        )
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls, environ: Optional[Mapping[str, str]] = None, dotenv: Optional[Path] = None
+    ) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
+
+        Real environment variables win over the file, as with docker and systemd.
+        """
+        env: dict[str, str] = {}
+        env.update(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
+        env.update(os.environ if environ is None else environ)
+        kwargs: dict[str, Any] = {}
+        names = {f.name: f for f in fields(cls)}
+
+        def put(attr: str, *variables: str) -> None:
+            for var in variables:
+                raw = env.get(var)
+                if raw is None or raw == "":
+                    continue
+                kwargs[attr] = _coerce(names[attr].type, raw, var)
+                return
+
+        put("app_id", "RECSYS_APP_ID")
+        put("broker", "KAFKA_BROKER", "BROKER_URL")
+        put("database_url", "DATABASE_URL")
+        put("web_port", "WEB_PORT")
+        put("web_host", "WEB_HOST")
+        put("web_bind", "WEB_BIND")
+        put("data_dir", "RECSYS_DATA_DIR")
+        put("models_dir", "RECSYS_MODELS_DIR")
+        put("topics_file", "RECSYS_TOPICS_FILE")
+        put("api_token", "RECSYS_API_TOKEN")
+        put("worker_name", "RECSYS_WORKER_NAME")
+        put("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL")
+        put("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM")
+        put("kafka_sasl_username", "KAFKA_SASL_USERNAME")
+        put("kafka_sasl_password", "KAFKA_SASL_PASSWORD")
+        put("kafka_ssl_cafile", "KAFKA_SSL_CAFILE")
+        put("kafka_ssl_certfile", "KAFKA_SSL_CERTFILE")
+        put("kafka_ssl_keyfile", "KAFKA_SSL_KEYFILE")
+        # Every remaining field is reachable as RECSYS_<FIELD NAME IN CAPITALS>.
+        for name in names:
+            if name not in kwargs and name != "weights":
+                put(name, f"RECSYS_{name.upper()}")
+        weights = {}
+        for wname in ("view", "purchase", "review_per_star"):
+            raw = env.get(f"RECSYS_WEIGHT_{wname.upper()}")
+            if raw:
+                weights[wname] = _coerce("float", raw, f"RECSYS_WEIGHT_{wname.upper()}")
+        if weights:
+            kwargs["weights"] = EventWeights(**weights)
+        settings = cls(**kwargs)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = [
+            "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
+            "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
+            "trending_window_s", "rec_list_size", "web_port",
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.hopping_window_s % self.hopping_step_s:
+            raise SettingsError("RECSYS_HOPPING_WINDOW_S must be a multiple of RECSYS_HOPPING_STEP_S")
+        if not self.broker_urls:
+            raise SettingsError("KAFKA_BROKER is empty")
+
+
+def _coerce(type_name: Any, raw: str, var: str) -> Any:
+    text = str(type_name)
+    try:
+        if "bool" in text:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if "int" in text and "Optional" not in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+        if "Path" in text:
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{var}={raw!r} is not a valid {text}") from exc
+    return raw

@@ -1,0 +1,76 @@
+"""Request/response over Kafka: one answer on the responses topic per request record.
+
+Requests are keyed by user_id and co-partitioned with the events, so the answering worker reads
+the user's profile and ready list locally. The last answered offset per user and partition is
+kept in a table, so the replays after a rebalance are not answered twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional
+
+from faust.types import EventT, TableT, TopicT
+
+from .. import metrics
+from ..events.deadletter import dead_letter
+from ..events.model import Invalid
+from ..events.validate import validate_request
+from ..kafka.partitioning import user_partition
+from ..serving.service import Recommender
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RequestAnswerer:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        recommender: Recommender,
+        answered: TableT,
+        responses: TopicT,
+        dead_letters: TopicT,
+        requests_topic: TopicT,
+        partitions_of: Callable[[str], Optional[int]],
+    ) -> None:
+        self.settings = settings
+        self.recommender = recommender
+        self.answered = answered
+        self.responses = responses
+        self.dead_letters = dead_letters
+        self.requests_topic = requests_topic
+        self.partitions_of = partitions_of
+
+    async def handle(self, rec: EventT) -> None:
+        msg = rec.message
+        req = validate_request(msg.value, max_bytes=self.settings.max_event_bytes)
+        if isinstance(req, Invalid):
+            metrics.DEAD_LETTERS.labels(msg.topic, req.code).inc()
+            await self.dead_letters.send(
+                key=msg.key,
+                value=dead_letter(
+                    req, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                    key=msg.key, value=msg.value, worker=self.settings.worker_name,
+                ),
+            )
+            return
+        n = self.partitions_of(msg.topic)
+        if n and user_partition(req.user_id, n) != msg.partition:
+            metrics.REROUTED.labels(msg.topic).inc()
+            await self.requests_topic.send(key=req.user_id.encode("utf-8"), value=msg.value)
+            return
+        done = self.answered.get(req.user_id) or {}
+        tp = f"{msg.partition}"
+        if done.get(tp, -1) >= msg.offset:
+            return  # already answered before a rebalance replayed it
+        result = self.recommender.recommend(
+            req.user_id, req.k, category=req.category, exclude=req.exclude
+        )
+        response = {"request_id": req.request_id, **result, "timestamp": time.time()}
+        await self.responses.send(key=req.user_id, value=response)
+        done[tp] = msg.offset
+        self.answered[req.user_id] = done
+        metrics.REQUESTS_ANSWERED.labels(result["strategy"]).inc()

@@ -1,0 +1,192 @@
+"""The contract's HTTP routes on Faust web: thin, reading table state through the Recommender.
+
+Per-user routes answer on the worker that owns the user's partition; any other worker forwards
+the request there once (marked with a header, so a request caught in a rebalance is answered
+from local state instead of bouncing between workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Callable, Optional
+
+import aiohttp
+from faust.types import TableT, TopicT
+from faust.web import Request, Response, View
+from yarl import URL
+
+from .. import metrics
+from ..client.producers import InvalidEventError, new_id, prepare
+from ..events.model import KIND_TOPICS
+from ..popularity.trending import PopularityIndex
+from ..profiles.profile import ProfileConfig, profile_view
+from ..serving.service import Recommender
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+FORWARDED = "X-Recsys-Forwarded-By"
+FORWARD_TIMEOUT_S = 10.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    recommender: Recommender
+    profiles: TableT
+    index: PopularityIndex
+    topics: dict[str, TopicT]
+    health: Callable[[], Any]
+
+
+def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"'{name}' must be an integer, got {raw!r}")
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_request", f"'{name}' must be within {lo}..{hi}, got {value}")
+    return value
+
+
+def _list_arg(request: Request, name: str) -> tuple[str, ...]:
+    values: list[str] = []
+    for raw in request.query.getall(name, []):
+        values += [v for v in raw.split(",") if v]
+    return tuple(values)
+
+
+def register_views(app: Any, ctx: WebContext) -> None:
+    settings = ctx.settings
+    self_ident = (URL(settings.web_url).host, URL(settings.web_url).port)
+    session: dict[str, aiohttp.ClientSession] = {}
+
+    class ApiView(View):
+        """JSON errors ({error, detail}) for everything, never a stack trace."""
+
+        async def dispatch(self, request: Any) -> Any:
+            if request.method.lower() not in self.methods:
+                return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
+            try:
+                return await super().dispatch(request)
+            except ApiError as exc:
+                return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
+            except Exception as exc:  # noqa: BLE001 - the client gets a reason, the log the trace
+                log.exception("error serving %s %s", request.method, request.path)
+                return self.json({"error": "internal", "detail": type(exc).__name__}, status=500)
+
+        async def owner_response(self, request: Request, user_id: str) -> Optional[Response]:
+            """The owning worker's response, or None when this worker should answer."""
+            if request.headers.get(FORWARDED):
+                return None
+            try:
+                dest = app.router.key_store(ctx.profiles.name, user_id)
+            except KeyError:
+                raise ApiError(503, "unavailable", "partition assignment in progress; retry shortly")
+            if (dest.host, dest.port) == self_ident:
+                return None
+            if "s" not in session or session["s"].closed:
+                session["s"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S))
+            url = request.url.with_host(dest.host).with_port(dest.port)
+            try:
+                async with session["s"].get(url, headers={FORWARDED: settings.web_url}) as resp:
+                    body = await resp.read()
+                    return self.bytes(body, content_type=resp.content_type, status=resp.status)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise ApiError(503, "owner_unreachable", f"worker {dest} did not answer: {type(exc).__name__}")
+
+    @app.page("/api/health")
+    class Health(ApiView):
+        async def get(self, request: Request) -> Response:
+            body = await ctx.health()
+            return self.json(body, status=200 if body["status"] != "down" else 503)
+
+    @app.page("/api/recommendations/{user_id}")
+    class Recommendations(ApiView):
+        async def get(self, request: Request, user_id: str) -> Response:
+            k = _int_arg(request, "k", 10, 1, 100)
+            category = request.query.get("category") or None
+            exclude = _list_arg(request, "exclude")
+            routed = await self.owner_response(request, user_id)
+            if routed is not None:
+                return routed
+            result = ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
+            metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
+            return self.json(result)
+
+    cfg = ProfileConfig.from_settings(settings)
+
+    @app.page("/api/users/{user_id}/profile")
+    class Profile(ApiView):
+        async def get(self, request: Request, user_id: str) -> Response:
+            routed = await self.owner_response(request, user_id)
+            if routed is not None:
+                return routed
+            profile = ctx.profiles.get(user_id)
+            if profile is None:
+                raise ApiError(404, "not_found", f"no events seen for user '{user_id}'")
+            return self.json(profile_view(profile, cfg))
+
+    @app.page("/api/trending")
+    class Trending(ApiView):
+        async def get(self, request: Request) -> Response:
+            k = _int_arg(request, "k", 10, 1, 100)
+            return self.json(ctx.recommender.trending(k, request.query.get("category") or None))
+
+    @app.page("/api/events/{kind}")
+    class Ingest(ApiView):
+        async def post(self, request: Request, kind: str) -> Response:
+            if kind not in KIND_TOPICS:
+                raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
+            raw = await request.read()
+            if len(raw) > settings.max_event_bytes:
+                metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
+                raise ApiError(400, "too_large", f"body is {len(raw)} bytes, the limit is {settings.max_event_bytes}")
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                metrics.INGEST_REJECTED.labels(kind, "not_json").inc()
+                raise ApiError(400, "not_json", f"body is not JSON: {exc}")
+            if not isinstance(obj, dict):
+                metrics.INGEST_REJECTED.labels(kind, "not_object").inc()
+                raise ApiError(400, "not_object", "body must be a JSON object")
+            # HTTP callers rarely mint ids or clocks: fill those two, validate everything else.
+            obj.setdefault("event_id", new_id())
+            obj.setdefault("timestamp", time.time())
+            try:
+                topic, key, value = prepare(kind, obj, max_bytes=settings.max_event_bytes)
+            except InvalidEventError as exc:
+                metrics.INGEST_REJECTED.labels(kind, exc.invalid.code).inc()
+                raise ApiError(400, exc.invalid.code, exc.invalid.detail)
+            fut = await ctx.topics[topic].send(key=key, value=value)
+            await fut
+            metrics.INGESTED.labels(kind).inc()
+            return self.json({"accepted": True, "event_id": obj["event_id"], "topic": topic}, status=202)
+
+    @app.page("/metrics")
+    class Metrics(ApiView):
+        async def get(self, request: Request) -> Response:
+            metrics.POPULAR_ITEMS.set(len(ctx.index))
+            body, content_type = metrics.exposition()
+            return self.bytes(body, content_type=content_type.split(";")[0])
+
+    demo_html = resources.files("recsys_faust.web").joinpath("static/index.html").read_text("utf-8")
+
+    @app.page("/")
+    class Demo(ApiView):
+        async def get(self, request: Request) -> Response:
+            return self.html(demo_html)

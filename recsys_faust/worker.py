@@ -1,0 +1,165 @@
+"""Wiring: tables, topics, agents, services and views of one worker, on the app from app.py.
+
+``faust -A recsys_faust worker`` imports ``recsys_faust.app`` which is built here from
+``Settings.from_env()``. Everything in this module is glue; the logic lives in the pure core
+(events, profiles, popularity, serving) and the thin processors in ``streaming``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Optional
+
+from . import __version__
+from .app import RecsysApp, create_app, rocksdb_options
+from .events.model import (
+    INPUT_TOPICS,
+    TOPIC_DEAD_LETTERS,
+    TOPIC_REQUESTS,
+    TOPIC_RESPONSES,
+)
+from .kafka.replicated import ReplicatedChangelog
+from .kafka.topics import plan_from_settings
+from .popularity.trending import PopularityIndex
+from .serving.recommend import POPULARITY_MODEL_VERSION
+from .serving.service import Recommender
+from .settings import Settings
+from .streaming.ingest import UserEventProcessor
+from .streaming.requests import RequestAnswerer
+from .web.views import WebContext, register_views
+
+log = logging.getLogger("recsys_faust")
+
+DB_CHECK_TTL_S = 5.0
+
+
+def build_worker(settings: Settings) -> RecsysApp:
+    app = create_app(settings)
+    plan = plan_from_settings(settings)
+    n = plan.user_partitions
+    opts = rocksdb_options(settings)
+
+    def user_table(name: str, help_: str) -> Any:
+        return app.Table(
+            name, default=None, partitions=n, use_partitioner=True, options=dict(opts), help=help_,
+        )
+
+    profiles = user_table("user_profiles", "Per-user profile: recent items, counts, windows, affinities")
+    recommendations = user_table("recommendations", "Per-user ready top-N list")
+    answered = user_table("answered_requests", "Last answered request offset per user and partition")
+    # Keys and values use the app's serializers: raw UTF-8 keys ("str"), JSON values.
+    # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
+    # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
+    popularity = app.Table(
+        "item_popularity", default=None, partitions=n, options=dict(opts), help="Per-partition item popularity buckets",
+    )
+
+    raw = dict(key_serializer="raw", value_serializer="raw")
+    input_topics = {name: app.topic(name, partitions=n, **raw) for name in INPUT_TOPICS}
+    requests_topic = app.topic(TOPIC_REQUESTS, partitions=n, **raw)
+    responses_topic = app.topic(TOPIC_RESPONSES, key_serializer="str", value_serializer="json")
+    dead_letters = app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json")
+    all_inputs = app.topic(*INPUT_TOPICS, **raw)
+
+    index = PopularityIndex(
+        window_s=settings.trending_window_s,
+        bucket_s=settings.popularity_bucket_s,
+        refresh_s=settings.trending_refresh_s,
+    )
+    replica = ReplicatedChangelog(settings, popularity.changelog_topic.get_topic_name(), index.put_many)
+    recommender = Recommender(settings, profiles, recommendations, index)
+
+    def partitions_of(topic: str) -> Optional[int]:
+        return app.consumer.topic_partitions(topic) or n
+
+    processor = UserEventProcessor(
+        settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
+        index=index, recommender=recommender, dead_letters=dead_letters,
+        topic_for=lambda name: input_topics[name], partitions_of=partitions_of,
+    )
+    answerer = RequestAnswerer(
+        settings, recommender=recommender, answered=answered, responses=responses_topic,
+        dead_letters=dead_letters, requests_topic=requests_topic, partitions_of=partitions_of,
+    )
+
+    @app.agent(all_inputs, name="user_event_processor")
+    async def user_event_processor(stream: Any) -> None:
+        """Validate, route and fold input events into tables, a micro-batch at a time."""
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await processor.process(batch)
+
+    @app.agent(requests_topic, name="recommendation_requests")
+    async def recommendation_requests(stream: Any) -> None:
+        """Answer each recommendation request on the responses topic."""
+        async for record in stream.events():
+            await answerer.handle(record)
+
+    db_state: dict[str, Any] = {"checked": 0.0, "ok": None, "error": None}
+
+    async def check_database() -> dict[str, Any]:
+        if not settings.database_url:
+            return {"status": "disabled", "detail": "DATABASE_URL unset: persistence is off"}
+        if time.monotonic() - db_state["checked"] > DB_CHECK_TTL_S:
+            import psycopg
+
+            try:
+                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(settings.database_url), 2.0)
+                await conn.close()
+                db_state.update(ok=True, error=None)
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                db_state.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
+            db_state["checked"] = time.monotonic()
+        if db_state["ok"]:
+            return {"status": "up"}
+        return {"status": "down", "detail": db_state["error"]}
+
+    async def health() -> dict[str, Any]:
+        assigned = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic in INPUT_TOPICS}) \
+            if app.consumer else []
+        broker = {
+            "status": "up" if app.consumer and not app.rebalancing else "rebalancing",
+            "assigned_partitions": assigned,
+            "url": settings.broker,
+        }
+        database = await check_database()
+        status = "ok"
+        if broker["status"] != "up" or database["status"] == "down":
+            status = "degraded"
+        if database["status"] == "disabled":
+            status = "ok" if status == "ok" else status
+        return {
+            "status": status,
+            "worker": settings.worker_name,
+            "version": __version__,
+            "broker": broker,
+            "database": database,
+            "persistence": "on" if settings.persistence_enabled else "off",
+            "model_version": POPULARITY_MODEL_VERSION,
+            "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set()},
+        }
+
+    register_views(
+        app,
+        WebContext(
+            settings=settings, recommender=recommender, profiles=profiles, index=index,
+            topics={**input_topics, TOPIC_REQUESTS: requests_topic}, health=health,
+        ),
+    )
+
+    @app.task
+    async def announce() -> None:
+        await app.add_runtime_dependency(replica)
+        log.info(
+            "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
+            settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,
+        )
+        if not settings.persistence_enabled:
+            log.warning("DATABASE_URL is not set: PERSISTENCE IS OFF (events are not written to PostgreSQL)")
+
+    app.recsys = {  # handles for tests and tools; not used by the processing path
+        "profiles": profiles, "recommendations": recommendations, "popularity": popularity,
+        "index": index, "replica": replica, "plan": plan,
+    }
+    return app
