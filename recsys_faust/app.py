@@ -13,6 +13,20 @@ from .kafka.transport import Transport as VerifiedTransport
 from .settings import Settings
 
 
+class StrKeyTable(faust.Table):
+    """A table whose keys are the raw UTF-8 strings, like the topics' keys.
+
+    Faust serializes table keys as JSON whatever the app's key_serializer says
+    (``Collection._serializer_from_type``), so the changelog, the store and ``table_route``
+    would hash ``b'"u10"'`` while the input topics hash ``b'u10'``.
+    """
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        if typ is str:
+            return codecs.CODEC_NAME
+        return super()._serializer_from_type(typ)
+
+
 class RecsysApp(faust.App):
     """A Faust app whose consumer verifies end offsets by fetch (see kafka/transport.py)."""
 
@@ -53,6 +67,7 @@ def create_app(settings: Settings) -> RecsysApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = RecsysApp(
         settings.app_id,
+        Table=StrKeyTable,
         broker=settings.broker_urls,
         broker_credentials=_credentials(settings),
         store="rocksdb://",

@@ -43,17 +43,17 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     def user_table(name: str, help_: str) -> Any:
         return app.Table(
-            name, default=None, partitions=n, use_partitioner=True, options=dict(opts), help=help_,
+            name, default=None, partitions=n, key_type=str, use_partitioner=True, options=dict(opts), help=help_,
         )
 
     profiles = user_table("user_profiles", "Per-user profile: recent items, counts, windows, affinities")
     recommendations = user_table("recommendations", "Per-user ready top-N list")
     answered = user_table("answered_requests", "Last answered request offset per user and partition")
-    # Keys and values use the app's serializers: raw UTF-8 keys ("str"), JSON values.
+    # key_type=str: raw UTF-8 keys (app.StrKeyTable) for changelogs, stores and routing.
     # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
     # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
     popularity = app.Table(
-        "item_popularity", default=None, partitions=n, options=dict(opts), help="Per-partition item popularity buckets",
+        "item_popularity", default=None, partitions=n, key_type=str, options=dict(opts), help="Per-partition item popularity buckets",
     )
 
     raw = dict(key_serializer="raw", value_serializer="raw")

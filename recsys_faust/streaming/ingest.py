@@ -107,7 +107,9 @@ class UserEventProcessor:
             with as_current(record):
                 entry = self.popularity.get(key) or new_entry(accs[0].event.product_id)
                 changed = False
-                for acc in accs:
+                # Grouped by user above, so restore offset order: the entry's replay check
+                # assumes offsets of one topic-partition arrive ascending.
+                for acc in sorted(accs, key=lambda a: (a.source[0], a.source[2])):
                     ev = acc.event
                     changed |= apply_to_entry(
                         entry, ts=ev.ts, weight=self.settings.weights.weight(ev.kind, ev.rating),

@@ -1,0 +1,5 @@
+import os
+
+# Workers and tools must never pick up a developer's .env or broker by accident.
+os.environ.pop("KAFKA_BROKER", None)
+os.environ.pop("DATABASE_URL", None)

@@ -1,0 +1,281 @@
+"""One real worker on a real broker, fed by a plain Kafka client as an outside service would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+import uuid
+
+import pytest
+
+from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.kafka.partitioning import user_partition
+
+from .helpers import (
+    HOPPING, TUMBLING, Model, get, http, produce, produce_events, read_topic, wait_until,
+)
+
+pytestmark = pytest.mark.integration
+WITH_DATABASE = True
+PARTITIONS = 4
+END = time.time() - 60
+
+
+def profile_matches(worker, model, user) -> bool:
+    status, prof = get(f"{worker.url}/api/users/{user}/profile")
+    return status == 200 and prof["counts"] == model.counts(user)
+
+
+@pytest.fixture(scope="module")
+def events():
+    return synthetic_events(ShopSpec(users=60, items=120, categories=6, events_per_user=15, seed=11), end=END)
+
+
+@pytest.fixture(scope="module")
+def model(events):
+    return Model(events)
+
+
+@pytest.fixture(scope="module")
+def worker(stack, events, model):
+    w = stack.add_worker("w1")
+    produce_events(stack.broker.bootstrap, events)
+    users = sorted(model.by_user)
+    wait_until(lambda: all(profile_matches(w, model, u) for u in users), 90, what="all profiles folded")
+    return w
+
+
+def test_profiles_match_an_independent_model(worker, model):
+    for user in sorted(model.by_user):
+        status, prof = get(f"{worker.url}/api/users/{user}/profile")
+        assert status == 200
+        prof["counts"].pop("profile_update", None)
+        assert prof["counts"] == model.counts(user)
+        shares = model.affinity_shares(user)
+        assert prof["category_affinity"].keys() == shares.keys()
+        for cat, share in shares.items():
+            assert prof["category_affinity"][cat] == pytest.approx(share, abs=1e-5)
+        tumbling = {w["start"]: w["counts"] for w in prof["windows"]["tumbling"]["windows"]}
+        hopping = {w["start"]: w["counts"] for w in prof["windows"]["hopping"]["windows"]}
+        assert tumbling == model.windows(user, TUMBLING)
+        assert hopping == model.windows(user, HOPPING)
+        interactions = sorted((o["timestamp"], o["product_id"]) for k, o in model.by_user[user] if k != "user-event")
+        newest = [p for t, p in interactions if t == interactions[-1][0]]
+        assert prof["recent_items"][0]["product_id"] in newest
+        assert prof["recent_items"][0]["timestamp"] == interactions[-1][0]
+        assert {r["product_id"] for r in prof["recent_items"]} == {p for _, p in interactions}
+
+
+def test_trending_matches_the_model(worker, model):
+    # The ranked index is rebuilt at most every trending_refresh_s (0.5 s): eventually exact.
+    wait_until(lambda: [i["product_id"] for i in get(f"{worker.url}/api/trending?k=10")[1]["items"]]
+               == model.trending(10), 10, what="trending to settle")
+    category = model.events[0][1].get("category") or "cat0"
+    status, body = get(f"{worker.url}/api/trending?k=5&category={category}")
+    assert [i["product_id"] for i in body["items"]] == model.trending(5, category)
+    assert all(i["category"] == category for i in body["items"])
+
+
+@pytest.fixture(scope="module")
+def refreshed(worker, stack, model):
+    """Ready lists are rebuilt on each of the user's events, from the popularity of that moment:
+    once trending has settled, one more (non-interaction) event per user refreshes them."""
+    wait_until(lambda: [i["product_id"] for i in get(f"{worker.url}/api/trending?k=10")[1]["items"]]
+               == model.trending(10), 10, what="trending to settle")
+    time.sleep(1.0)
+    users = sorted(model.by_user)[:25]
+    produce_events(stack.broker.bootstrap, [
+        ("user-event", {"event_id": f"refresh-{u}", "user_id": u, "event_type": "profile_update",
+                        "timestamp": END - 30}) for u in users])
+    wait_until(lambda: all(get(f"{worker.url}/api/users/{u}/profile")[1]["counts"].get("profile_update") == 1
+                           for u in users), 30, what="refresh events folded")
+    return users
+
+
+def test_recommendations_follow_affinity_and_skip_seen_items(worker, model, refreshed):
+    for user in refreshed:
+        status, body = get(f"{worker.url}/api/recommendations/{user}?k=10")
+        assert status == 200, body
+        assert body["strategy"] == "popular_affinity" and body["user_id"] == user
+        expected = model.recommendations(user, 10)
+        assert [i["product_id"] for i in body["items"]] == [p for p, _ in expected]
+        assert [i["score"] for i in body["items"]] == pytest.approx([s for _, s in expected])
+        assert not {i["product_id"] for i in body["items"]} & model.seen(user)
+
+
+def test_recommendation_filters_and_cold_start(worker, model, refreshed):
+    user = sorted(model.by_user)[0]
+    full = [p for p, _ in model.recommendations(user, 20)]
+    status, body = get(f"{worker.url}/api/recommendations/{user}?k=5&exclude={full[0]},{full[2]}")
+    assert [i["product_id"] for i in body["items"]] == [p for p in full if p not in (full[0], full[2])][:5]
+    category = model.item_table()[full[0]]["category"]
+    status, body = get(f"{worker.url}/api/recommendations/{user}?k=3&category={category}")
+    cats = model.item_table()
+    assert body["items"] and all(cats[i["product_id"]]["category"] == category for i in body["items"])
+    status, body = get(f"{worker.url}/api/recommendations/nobody-{uuid.uuid4().hex}?k=5")
+    assert status == 200 and body["strategy"] == "popular"
+    assert [i["product_id"] for i in body["items"]] == model.trending(5)
+    status, body = get(f"{worker.url}/api/recommendations/{user}?k=0")
+    assert status == 400 and body["error"] == "bad_request"
+    status, body = get(f"{worker.url}/api/users/nobody/profile")
+    assert status == 404 and set(body) == {"error", "detail"}
+
+
+def test_malformed_records_are_dead_lettered_with_reasons(worker, stack, model):
+    ts = END - 5
+    bad = [
+        ("amazon-product-views", b"dl-notjson", b"not json {", "not_json"),
+        ("amazon-product-views", b"dl-missing",
+         json.dumps({"event_id": "m1", "user_id": "dl-missing", "timestamp": ts}).encode(), "missing_field"),
+        ("amazon-purchases", b"dl-type",
+         json.dumps({"event_id": "m2", "user_id": 12345, "product_id": "p1", "timestamp": ts}).encode(), "wrong_type"),
+        ("amazon-reviews", b"dl-range",
+         json.dumps({"event_id": "m3", "user_id": "dl-range", "product_id": "p1", "rating": 9,
+                     "timestamp": ts}).encode(), "out_of_range"),
+        ("amazon-purchases", b"dl-huge",
+         json.dumps({"event_id": "m4", "user_id": "dl-huge", "product_id": "p1", "timestamp": ts,
+                     "blob": "x" * 200_000}).encode(), "too_large"),
+        ("amazon-user-events", b"dl-binary", b"\xff\xfe\x00\x01", "not_utf8"),
+        ("amazon-recommendation-requests", b"dl-req", json.dumps({"user_id": "dl-req"}).encode(), "missing_field"),
+    ]
+    produce(stack.broker.bootstrap, [(t, k, v) for t, k, v, _ in bad])
+
+    def found():
+        records = read_topic(stack.broker.bootstrap, "amazon-dead-letters", timeout_s=5)
+        by_key = {(json.loads(r.value)["source_topic"], r.key): json.loads(r.value) for r in records}
+        return by_key if all((t, k) in by_key for t, k, _, _ in bad) else None
+
+    dead = wait_until(found, 60, interval=1, what="every malformed record in the dead-letter topic")
+    for topic, key, value, reason in bad:
+        dl = dead[(topic, key)]
+        assert dl["reason"] == reason and dl["detail"]
+        assert dl["payload_size"] == len(value)
+        kept = base64.b64decode(dl["payload"]) if dl["payload_encoding"] == "base64" else dl["payload"].encode()
+        assert value.startswith(kept)
+    status, health = get(f"{worker.url}/api/health")
+    assert status == 200 and health["status"] == "ok"
+    assert worker.alive()
+    status, text = http("GET", f"{worker.url}/metrics")
+    assert 'recsys_dead_letters_total{reason="not_json",topic="amazon-product-views"} 1.0' in text
+    # the worker still folds new events after the bad ones
+    good = ("view", {"event_id": "after-bad", "user_id": "after-bad", "product_id": "p00001", "timestamp": ts})
+    produce_events(stack.broker.bootstrap, [good])
+    wait_until(lambda: get(f"{worker.url}/api/users/after-bad/profile")[0] == 200, 30, what="event after bad input")
+
+
+def test_each_request_gets_exactly_one_response(worker, stack, model):
+    users = sorted(model.by_user)[:20] + ["cold-start-user"]
+    requests = {uuid.uuid4().hex: u for u in users}
+    produce(stack.broker.bootstrap, [
+        ("amazon-recommendation-requests", u.encode(), json.dumps({"request_id": rid, "user_id": u, "k": 5}).encode())
+        for rid, u in requests.items()
+    ])
+
+    def answered():
+        records = [json.loads(r.value) for r in read_topic(stack.broker.bootstrap, "amazon-recommendation-responses", 5)]
+        mine = [r for r in records if r["request_id"] in requests]
+        return mine if len({r["request_id"] for r in mine}) == len(requests) else None
+
+    responses = wait_until(answered, 60, interval=1, what="a response per request")
+    assert len(responses) == len(requests)  # exactly one each
+    for resp in responses:
+        user = requests[resp["request_id"]]
+        assert resp["user_id"] == user and len(resp["items"]) == 5
+        assert {"model_version", "strategy", "timestamp"} <= resp.keys()
+        status, body = get(f"{worker.url}/api/recommendations/{user}?k=5")
+        assert [i["product_id"] for i in resp["items"]] == [i["product_id"] for i in body["items"]]
+
+
+def test_http_ingestion_validates_and_produces(worker):
+    user = f"http-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"user_id": user, "product_id": "p00003", "category": "cat3"}).encode()
+    status, resp = http("POST", f"{worker.url}/api/events/view", body, {"Content-Type": "application/json"})
+    assert status == 202 and resp["accepted"] and resp["topic"] == "amazon-product-views"
+    status, resp = http("POST", f"{worker.url}/api/events/review",
+                        json.dumps({"user_id": user, "product_id": "p1", "rating": 11}).encode())
+    assert status == 400 and resp["error"] == "out_of_range" and "rating" in resp["detail"]
+    status, resp = http("POST", f"{worker.url}/api/events/view", b"{nope")
+    assert status == 400 and resp["error"] == "not_json"
+    status, resp = http("POST", f"{worker.url}/api/events/teleport", b"{}")
+    assert status == 404
+    prof = wait_until(lambda: (lambda r: r[1] if r[0] == 200 else None)(get(f"{worker.url}/api/users/{user}/profile")),
+                      30, what="HTTP-ingested event in the profile")
+    assert prof["counts"] == {"view": 1} and prof["recent_items"][0]["product_id"] == "p00003"
+
+
+def test_records_on_the_wrong_partition_are_rerouted_once(worker, stack):
+    """A producer with another partitioner: the record is moved to its user's partition."""
+    users = [f"misrouted-{i}" for i in range(12)]
+    records = []
+    for i, u in enumerate(users):
+        wrong = (user_partition(u, PARTITIONS) + 1) % PARTITIONS
+        obj = {"event_id": f"mr-{i}", "user_id": u, "product_id": "p00002", "timestamp": END - 3}
+        records.append(("amazon-product-views", u.encode(), json.dumps(obj).encode(), wrong))
+    produce(stack.broker.bootstrap, records)
+    for u in users:
+        prof = wait_until(lambda: (lambda r: r[1] if r[0] == 200 else None)(get(f"{worker.url}/api/users/{u}/profile")),
+                          30, what=f"profile of {u}")
+        assert prof["counts"] == {"view": 1}
+    status, text = http("GET", f"{worker.url}/metrics")
+    assert 'recsys_rerouted_total{topic="amazon-product-views"} 12.0' in text
+
+
+def test_librdkafka_producer_with_its_default_partitioner(worker, stack):
+    """confluent-kafka hashes keys with CRC32 by default; the workers must still count each event once."""
+    confluent_kafka = pytest.importorskip("confluent_kafka", reason="confluent-kafka is in the test extra")
+    producer = confluent_kafka.Producer({"bootstrap.servers": stack.broker.bootstrap})
+    users = [f"rdk-{i}" for i in range(30)]
+    for i, u in enumerate(users):
+        for j in range(2):
+            obj = {"event_id": f"rdk-{i}-{j}", "user_id": u, "product_id": f"p0000{j}", "timestamp": END - 2}
+            producer.produce("amazon-product-views", key=u.encode(), value=json.dumps(obj).encode())
+    assert producer.flush(30) == 0
+    for u in users:
+        wait_until(lambda: (lambda r: r[0] == 200 and r[1]["counts"] == {"view": 2})(
+            get(f"{worker.url}/api/users/{u}/profile")), 30, what=f"profile of {u}")
+
+
+def test_duplicate_event_ids_count_once(worker, stack):
+    obj = {"event_id": "dup-1", "user_id": "dup-user", "product_id": "p00005", "timestamp": END - 1}
+    produce_events(stack.broker.bootstrap, [("view", obj), ("view", obj)])
+    produce_events(stack.broker.bootstrap, [("view", {**obj, "event_id": "dup-2"})])
+    wait_until(lambda: (lambda r: r[0] == 200 and r[1]["counts"] == {"view": 2})(
+        get(f"{worker.url}/api/users/dup-user/profile")), 30, what="two distinct events")
+    time.sleep(1.0)
+    assert get(f"{worker.url}/api/users/dup-user/profile")[1]["counts"] == {"view": 2}
+
+
+def test_health_reports_broker_database_and_model(worker):
+    status, health = get(f"{worker.url}/api/health")
+    assert status == 200
+    assert health["broker"]["status"] == "up" and health["broker"]["assigned_partitions"] == [0, 1, 2, 3]
+    assert health["database"]["status"] == "up" and health["persistence"] == "on"
+    assert health["model_version"]
+
+
+def _snapshot(worker, users):
+    out = {}
+    for u in users:
+        status, prof = get(f"{worker.url}/api/users/{u}/profile")
+        status2, recs = get(f"{worker.url}/api/recommendations/{u}?k=10")
+        recs.pop("generated_at", None)
+        out[u] = (status, prof, recs)
+    return out
+
+
+def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, model):
+    """Table state comes back exactly: from RocksDB + changelog, and from the changelog alone."""
+    users = sorted(model.by_user)
+    before = _snapshot(worker, users)
+    worker.stop()
+    same_dir = stack.add_worker("w1")  # same name -> same data dir, same RocksDB files
+    assert (stack.workdir / "w1" / "data").exists()
+    assert _snapshot(same_dir, users) == before
+    same_dir.stop()
+    shutil.rmtree(stack.workdir / "w1" / "data")
+    rebuilt = stack.add_worker("w1")  # empty data dir: everything from the changelogs
+    assert _snapshot(rebuilt, users) == before
+    log = rebuilt.log_path.read_text(errors="replace")
+    assert "ConsistencyError" not in log

@@ -1,0 +1,69 @@
+from recsys_faust.popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry, split_entry_key
+from recsys_faust.profiles.profile import new_profile
+from recsys_faust.serving.recommend import STRATEGY_AFFINITY, STRATEGY_POPULAR, popular_affinity, select
+
+B = 100
+
+
+def entry(pid, cat, events, partition=0):
+    e = new_entry(pid)
+    for off, (ts, w) in enumerate(events):
+        apply_to_entry(e, ts=ts, weight=w, category=cat, source=("t", partition, off), bucket_s=B, retention_s=1000)
+    return e
+
+
+def test_entry_dedups_by_offset_and_bounds_buckets():
+    e = new_entry("p")
+    assert apply_to_entry(e, ts=0, weight=1, category="c", source=("t", 0, 5), bucket_s=B, retention_s=300)
+    assert not apply_to_entry(e, ts=0, weight=1, category="c", source=("t", 0, 5), bucket_s=B, retention_s=300)
+    assert not apply_to_entry(e, ts=0, weight=1, category="c", source=("t", 0, 4), bucket_s=B, retention_s=300)
+    apply_to_entry(e, ts=1000, weight=2, category="c", source=("t", 0, 6), bucket_s=B, retention_s=300)
+    assert e["b"] == {"1000": 2.0} and e["t"] == 3.0 and e["n"] == 2
+    assert split_entry_key(entry_key("a@b", 3)) == ("a@b", 3)
+
+
+def test_index_merges_partitions_and_ranks_by_window_then_total():
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    idx.put("a@0", entry("a", "x", [(1000, 1.0)], 0))
+    idx.put("a@1", entry("a", "x", [(1000, 2.0)], 1))
+    idx.put("b@0", entry("b", "y", [(1000, 2.5)], 0))
+    idx.put("old@0", entry("old", "x", [(10, 50.0)], 0))  # outside the window: score 0, big total
+    idx.put("c@0", entry("c", "y", [(10, 1.0)], 0))
+    ranked = idx.top(10)
+    assert [r.product_id for r in ranked] == ["a", "b", "old", "c"]
+    assert ranked[0].score == 3.0
+    assert [r.product_id for r in idx.top(10, category="y")] == ["b", "c"]
+    assert [r.product_id for r in idx.top(2, exclude={"a"})] == ["b", "old"]
+    idx.put("a@1", None)  # a tombstone removes that partition's contribution
+    assert idx.score("a") == 1.0
+
+
+def test_index_rebuild_is_rate_limited_but_fresh_on_demand():
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=3600)
+    idx.put("a@0", entry("a", "x", [(1000, 1.0)]))
+    assert [r.product_id for r in idx.top(5)] == ["a"]
+    idx.put("b@0", entry("b", "x", [(1000, 5.0)]))
+    assert [r.product_id for r in idx.top(5)] == ["a"]          # cached
+    assert [r.product_id for r in idx.top(5, fresh=True)] == ["b", "a"]
+
+
+def test_cold_start_is_popular_and_affinity_boosts_the_users_category():
+    idx = PopularityIndex(window_s=1000, bucket_s=B, refresh_s=0)
+    idx.put("a@0", entry("a", "x", [(1000, 10.0)]))
+    idx.put("b@0", entry("b", "y", [(1000, 8.0)]))
+    idx.put("c@0", entry("c", "y", [(1000, 4.0)]))
+    items, strategy = popular_affinity(None, idx, 3)
+    assert strategy == STRATEGY_POPULAR and [i["product_id"] for i in items] == ["a", "b", "c"]
+    prof = new_profile("u")
+    prof["affinity"] = {"y": 3.0}
+    prof["recent"] = [["c", "view", 1.0, "y"]]
+    items, strategy = popular_affinity(prof, idx, 3, boost=1.0)
+    assert strategy == STRATEGY_AFFINITY
+    # b: 8 * (1 + 1.0) = 16 beats a: 10; c is seen, so removed
+    assert [(i["product_id"], i["score"]) for i in items] == [("b", 16.0), ("a", 10.0)]
+
+
+def test_select_filters():
+    items = [{"product_id": p, "score": 1, "category": c} for p, c in [("a", "x"), ("b", "y"), ("c", "x")]]
+    assert [i["product_id"] for i in select(items, 2, exclude={"a"})] == ["b", "c"]
+    assert [i["product_id"] for i in select(items, 5, category="x")] == ["a", "c"]

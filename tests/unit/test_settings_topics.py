@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from recsys_faust.events.model import INPUT_TOPICS
+from recsys_faust.kafka.partitioning import partition_for
+from recsys_faust.kafka.topics import load_topics
+from recsys_faust.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_from_env_and_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("WEB_PORT=7000\nRECSYS_BATCH_SIZE=99\nKAFKA_BROKER='kafka://a:1,kafka://b:2'\n")
+    s = Settings.from_env(environ={"WEB_PORT": "7001", "RECSYS_WEIGHT_PURCHASE": "9"}, dotenv=dotenv)
+    assert s.web_port == 7001  # the environment wins over .env
+    assert s.batch_size == 99
+    assert s.bootstrap_servers == ["a:1", "b:2"]
+    assert s.weights.purchase == 9.0
+    assert s.database_url is None and not s.persistence_enabled
+
+
+def test_settings_errors_name_the_variable(tmp_path):
+    with pytest.raises(SettingsError, match="RECSYS_BATCH_SIZE"):
+        Settings.from_env(environ={"RECSYS_BATCH_SIZE": "lots"}, dotenv=tmp_path / "none")
+    with pytest.raises(SettingsError, match="HOPPING"):
+        Settings.from_env(environ={"RECSYS_HOPPING_STEP_S": "7"}, dotenv=tmp_path / "none")
+
+
+def test_topics_yaml_declares_contract_topics_copartitioned():
+    plan = load_topics(ROOT / "topics.yaml")
+    names = {t.name for t in plan.topics}
+    assert set(INPUT_TOPICS) <= names and "amazon-dead-letters" in names and len(names) == 11
+    assert len({plan[n].partitions for n in INPUT_TOPICS}) == 1
+    dev = load_topics(ROOT / "topics.yaml", partitions=4, replication_factor=1)
+    assert all(dev[n].partitions == 4 for n in INPUT_TOPICS)
+    assert all("min.insync.replicas" not in t.config for t in dev.topics)
+
+
+def test_murmur2_matches_kafka_reference_values():
+    # Signed murmur2 values from Apache Kafka's UtilsTest.testMurmur2; the Java client's
+    # partition is toPositive(murmur2(key)) % n, i.e. (h & 0x7fffffff) % n.
+    vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+               b"a-little-bit-longer-string": -1486304829, b"abc": 479470107}
+    for key, signed in vectors.items():
+        assert partition_for(key, 2**31 - 1) == (signed & 0x7FFFFFFF) % (2**31 - 1)
+        assert partition_for(key, 8) == (signed & 0x7FFFFFFF) % 8
