@@ -88,7 +88,6 @@ def create_app(settings: Settings) -> RecsysApp:
         producer_max_request_size=max(1_048_576, settings.max_event_bytes * 4),
         topic_disable_leader=True,
         topic_replication_factor=settings.replication_factor or 1,
-        stream_wait_empty=False,
     )
     app.settings = settings
     return app

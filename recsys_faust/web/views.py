@@ -73,7 +73,6 @@ def _list_arg(request: Request, name: str) -> tuple[str, ...]:
 def register_views(app: Any, ctx: WebContext) -> None:
     settings = ctx.settings
     self_ident = (URL(settings.web_url).host, URL(settings.web_url).port)
-    session: dict[str, aiohttp.ClientSession] = {}
 
     class ApiView(View):
         """JSON errors ({error, detail}) for everything, never a stack trace."""
@@ -99,11 +98,11 @@ def register_views(app: Any, ctx: WebContext) -> None:
                 raise ApiError(503, "unavailable", "partition assignment in progress; retry shortly")
             if (dest.host, dest.port) == self_ident:
                 return None
-            if "s" not in session or session["s"].closed:
-                session["s"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S))
             url = request.url.with_host(dest.host).with_port(dest.port)
             try:
-                async with session["s"].get(url, headers={FORWARDED: settings.web_url}) as resp:
+                async with app.http_client.get(  # Faust's own session, closed with the app
+                    url, headers={FORWARDED: settings.web_url}, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+                ) as resp:
                     body = await resp.read()
                     return self.bytes(body, content_type=resp.content_type, status=resp.status)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
