@@ -30,8 +30,6 @@ from ..settings import Settings
 from .context import as_current
 
 log = logging.getLogger(__name__)
-import os
-DEBUG_OFFSETS = bool(os.environ.get('RECSYS_DEBUG_OFFSETS'))
 
 
 @dataclass
@@ -70,11 +68,11 @@ class UserEventProcessor:
     async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
         by_user: dict[str, list[_Accepted]] = defaultdict(list)
-        if log.isEnabledFor(logging.DEBUG) or DEBUG_OFFSETS:
+        if log.isEnabledFor(logging.DEBUG):
             spans: dict[tuple[str, int], list[int]] = defaultdict(list)
             for rec in records:
                 spans[(rec.message.topic, rec.message.partition)].append(rec.message.offset)
-            log.warning("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
+            log.debug("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
         for rec in records:
             msg = rec.message
             tp = (msg.topic, msg.partition)
