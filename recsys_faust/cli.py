@@ -89,6 +89,77 @@ def replay(data: Optional[Path], rate: Optional[float], kind: str, limit: Option
     click.echo(f"sent {sent} events")
 
 
+def _als_options(fn):
+    for opt in reversed([
+        click.option("--factors", type=int, default=None, help="ALS factors (RECSYS_ALS_FACTORS, default 128)."),
+        click.option("--regularization", type=float, default=None, help="ALS regularization (default 1.0)."),
+        click.option("--alpha", type=float, default=None, help="ALS confidence scale (default 10)."),
+        click.option("--iterations", type=int, default=None, help="ALS iterations (default 15)."),
+        click.option("--seed", type=int, default=None, help="Random seed (default 42)."),
+        click.option("--kind", type=click.Choice(["purchase", "review", "view"]), default="purchase",
+                     show_default=True, help="What a dataset row is (sets its weight; review uses the rating)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _quality_table(quality) -> None:
+    click.echo(f"{'model':<18} {'NDCG@10':>8} {'HR@10':>8} {'coverage':>9} {'users':>7}")
+    for q in quality:
+        click.echo(f"{q.name:<18} {q.ndcg:>8.4f} {q.hr:>8.4f} {q.coverage:>9.4f} {q.users:>7}")
+
+
+@main.command()
+@click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="CSV user_id,item_id,rating,timestamp[,category].")
+@_als_options
+def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind) -> None:
+    """Offline quality: leave-last-out NDCG@10, HR@10 and coverage of ALS and baselines."""
+    from .model.evaluate import evaluate as run_eval
+    from .model.train import load_dataset, params_from_settings
+
+    settings = _settings()
+    params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
+                                  iterations=iterations, seed=seed)
+    dataset = load_dataset(data, settings, kind)
+    click.echo(f"{data}: {len(dataset)} interactions, {dataset.n_users} users, {dataset.n_items} items")
+    quality, seconds = run_eval(dataset, params, progress=click.echo)
+    click.echo(f"ALS {params.as_dict()} fitted in {seconds:.2f}s")
+    _quality_table(quality)
+
+
+@main.command()
+@click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV user_id,item_id,rating,timestamp[,category] (the database source comes with the sink).")
+@click.option("--publish", is_flag=True, help="Announce the model on amazon-model-updates (workers switch to it).")
+@click.option("--no-eval", is_flag=True, help="Skip the holdout evaluation recorded in the manifest.")
+@_als_options
+def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regularization, alpha, iterations, seed,
+          kind) -> None:
+    """Train ALS, write models/<version> (npz + manifest), optionally publish it."""
+    from .model.train import load_dataset, params_from_settings, publish as publish_model, train_dataset
+
+    settings = _settings()
+    if data is None:
+        raise click.UsageError("--data is required: training from PostgreSQL arrives with the sink (issue 4)")
+    params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
+                                  iterations=iterations, seed=seed)
+    dataset = load_dataset(data, settings, kind)
+    click.echo(f"{data}: {len(dataset)} interactions, {dataset.n_users} users, {dataset.n_items} items")
+    result = train_dataset(dataset, settings, params, source=str(data), evaluate_first=not no_eval,
+                           say=click.echo, show_progress=True)
+    if result.quality:
+        _quality_table(result.quality)
+    click.echo(f"model {result.artifact.version} written to {result.path} "
+               f"(fit {result.fit_seconds:.2f}s, total {result.total_seconds:.2f}s)")
+    if publish:
+        try:
+            size = asyncio.run(publish_model(settings, result.artifact))
+        except Exception as exc:  # noqa: BLE001
+            raise click.ClickException(f"publishing to {settings.broker} failed: {type(exc).__name__}: {exc}")
+        click.echo(f"published {result.artifact.version} on amazon-model-updates ({size / 1e6:.1f} MB)")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Stream this dataset (e.g. ../shared/data/amazon-grocery/interactions.csv) "

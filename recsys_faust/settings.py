@@ -60,6 +60,14 @@ class EventWeights:
             return self.review_per_star * float(rating if rating is not None else 3)
         return 0.0
 
+    def als_weight(self, kind: str, rating: Optional[float] = None) -> float:
+        """The ALS input value: the weight relative to a purchase (a purchase is 1.0).
+
+        Keeps ALS's alpha meaningful whatever the weight scale: datasets of plain
+        interactions (sent as purchases) train exactly like implicit feedback with r = 1.
+        """
+        return self.weight(kind, rating) / self.purchase
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -127,6 +135,14 @@ class Settings:
     rec_list_size: int = 50             # items kept in each user's ready list
     affinity_boost: float = 1.0
     weights: EventWeights = field(default_factory=EventWeights)
+
+    # --- ALS (implicit) ---------------------------------------------------------------------------
+    als_factors: int = 128
+    als_regularization: float = 1.0
+    als_alpha: float = 10.0
+    als_iterations: int = 15
+    als_seed: int = 42
+    max_model_bytes: int = 64 * 1024 * 1024  # largest model message on amazon-model-updates
 
     # --- RocksDB (per table partition) -----------------------------------------------------------
     rocksdb_write_buffer_size: int = 16 * 1024 * 1024

@@ -17,13 +17,15 @@ from .app import RecsysApp, create_app, rocksdb_options
 from .events.model import (
     INPUT_TOPICS,
     TOPIC_DEAD_LETTERS,
+    TOPIC_MODEL_UPDATES,
     TOPIC_REQUESTS,
     TOPIC_RESPONSES,
 )
 from .kafka.replicated import ReplicatedChangelog
 from .kafka.topics import plan_from_settings
 from .popularity.trending import PopularityIndex
-from .serving.recommend import POPULARITY_MODEL_VERSION
+from .model.payload import decode as decode_model
+from .model.serving import ModelHolder
 from .serving.service import Recommender
 from .settings import Settings
 from .streaming.ingest import UserEventProcessor
@@ -33,6 +35,18 @@ from .web.views import WebContext, register_views
 log = logging.getLogger("recsys_faust")
 
 DB_CHECK_TTL_S = 5.0
+
+
+def _offer_models(models: ModelHolder, records: list[tuple[str, Any]]) -> None:
+    """Load the newest model announced in ``records`` (older ones are skipped undecoded)."""
+    valid = [v for _k, v in records if isinstance(v, dict) and "model_version" in v and "artifact_npz_b64" in v]
+    if not valid:
+        return
+    newest = max(valid, key=lambda v: (float(v.get("created_at") or 0), str(v["model_version"])))
+    try:
+        models.offer(decode_model(newest), float(newest.get("created_at") or 0))
+    except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
+        log.exception("could not load model %s from amazon-model-updates", newest.get("model_version"))
 
 
 def build_worker(settings: Settings) -> RecsysApp:
@@ -49,6 +63,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     profiles = user_table("user_profiles", "Per-user profile: recent items, counts, windows, affinities")
     recommendations = user_table("recommendations", "Per-user ready top-N list")
     answered = user_table("answered_requests", "Last answered request offset per user and partition")
+    user_factors = user_table("user_factors", "Per-user ALS vector folded in from recent interactions")
     # key_type=str: raw UTF-8 keys (app.StrKeyTable) for changelogs, stores and routing.
     # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
     # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
@@ -69,14 +84,16 @@ def build_worker(settings: Settings) -> RecsysApp:
         refresh_s=settings.trending_refresh_s,
     )
     replica = ReplicatedChangelog(settings, popularity.changelog_topic.get_topic_name(), index.put_many)
-    recommender = Recommender(settings, profiles, recommendations, index)
+    models = ModelHolder()
+    model_updates = ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: _offer_models(models, recs))
+    recommender = Recommender(settings, profiles, recommendations, index, models)
 
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
 
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
-        index=index, recommender=recommender, dead_letters=dead_letters,
+        user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letters,
         topic_for=lambda name: input_topics[name], partitions_of=partitions_of,
     )
     answerer = RequestAnswerer(
@@ -136,7 +153,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             "broker": broker,
             "database": database,
             "persistence": "on" if settings.persistence_enabled else "off",
-            "model_version": POPULARITY_MODEL_VERSION,
+            "model_version": recommender.model_version,
             "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set()},
         }
 
@@ -145,12 +162,14 @@ def build_worker(settings: Settings) -> RecsysApp:
         WebContext(
             settings=settings, recommender=recommender, profiles=profiles, index=index,
             topics={**input_topics, TOPIC_REQUESTS: requests_topic}, health=health,
+            models=models,
         ),
     )
 
     @app.task
     async def announce() -> None:
         await app.add_runtime_dependency(replica)
+        await app.add_runtime_dependency(model_updates)
         log.info(
             "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
             settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,
@@ -160,6 +179,6 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     app.recsys = {  # handles for tests and tools; not used by the processing path
         "profiles": profiles, "recommendations": recommendations, "popularity": popularity,
-        "index": index, "replica": replica, "plan": plan,
+        "index": index, "replica": replica, "plan": plan, "models": models,
     }
     return app

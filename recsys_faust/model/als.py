@@ -8,7 +8,6 @@ solve per event, no retraining.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
@@ -31,19 +30,21 @@ class ALSParams:
 
 def train_als(user_items: sp.csr_matrix, params: ALSParams, *, show_progress: bool = False):
     """Fit implicit ALS on a users x items weight matrix; returns (user_factors, item_factors, seconds)."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns and slows down otherwise
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
-    model = AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=params.seed,
-        calculate_training_loss=False,
-    )
     started = time.perf_counter()
-    model.fit(user_items.tocsr().astype(np.float32), show_progress=show_progress)
+    # implicit parallelises over users itself; a threaded BLAS underneath only contends.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=params.iterations,
+            random_state=params.seed,
+            calculate_training_loss=False,
+        )
+        model.fit(user_items.tocsr().astype(np.float32), show_progress=show_progress)
     seconds = time.perf_counter() - started
     return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
             np.ascontiguousarray(model.item_factors, dtype=np.float32), seconds)

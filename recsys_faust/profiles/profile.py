@@ -97,7 +97,7 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
 
     if event.is_interaction:
         recent = profile["recent"]
-        recent.append([event.product_id, event.kind, ts, event.category])
+        recent.append([event.product_id, event.kind, ts, event.category, event.rating])
         # Newest last by event time; a stable sort keeps arrival order among equal times.
         if len(recent) > 1 and recent[-2][2] > ts:
             recent.sort(key=lambda r: r[2])
@@ -137,8 +137,8 @@ def profile_view(profile: Profile, cfg: ProfileConfig) -> dict[str, Any]:
         "last_seen": profile["last_seen"],
         "counts": dict(profile["counts"]),
         "recent_items": [
-            {"product_id": p, "kind": k, "timestamp": t, "category": c}
-            for p, k, t, c in reversed(profile["recent"])
+            {"product_id": r[0], "kind": r[1], "timestamp": r[2], "category": r[3]}
+            for r in reversed(profile["recent"])
         ],
         "category_affinity": {
             c: round(w / total, 6)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional
 
+from ..model.serving import STRATEGY_ALS, ModelHolder, interaction_weights
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
 from ..settings import Settings
@@ -21,23 +22,45 @@ class Recommender:
         profiles: Mapping[str, Any],
         ready_lists: Mapping[str, Any],
         index: PopularityIndex,
+        models: Optional[ModelHolder] = None,
     ) -> None:
         self.settings = settings
         self.profiles = profiles
         self.ready_lists = ready_lists
         self.index = index
+        self.models = models or ModelHolder()
 
-    def build_list(self, profile: Optional[dict], n: Optional[int] = None) -> tuple[list[dict], str]:
-        return popular_affinity(
-            profile, self.index, n or self.settings.rec_list_size, boost=self.settings.affinity_boost
-        )
+    @property
+    def model_version(self) -> str:
+        active = self.models.active
+        return active.version if active is not None else POPULARITY_MODEL_VERSION
+
+    def user_vector(self, profile: Optional[dict]) -> Any:
+        active = self.models.active
+        if active is None or not profile or not profile["recent"]:
+            return None
+        return active.user_vector(interaction_weights(profile["recent"], self.settings.weights))
+
+    def build_list(
+        self, profile: Optional[dict], n: Optional[int] = None, *, category: Optional[str] = None, vector: Any = None
+    ) -> tuple[list[dict], str]:
+        """ALS from the folded-in user vector when a model knows the user's items, else popularity."""
+        n = n or self.settings.rec_list_size
+        active = self.models.active
+        if vector is None:
+            vector = self.user_vector(profile)
+        if active is not None and vector is not None:
+            return active.recommend(vector, n, seen=seen_items(profile), category=category), STRATEGY_ALS
+        if category:
+            return self._category_list(profile, category, n)
+        return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
 
     def ready_entry(self, items: list[dict], strategy: str, generated_at: float) -> dict[str, Any]:
         """The value stored in the recommendations table for one user."""
         return {
             "items": items,
             "strategy": strategy,
-            "model_version": POPULARITY_MODEL_VERSION,
+            "model_version": self.model_version,
             "generated_at": generated_at,
         }
 
@@ -51,7 +74,7 @@ class Recommender:
     ) -> dict[str, Any]:
         exclude = tuple(exclude)
         ready = self.ready_lists.get(user_id)
-        if ready is not None:
+        if ready is not None and ready["model_version"] == self.model_version:
             chosen = select(ready["items"], k, exclude=exclude, category=category)
             # A list shorter than its size limit already held every candidate there was.
             holds_all = len(ready["items"]) < self.settings.rec_list_size
@@ -60,20 +83,22 @@ class Recommender:
                     user_id, chosen, strategy=ready["strategy"],
                     model_version=ready["model_version"], generated_at=ready["generated_at"],
                 )
+        # No ready list, one from an older model, or a filter it cannot serve: compute live.
         profile = self.profiles.get(user_id)
-        need = k + len(exclude)
-        if category:
-            items, strategy = self._category_list(profile, category, need)
-        else:
-            items, strategy = self.build_list(profile, max(need, self.settings.rec_list_size))
+        need = max(k + len(exclude), self.settings.rec_list_size)
+        items, strategy = self.build_list(profile, need, category=category)
         chosen = select(items, k, exclude=exclude, category=category)
-        return answer(user_id, chosen, strategy=strategy, model_version=POPULARITY_MODEL_VERSION)
+        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
     def _category_list(self, profile: Optional[dict], category: str, n: int) -> tuple[list[dict], str]:
         seen = seen_items(profile)
         ranked = self.index.top(n, category=category, exclude=seen)
         items = [{"product_id": r.product_id, "score": r.score, "category": r.category} for r in ranked]
         return items, ("popular_affinity" if profile and profile.get("affinity") else "popular")
+
+    def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
+        active = self.models.active
+        return None if active is None else active.similar(product_id, k)
 
     def trending(self, k: int = 10, category: Optional[str] = None) -> dict[str, Any]:
         ranked = self.index.top(k, category=category)

@@ -47,6 +47,7 @@ class UserEventProcessor:
         profiles: TableT,
         recommendations: TableT,
         popularity: TableT,
+        user_factors: TableT,
         index: PopularityIndex,
         recommender: Recommender,
         dead_letters: TopicT,
@@ -58,6 +59,7 @@ class UserEventProcessor:
         self.profiles = profiles
         self.recommendations = recommendations
         self.popularity = popularity
+        self.user_factors = user_factors
         self.index = index
         self.recommender = recommender
         self.dead_letters = dead_letters
@@ -135,9 +137,15 @@ class UserEventProcessor:
         self.index.put_many(local_entries)
 
         now = time.time()
+        version = self.recommender.model_version
         for user_id, profile, record in touched:
-            items, strategy = self.recommender.build_list(profile)
+            # Fold-in: the user's vector from the item factors and the recent interactions.
+            vector = self.recommender.user_vector(profile)
+            items, strategy = self.recommender.build_list(profile, vector=vector)
             with as_current(record):
+                if vector is not None:
+                    self.user_factors[user_id] = {"model_version": version,
+                                                  "vector": [round(float(x), 6) for x in vector]}
                 self.recommendations[user_id] = self.recommender.ready_entry(items, strategy, now)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

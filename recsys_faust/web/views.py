@@ -48,6 +48,7 @@ class WebContext:
     index: PopularityIndex
     topics: dict[str, TopicT]
     health: Callable[[], Any]
+    models: Any = None
 
 
 def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -175,6 +176,36 @@ def register_views(app: Any, ctx: WebContext) -> None:
             await fut
             metrics.INGESTED.labels(kind).inc()
             return self.json({"accepted": True, "event_id": obj["event_id"], "topic": topic}, status=202)
+
+    @app.page("/api/products/{product_id}/similar")
+    class Similar(ApiView):
+        async def get(self, request: Request, product_id: str) -> Response:
+            k = _int_arg(request, "k", 10, 1, 100)
+            if ctx.models is None or ctx.models.active is None:
+                raise ApiError(503, "no_model", "no ALS model is loaded yet (train --publish one)")
+            items = ctx.recommender.similar(product_id, k)
+            if items is None:
+                raise ApiError(404, "not_found", f"product '{product_id}' is not in model {ctx.models.active.version}")
+            return self.json({"product_id": product_id, "items": items, "model_version": ctx.models.active.version})
+
+    def require_token(request: Request) -> None:
+        if not settings.api_token:
+            raise ApiError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
+        if request.headers.get("Authorization", "") != f"Bearer {settings.api_token}":
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+    @app.page("/api/reload-models")
+    class ReloadModels(ApiView):
+        async def post(self, request: Request) -> Response:
+            require_token(request)
+            from ..model.artifact import latest, load
+
+            path = latest(settings.models_dir)
+            if path is None:
+                raise ApiError(404, "not_found", f"no model under {settings.models_dir}")
+            artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
+            switched = ctx.models.offer(artifact, float(artifact.manifest.get("created_at") or 0))
+            return self.json({"model_version": ctx.models.active.version, "switched": switched})
 
     @app.page("/metrics")
     class Metrics(ApiView):
