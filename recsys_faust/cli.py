@@ -63,6 +63,35 @@ def topics_apply(dry_run: bool, replication_factor: Optional[int], partitions: O
         sys.exit(1)
 
 
+@main.group()
+def db() -> None:
+    """Manage the PostgreSQL schema."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create or migrate the database schema (idempotent)."""
+    import psycopg
+
+    from .sink.schema import MIGRATIONS, migrate
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+
+    async def run() -> list[int]:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await migrate(conn)
+
+    try:
+        applied = asyncio.run(run())
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot migrate {settings.database_url}: {exc}")
+    latest = MIGRATIONS[-1][0]
+    click.echo(f"applied migrations {applied}; schema at version {latest}" if applied
+               else f"schema already at version {latest}")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV user_id,item_id,rating,timestamp[,category]. Default: the synthetic demo shop.")
@@ -130,23 +159,29 @@ def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind)
 
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV user_id,item_id,rating,timestamp[,category] (the database source comes with the sink).")
+              help="CSV user_id,item_id,rating,timestamp[,category]. Default: the interactions in DATABASE_URL.")
 @click.option("--publish", is_flag=True, help="Announce the model on amazon-model-updates (workers switch to it).")
 @click.option("--no-eval", is_flag=True, help="Skip the holdout evaluation recorded in the manifest.")
 @_als_options
 def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regularization, alpha, iterations, seed,
           kind) -> None:
     """Train ALS, write models/<version> (npz + manifest), optionally publish it."""
-    from .model.train import load_dataset, params_from_settings, publish as publish_model, train_dataset
+    from .model.train import load_database, load_dataset, params_from_settings, publish as publish_model, train_dataset
 
     settings = _settings()
-    if data is None:
-        raise click.UsageError("--data is required: training from PostgreSQL arrives with the sink (issue 4)")
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
                                   iterations=iterations, seed=seed)
-    dataset = load_dataset(data, settings, kind)
-    click.echo(f"{data}: {len(dataset)} interactions, {dataset.n_users} users, {dataset.n_items} items")
-    result = train_dataset(dataset, settings, params, source=str(data), evaluate_first=not no_eval,
+    if data is not None:
+        dataset, source = load_dataset(data, settings, kind), str(data)
+    elif settings.database_url:
+        try:
+            dataset, source = load_database(settings.database_url, settings), "postgresql:interactions"
+        except Exception as exc:  # noqa: BLE001
+            raise click.ClickException(f"cannot read interactions from the database: {exc}")
+    else:
+        raise click.UsageError("give --data PATH, or set DATABASE_URL to train from the persisted interactions")
+    click.echo(f"{source}: {len(dataset)} interactions, {dataset.n_users} users, {dataset.n_items} items")
+    result = train_dataset(dataset, settings, params, source=source, evaluate_first=not no_eval,
                            say=click.echo, show_progress=True)
     if result.quality:
         _quality_table(result.quality)

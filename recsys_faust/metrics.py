@@ -43,6 +43,12 @@ INGEST_REJECTED = Counter(
     "recsys_http_ingest_rejected_total", "Events refused by POST /api/events/{kind}", ["kind", "reason"],
     registry=REGISTRY,
 )
+SINK_ROWS = Counter(
+    "recsys_sink_rows_total", "Rows written to PostgreSQL (new rows; replays count 0)", registry=REGISTRY,
+)
+SINK_RETRIES = Counter(
+    "recsys_sink_retries_total", "Sink write attempts retried because PostgreSQL was unavailable", registry=REGISTRY,
+)
 POPULAR_ITEMS = Gauge(
     "recsys_popularity_items", "Items known to this worker's popularity index", registry=REGISTRY,
 )

@@ -136,6 +136,13 @@ class Settings:
     affinity_boost: float = 1.0
     weights: EventWeights = field(default_factory=EventWeights)
 
+    # --- PostgreSQL sink ---------------------------------------------------------------------------
+    sink_batch_size: int = 1_000       # records per sink transaction
+    sink_batch_within: float = 0.2     # seconds to wait filling a sink batch
+    db_pool_min: int = 1
+    db_pool_max: int = 4
+    db_max_backoff_s: float = 5.0      # cap of the retry backoff while PostgreSQL is down
+
     # --- ALS (implicit) ---------------------------------------------------------------------------
     als_factors: int = 128
     als_regularization: float = 1.0

@@ -16,15 +16,22 @@ from . import __version__
 from .app import RecsysApp, create_app, rocksdb_options
 from .events.model import (
     INPUT_TOPICS,
+    TOPIC_DATA_DRIFT,
     TOPIC_DEAD_LETTERS,
+    TOPIC_MODEL_METRICS,
     TOPIC_MODEL_UPDATES,
+    TOPIC_SYSTEM_METRICS,
     TOPIC_REQUESTS,
     TOPIC_RESPONSES,
 )
 from .kafka.replicated import ReplicatedChangelog
 from .kafka.topics import plan_from_settings
 from .popularity.trending import PopularityIndex
+from mode import Service
+
 from .model.payload import decode as decode_model
+from .sink.writer import PostgresSink, summarize
+from .streaming.sink import SinkProcessor
 from .model.serving import ModelHolder
 from .serving.service import Recommender
 from .settings import Settings
@@ -113,11 +120,49 @@ def build_worker(settings: Settings) -> RecsysApp:
         async for record in stream.events():
             await answerer.handle(record)
 
+    sink: Optional[PostgresSink] = None
+    if settings.database_url:
+        sink = PostgresSink(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                            max_backoff_s=settings.db_max_backoff_s)
+        sinks = SinkProcessor(settings, sink, dead_letters, stopping=lambda: app.should_stop)
+        json_topics = dict(key_serializer="raw", value_serializer="json")
+
+        @app.service
+        class SinkPool(Service):
+            """Opens the PostgreSQL pool with the worker and closes it after the agents stop."""
+
+            async def on_start(self) -> None:
+                await sink.open()
+
+            async def on_stop(self) -> None:
+                await sink.close()
+
+        @app.agent(app.topic(*INPUT_TOPICS, **raw), name="event_sink")
+        async def event_sink(stream: Any) -> None:
+            """Persist every valid event, a batch per transaction, acked once durable."""
+            async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
+                await sinks.events(batch)
+
+        @app.agent(app.topic(TOPIC_RESPONSES, **json_topics), name="response_sink")
+        async def response_sink(stream: Any) -> None:
+            """Persist every recommendation answer."""
+            async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
+                await sinks.responses(batch)
+
+        @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
+                             **json_topics), name="observation_sink")
+        async def observation_sink(stream: Any) -> None:
+            """Persist model versions (manifests), drift alerts and metric snapshots."""
+            async for batch in stream.take_events(100, within=settings.sink_batch_within):
+                await sinks.observations(batch)
+
     db_state: dict[str, Any] = {"checked": 0.0, "ok": None, "error": None}
 
     async def check_database() -> dict[str, Any]:
         if not settings.database_url:
             return {"status": "disabled", "detail": "DATABASE_URL unset: persistence is off"}
+        if sink is not None and sink.up is not None:
+            return summarize(sink)
         if time.monotonic() - db_state["checked"] > DB_CHECK_TTL_S:
             import psycopg
 

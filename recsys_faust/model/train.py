@@ -33,6 +33,23 @@ def load_dataset(path: Path, settings: Settings, kind: str = "purchase") -> Inte
     return load_csv(path, weight=settings.weights.als_weight(kind))
 
 
+def load_database(dsn: str, settings: Settings) -> Interactions:
+    """Every persisted interaction, weighted as the workers weight them, in time order."""
+    import psycopg
+
+    from .dataset import from_rows
+
+    w = settings.weights
+    with psycopg.connect(dsn) as conn:
+        cur = conn.execute(
+            "SELECT user_id, product_id, kind, rating, extract(epoch FROM ts)::float8, category"
+            " FROM interactions ORDER BY ts, source_topic, source_partition, source_offset")
+        rows = [(u, p, w.als_weight(k, r), t, c) for u, p, k, r, t, c in cur]
+    if not rows:
+        raise ValueError("the database holds no interactions yet")
+    return from_rows(rows)
+
+
 @dataclass
 class TrainResult:
     artifact: ModelArtifact

@@ -1,0 +1,132 @@
+"""The PostgreSQL sink against a real (embedded) PostgreSQL: exactly once through duplicates,
+a SIGKILL, and a ten-second database outage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+
+from .helpers import get, http, produce_events, wait_until
+
+pytestmark = pytest.mark.integration
+WITH_DATABASE = True
+END = time.time() - 60
+
+
+def stored(stack) -> tuple[int, int]:
+    """(interactions, user_events) rows in PostgreSQL."""
+    try:
+        with psycopg.connect(stack.postgres.url, connect_timeout=2) as conn:
+            inter = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+            users = conn.execute("SELECT count(*) FROM user_events").fetchone()[0]
+            return inter, users
+    except psycopg.Error:
+        return -1, -1
+
+
+def expected(events) -> tuple[int, int]:
+    ids = {(k == "user-event", o["event_id"]) for k, o in events}
+    return sum(1 for u, _ in ids if not u), sum(1 for u, _ in ids if u)
+
+
+def shop(seed: int, users: int = 120):
+    evs = synthetic_events(ShopSpec(users=users, items=100, categories=5, events_per_user=10, seed=seed), end=END)
+    return [(k, {**o, "event_id": f"s{seed}-{o['event_id']}"}) for k, o in evs]
+
+
+@pytest.fixture(scope="module")
+def worker(stack):
+    return stack.add_worker("w1")
+
+
+def test_db_init_is_idempotent(stack, worker):
+    env = {**os.environ, **stack.env}
+    run = lambda: subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    first, second = run(), run()
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "schema already at version 1" in second.stdout
+    with psycopg.connect(stack.postgres.url) as conn:
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+
+
+def test_every_event_once_even_when_produced_twice(stack, worker):
+    events = shop(1)
+    produce_events(stack.broker.bootstrap, events)
+    produce_events(stack.broker.bootstrap, events)  # the same event_ids again
+    want = expected(events)
+    wait_until(lambda: stored(stack) == want, 60, what=f"{want} rows")
+    time.sleep(2)
+    assert stored(stack) == want
+    with psycopg.connect(stack.postgres.url) as conn:
+        n_users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
+        assert n_users == len({o["user_id"] for k, o in events if k != "user-event"})
+        row = conn.execute("SELECT kind, payload->>'event_id', source_topic FROM interactions LIMIT 1").fetchone()
+        assert row[0] in ("view", "purchase", "review") and row[1].startswith("s1-") and row[2].startswith("amazon-")
+
+
+def _stream(stack, events, per_chunk=100, pause=0.1) -> threading.Thread:
+    def run():
+        for i in range(0, len(events), per_chunk):
+            produce_events(stack.broker.bootstrap, events[i:i + per_chunk])
+            time.sleep(pause)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
+    before = stored(stack)
+    events = shop(2, users=200)
+    feeder = _stream(stack, events)
+    wait_until(lambda: stored(stack)[0] > before[0] + 100, 30, what="the sink to be mid-stream")
+    worker.kill()
+    feeder.join()
+    restarted = stack.add_worker("w1")  # same data dir
+    want = tuple(a + b for a, b in zip(before, expected(events)))
+    wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows after the restart")
+    time.sleep(2)
+    assert stored(stack) == want
+    assert restarted.alive()
+
+
+def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack):
+    worker = stack.workers[-1]
+    pid = worker.proc.pid
+    before = stored(stack)
+    events = shop(3, users=150)
+    feeder = _stream(stack, events, per_chunk=50, pause=0.1)
+    time.sleep(1.0)
+    stack.postgres.stop()
+    down_at = time.monotonic()
+    health = wait_until(lambda: (lambda h: h if h["database"]["status"] == "down" else None)(
+        get(f"{worker.url}/api/health")[1]), 15, what="health to report the database down")
+    assert health["status"] == "degraded"
+    time.sleep(max(0.0, 10 - (time.monotonic() - down_at)))
+    stack.postgres.restart()
+    feeder.join()
+    want = tuple(a + b for a, b in zip(before, expected(events)))
+    wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows after the outage")
+    assert worker.proc.pid == pid and worker.alive()  # never restarted
+    _, text = http("GET", f"{worker.url}/metrics")
+    retries = [float(line.split()[-1]) for line in text.splitlines() if line.startswith("recsys_sink_retries_total ")]
+    assert retries and retries[0] > 0
+    wait_until(lambda: get(f"{worker.url}/api/health")[1]["database"]["status"] == "up", 15)
+
+
+def test_train_reads_interactions_from_the_database(stack, tmp_path):
+    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "recsys_faust", "train", "--no-eval", "--factors", "16"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    inter, _ = stored(stack)
+    assert f"postgresql:interactions: {inter} interactions" in out.stdout
+    assert any((p / "model.npz").exists() for p in tmp_path.iterdir())
