@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import sys
 from pathlib import Path
 from typing import Optional
@@ -213,6 +214,23 @@ def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, part
     from .devstack.stack import run_dev
 
     run_dev(data=data, limit=limit, rate=rate, port=port, partitions=partitions, workdir=workdir)
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Smaller sizes (about three minutes).")
+@click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
+              show_default=True, help="Scratch directory for the bench's broker, database and workers.")
+def bench(quick: bool, data: Optional[Path], workdir: Path) -> None:
+    """Benchmarks, each printed with a baseline measured in the same run and the ratio."""
+    from .bench.suite import run_suite
+
+    started = time.monotonic()
+    report = run_suite(quick=quick, data=data, workdir=workdir)
+    click.echo("")
+    click.echo(report.table())
+    click.echo(f"\n(bench {'--quick ' if quick else ''}took {time.monotonic() - started:.0f}s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

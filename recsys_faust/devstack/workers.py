@@ -77,6 +77,10 @@ class WorkerProcess:
             except ValueError:
                 return err.code, body.decode("utf-8", "replace")
 
+    def get_text(self, path: str, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            return resp.read().decode("utf-8")
+
     def wait_ready(self, timeout_s: float = 90.0) -> dict:
         """Until /api/health says the broker is up with partitions assigned."""
         deadline = time.monotonic() + timeout_s

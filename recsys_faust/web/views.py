@@ -109,6 +109,13 @@ def register_views(app: Any, ctx: WebContext) -> None:
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 raise ApiError(503, "owner_unreachable", f"worker {dest} did not answer: {type(exc).__name__}")
 
+    @app.page("/api/ping")
+    class Ping(ApiView):
+        """A constant answer: liveness, and the serving benchmark's baseline."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"ok": True})
+
     @app.page("/api/health")
     class Health(ApiView):
         async def get(self, request: Request) -> Response:

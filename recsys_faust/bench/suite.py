@@ -1,0 +1,316 @@
+"""``recsys-faust bench``: each figure next to a baseline measured in the same run.
+
+These machines are shared and absolute times drift; the ratio to a baseline run alongside, on
+the same events, broker and machine, is the number to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import click
+import numpy as np
+
+from ..devstack.demo_data import ShopSpec, dataset_events, synthetic_events
+from ..devstack.stack import DevStack
+from ..devstack.workers import WorkerProcess
+
+AMAZON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "amazon-grocery" / "interactions.csv"
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    baseline: str
+    ratio: str
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, *args: str) -> None:
+        self.rows.append(Row(*args))
+        click.echo(f"  -> {args[0]}: {args[1]} vs {args[2]} ({args[3]})")
+
+    def table(self) -> str:
+        head = ("benchmark", "figure", "baseline (same run)", "ratio", "note")
+        cells = [head] + [(r.name, r.value, r.baseline, r.ratio, r.note) for r in self.rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(5)]
+        line = lambda c: "| " + " | ".join(c[i].ljust(widths[i]) for i in range(5)) + " |"
+        return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                         + [line(c) for c in cells[1:]])
+
+
+def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and label_filter in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _wait_count(read: Callable[[], float], target: float, timeout_s: float,
+                alive: Callable[[], bool] = lambda: True) -> tuple[float, float]:
+    """Poll ``read`` until it reaches ``target``; rate measured from the first progress seen."""
+    deadline = time.monotonic() + timeout_s
+    t0 = c0 = None
+    c = 0.0
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the measured worker exited; see its log in the bench workdir")
+        try:
+            c = read()
+        except (OSError, ValueError):
+            c = 0.0
+        now = time.perf_counter()
+        if t0 is None and c > 0:
+            t0, c0 = now, c
+        if c >= target:
+            if t0 is None or now - t0 < 1e-3:
+                return c, float("nan")
+            return c, (c - c0) / (now - t0)
+        time.sleep(0.02)
+    raise TimeoutError(f"only {c} of {target} processed after {timeout_s:.0f}s")
+
+
+def _events(data: Optional[Path], n: int) -> list[tuple[str, dict]]:
+    if data is not None and data.exists():
+        return list(dataset_events(data, kind="purchase", limit=n))
+    spec = ShopSpec(users=max(50, n // 20), items=2000, categories=20, events_per_user=20, seed=1)
+    return [e for e in synthetic_events(spec) if e[0] != "user-event"][:n]
+
+
+def _produce(stack: DevStack, events: list[tuple[str, dict]]) -> None:
+    from ..client.replay import replay_events
+
+    asyncio.run(replay_events(stack.settings, events))
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
+    n = len(events)
+    click.echo(f"pipeline throughput: {n} events")
+    _produce(stack, events)
+    # 1. the broker limit: a plain aiokafka consumer without processing
+    import aiokafka
+    from aiokafka import TopicPartition
+
+    async def raw_consume() -> float:
+        c = aiokafka.AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, enable_auto_commit=False,
+                                      auto_offset_reset="earliest", max_poll_records=5000)
+        await c.start()
+        tps = [TopicPartition("amazon-purchases", p) for p in range(stack.partitions)]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        got, t0 = 0, time.perf_counter()
+        while got < n:
+            batch = await c.getmany(timeout_ms=500)
+            got += sum(len(v) for v in batch.values())
+        dt = time.perf_counter() - t0
+        await c.stop()
+        return n / dt
+
+    raw_rate = asyncio.run(raw_consume())
+    # 2. Faust's per-event floor: table[key] += 1
+    minimal = WorkerProcess("bench-minimal", {**stack.env, "BENCH_TOPIC": "amazon-purchases"},
+                            stack.workdir / "bench-minimal" / "data", log_path=stack.workdir / "bench-minimal.log")
+    minimal.data_dir.mkdir(parents=True, exist_ok=True)
+    minimal.proc = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "recsys_faust.bench.minimal_app", "worker", "-l", "warn"],
+        env={**minimal.env}, stdout=open(minimal.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
+        minimal_rss = peak_rss_mib(minimal.proc.pid)
+    finally:
+        minimal.stop()
+    # 3. the full path
+    worker = stack.add_worker("bench-full", wait=False)
+    read = lambda: _metric_sum(worker.get_text("/metrics"), "recsys_events_total", 'outcome="applied"')
+    _, full_rate = _wait_count(read, n, 900, worker.alive)
+    report.add("pipeline events/s (full path, 1 worker)", f"{full_rate:,.0f}/s",
+               f"minimal agent {minimal_rate:,.0f}/s", f"{full_rate / minimal_rate:.2f}x",
+               f"validate+profile+popularity+ready list; broker limit (raw consume) {raw_rate:,.0f}/s")
+    report.add("worker peak RSS after the stream", f"{peak_rss_mib(worker.proc.pid):,.0f} MiB",
+               f"minimal agent {minimal_rss:,.0f} MiB", f"{peak_rss_mib(worker.proc.pid) / minimal_rss:.2f}x",
+               f"{len({o['user_id'] for _, o in events})} users, {len({o['product_id'] for _, o in events})} items")
+    return worker
+
+
+def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users: list[str], seconds: float) -> None:
+    click.echo(f"serving: {seconds:.0f}s of load per route, 16 concurrent, separate process")
+
+    def load(path: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "recsys_faust.bench.load", worker.url + path,
+                              ",".join(users), str(seconds), "16"], capture_output=True, text=True, timeout=seconds + 60)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    const = load("/api/ping")
+    recs = load("/api/recommendations/{user}?k=10")
+    report.add("serving GET /api/recommendations p99", f"{recs['p99_ms']:.1f} ms (p50 {recs['p50_ms']:.1f})",
+               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
+               f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
+               f"{recs['rps']:,.0f} req/s vs {const['rps']:,.0f}; errors {recs['errors']}")
+
+
+def bench_freshness(stack: DevStack, report: Report, worker: WorkerProcess, rate: float, seconds: float) -> None:
+    """Produce at ``rate`` events/s; for sampled events, time until the user's answer changes."""
+    click.echo(f"freshness: {rate:.0f} events/s for {seconds:.0f}s")
+    from ..client.producers import ProductEventProducer
+
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    async def produce_and_probe() -> None:
+        import aiohttp
+
+        producer = ProductEventProducer(stack.settings, linger_ms=0)
+        await producer.start()
+        pending: list[asyncio.Task] = []
+        async with aiohttp.ClientSession() as session:
+            async def probe(user: str, t0: float) -> None:
+                url = f"{worker.url}/api/recommendations/{user}?k=10"
+                while time.perf_counter() - t0 < 5:
+                    async with session.get(url) as resp:
+                        body = await resp.json()
+                    if body["strategy"] != "popular":  # the new user's own list exists: the event is in
+                        latencies.append(time.perf_counter() - t0)
+                        return
+                    await asyncio.sleep(0.002)
+
+            n = int(rate * seconds)
+            started = time.perf_counter()
+            for i in range(n):
+                user = f"fresh-{i}"
+                t0 = time.perf_counter()
+                await producer.send_event("view", {"event_id": f"fresh-{i}", "user_id": user, "product_id": "p00001",
+                                                   "timestamp": time.time(), "category": "cat1"}, wait=False)
+                if i % 10 == 0:
+                    pending.append(asyncio.create_task(probe(user, t0)))
+                ahead = (i + 1) / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await asyncio.gather(*pending)
+        await producer.stop()
+
+    asyncio.run(produce_and_probe())
+    lat = sorted(latencies)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
+    report.add("freshness event -> changed answer p99", f"{p(0.99):.0f} ms (p50 {p(0.5):.0f})",
+               f"target 100 ms at {rate:.0f} ev/s", f"{p(0.99) / 100:.2f}x of target",
+               f"{len(lat)} sampled events; batch within {stack.settings.batch_within * 1000:.0f} ms")
+
+
+def bench_training(report: Report, data: Optional[Path], quick: bool) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from ..model.als import ALSParams, FoldIn, top_k, train_als
+    from ..model.dataset import load_csv
+    from ..settings import Settings
+
+    click.echo("training and fold-in")
+    if data is None or not data.exists():
+        click.echo("  (no dataset: training rows skipped)")
+        return
+    dataset = load_csv(data)
+    params = ALSParams(factors=64 if quick else 128, iterations=15)
+    matrix = dataset.matrix()
+    # baseline: a bare implicit fit of the same matrix
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    with threadpool_limits(1, "blas"):
+        bare = AlternatingLeastSquares(factors=params.factors, regularization=params.regularization,
+                                       alpha=params.alpha, iterations=params.iterations, random_state=params.seed)
+        t0 = time.perf_counter()
+        bare.fit(matrix, show_progress=False)
+        bare_s = time.perf_counter() - t0
+    env = {**os.environ, "RECSYS_MODELS_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / "recsys-bench-models")}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "recsys_faust", "train", "--data", str(data), "--no-eval",
+                          "--factors", str(params.factors)], env=env, capture_output=True, text=True, timeout=600)
+    train_s = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    fit_s = float(re.search(r"fit ([0-9.]+)s", out.stdout).group(1))
+    report.add("train wall time (recsys-faust train)", f"{train_s:.2f} s (fit {fit_s:.2f} s)",
+               f"bare implicit fit {bare_s:.2f} s", f"{train_s / bare_s:.2f}x (fit {fit_s / bare_s:.2f}x)",
+               f"{len(dataset)} interactions, {params.factors} factors; wall includes process start + CSV load")
+    # fold-in + top-k per event, 64 factors, the full catalogue, one core
+    _, item_f, _ = train_als(matrix, ALSParams(factors=64, iterations=5))
+    fold = FoldIn(item_f, regularization=1.0, alpha=10.0)
+    rng = np.random.default_rng(0)
+    histories = [rng.choice(dataset.n_items, size=rng.integers(3, 30), replace=False) for _ in range(2000)]
+    with threadpool_limits(1, "blas"):
+        t0 = time.perf_counter()
+        for h in histories:
+            x = fold.user_vector(h, np.ones(len(h)))
+            top_k(item_f @ x, 50, h)
+        per = (time.perf_counter() - t0) / len(histories)
+        t0 = time.perf_counter()
+        for h in histories:
+            item_f @ np.ones(64, dtype=np.float32)
+        dot = (time.perf_counter() - t0) / len(histories)
+    report.add("fold-in + top-50 per event", f"{per * 1e6:.0f} us", f"scoring dot only {dot * 1e6:.0f} us",
+               f"{per / dot:.1f}x", f"64 factors, {dataset.n_items} items, 1 BLAS thread; target < 1 ms")
+
+
+def bench_sink(stack: DevStack, report: Report, n: int) -> None:
+    from ..sink.rows import event_row
+    from ..sink.writer import PostgresSink, insert_row_by_row
+    from ..events.model import Event
+
+    click.echo(f"sink: {n} rows")
+    now = time.time()
+    rows = [event_row(Event("purchase", f"bench-{i}", f"u{i % 500}", now, product_id=f"p{i % 900}", category="c",
+                            payload={"i": i}), ("amazon-purchases", 0, i))[1] for i in range(n)]
+    base_rows = [(f"base-{r[0]}",) + r[1:] for r in rows[: max(500, n // 10)]]
+
+    async def run() -> tuple[float, float]:
+        sink = PostgresSink(stack.postgres.url)
+        await sink.open()
+        await sink.ensure_schema()
+        t0 = time.perf_counter()
+        for i in range(0, n, 1000):
+            await sink.write({"interactions": rows[i:i + 1000]})
+        batched = n / (time.perf_counter() - t0)
+        await sink.close()
+        single = len(base_rows) / await insert_row_by_row(stack.postgres.url, base_rows)
+        return batched, single
+
+    batched, single = asyncio.run(run())
+    report.add("sink rows/s (COPY + upsert, 1000/txn)", f"{batched:,.0f}/s", f"row-by-row INSERT {single:,.0f}/s",
+               f"{batched / single:.1f}x", "same process, same database, interactions table")
+
+
+def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
+    data = data if data is not None else (AMAZON if AMAZON.exists() else None)
+    n_events = 20_000 if quick else 121_892
+    report = Report()
+    stack = DevStack(workdir, partitions=4).start()
+    try:
+        events = _events(data, n_events)
+        worker = bench_throughput(stack, report, events)
+        users = sorted({o["user_id"] for _, o in events})[:2000]
+        bench_serving(stack, report, worker, users, 8 if quick else 20)
+        bench_freshness(stack, report, worker, 500, 4 if quick else 10)
+        bench_sink(stack, report, 20_000 if quick else 100_000)
+        bench_training(report, data, quick)
+    finally:
+        stack.stop()
+    return report
