@@ -86,6 +86,8 @@ def create_app(settings: Settings) -> RecsysApp:
         broker_commit_interval=settings.broker_commit_interval,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=max(1_048_576, settings.max_event_bytes * 4),
+        producer_linger=settings.producer_linger_s,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         topic_disable_leader=True,
         topic_replication_factor=settings.replication_factor or 1,
     )

@@ -192,7 +192,7 @@ def bench_freshness(stack: DevStack, report: Report, worker: WorkerProcess, rate
                     if body["strategy"] != "popular":  # the new user's own list exists: the event is in
                         latencies.append(time.perf_counter() - t0)
                         return
-                    await asyncio.sleep(0.002)
+                    await asyncio.sleep(0.005)
 
             n = int(rate * seconds)
             started = time.perf_counter()
@@ -201,7 +201,7 @@ def bench_freshness(stack: DevStack, report: Report, worker: WorkerProcess, rate
                 t0 = time.perf_counter()
                 await producer.send_event("view", {"event_id": f"fresh-{i}", "user_id": user, "product_id": "p00001",
                                                    "timestamp": time.time(), "category": "cat1"}, wait=False)
-                if i % 10 == 0:
+                if i % 25 == 0:
                     pending.append(asyncio.create_task(probe(user, t0)))
                 ahead = (i + 1) / rate - (time.perf_counter() - started)
                 if ahead > 0:
