@@ -112,7 +112,7 @@ class Settings:
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
-    fetch_max_wait_ms: int = 100   # fetch long-poll: an upper bound on produce -> processed latency
+    fetch_max_wait_ms: int = 50    # fetch long-poll: an upper bound on produce -> processed latency
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms
@@ -120,7 +120,7 @@ class Settings:
 
     # --- hot path sizes -----------------------------------------------------------------------
     batch_size: int = 500            # events taken per micro-batch
-    batch_within: float = 0.05       # seconds to wait filling a batch
+    batch_within: float = 0.02       # seconds to wait filling a batch (adds to freshness)
     max_event_bytes: int = 65_536    # larger payloads are dead-lettered
     max_future_skew_s: float = 86_400.0  # timestamps further in the future are rejected
 
