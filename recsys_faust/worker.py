@@ -57,6 +57,11 @@ def _offer_models(models: ModelHolder, records: list[tuple[str, Any]]) -> None:
 
 
 def build_worker(settings: Settings) -> RecsysApp:
+    # One event loop does all the work: a multi-threaded BLAS under small per-batch products
+    # only contends with it.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
     app = create_app(settings)
     plan = plan_from_settings(settings)
     n = plan.user_partitions

@@ -55,6 +55,29 @@ class Recommender:
             return self._category_list(profile, category, n)
         return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
 
+    def build_lists(self, profiles: list[dict]) -> list[tuple[list[dict], str, Any]]:
+        """Ready lists for many users: ALS users scored in one matrix product, others one by one.
+
+        Returns (items, strategy, vector or None) per profile, in order.
+        """
+        import numpy as np
+
+        vectors = [self.user_vector(p) for p in profiles]
+        out: list[Any] = [None] * len(profiles)
+        active = self.models.active
+        als_rows = [i for i, v in enumerate(vectors) if v is not None]
+        if active is not None and als_rows:
+            lists = active.recommend_many(np.stack([vectors[i] for i in als_rows]), self.settings.rec_list_size,
+                                          [seen_items(profiles[i]) for i in als_rows])
+            for i, items in zip(als_rows, lists):
+                out[i] = (items, STRATEGY_ALS, vectors[i])
+        for i, p in enumerate(profiles):
+            if out[i] is None:
+                items, strategy = popular_affinity(p, self.index, self.settings.rec_list_size,
+                                                   boost=self.settings.affinity_boost)
+                out[i] = (items, strategy, None)
+        return out
+
     def ready_entry(self, items: list[dict], strategy: str, generated_at: float) -> dict[str, Any]:
         """The value stored in the recommendations table for one user."""
         return {

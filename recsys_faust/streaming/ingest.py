@@ -138,10 +138,10 @@ class UserEventProcessor:
 
         now = time.time()
         version = self.recommender.model_version
-        for user_id, profile, record in touched:
-            # Fold-in: the user's vector from the item factors and the recent interactions.
-            vector = self.recommender.user_vector(profile)
-            items, strategy = self.recommender.build_list(profile, vector=vector)
+        # Fold-in: each touched user's vector from the item factors and the recent interactions,
+        # then every ALS user of the batch scored in one matrix product.
+        lists = self.recommender.build_lists([profile for _, profile, _ in touched])
+        for (user_id, profile, record), (items, strategy, vector) in zip(touched, lists):
             with as_current(record):
                 if vector is not None:
                     self.user_factors[user_id] = {"model_version": version,
