@@ -107,12 +107,10 @@ def peak_rss_mib(pid: int) -> float:
 def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     """Train a 64-factor ALS on the events and publish it, so workers fold users in."""
     from ..model.als import ALSParams
-    from ..model.dataset import from_rows
-    from ..model.train import publish, train_dataset
+    from ..model.train import publish, train_events
 
     settings = stack.settings.with_overrides(models_dir=stack.workdir / "models")
-    data = from_rows((o["user_id"], o["product_id"], 1.0, o["timestamp"], o.get("category")) for _, o in events)
-    result = train_dataset(data, settings, ALSParams(factors=64), source="bench events", evaluate_first=False)
+    result = train_events(settings, events, ALSParams(factors=64), "bench events")
     asyncio.run(publish(settings, result.artifact))
     return result.artifact.version
 

@@ -113,6 +113,14 @@ def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: in
         demo_user = events[len(events) // 2][1]["user_id"]
         with click.progressbar(length=len(events), label=f"streaming {source}") as bar:
             asyncio.run(replay_events(stack.settings, events, rate=rate, on_progress=bar.update))
+        click.echo("training a first ALS model on the demo events and publishing it ...")
+        from ..model.als import ALSParams
+        from ..model.train import publish, train_events
+
+        settings = stack.settings.with_overrides(models_dir=stack.workdir / "models")
+        trained = train_events(settings, events, ALSParams(factors=64), source)
+        asyncio.run(publish(settings, trained.artifact))
+        click.echo(f"  model {trained.artifact.version} published (fit {trained.fit_seconds:.1f}s)")
         elapsed = time.monotonic() - started
         click.echo("")
         click.echo(f"recsys-faust dev stack is up ({elapsed:.0f}s). Look here:")

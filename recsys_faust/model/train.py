@@ -114,3 +114,13 @@ async def publish(settings: Settings, artifact: ModelArtifact) -> int:
     finally:
         await producer.stop()
     return len(value)
+
+
+def train_events(settings: Settings, events: list[tuple[str, dict]], params: ALSParams, source: str) -> TrainResult:
+    """Train on (kind, event) pairs as the workers would weigh them (demo and benchmarks)."""
+    from .dataset import from_rows
+
+    w = settings.weights
+    data = from_rows((o["user_id"], o["product_id"], w.als_weight(k, o.get("rating")), float(o["timestamp"]),
+                      o.get("category")) for k, o in events if k != "user-event")
+    return train_dataset(data, settings, params, source=source, evaluate_first=False)
