@@ -221,7 +221,7 @@ def register_views(app: Any, ctx: WebContext) -> None:
             body, content_type = metrics.exposition()
             return self.bytes(body, content_type=content_type.split(";")[0])
 
-    demo_html = resources.files("recsys_faust.web").joinpath("static/index.html").read_text("utf-8")
+    demo_html = resources.files("recsys_faust.web").joinpath("index.html").read_text("utf-8")
 
     @app.page("/")
     class Demo(ApiView):

@@ -253,6 +253,9 @@ def test_health_reports_broker_database_and_model(worker):
     assert health["broker"]["status"] == "up" and health["broker"]["assigned_partitions"] == [0, 1, 2, 3]
     assert health["database"]["status"] == "up" and health["persistence"] == "on"
     assert health["model_version"]
+    status, page = http("GET", f"{worker.url}/")
+    assert status == 200 and "<title>recsys-faust demo</title>" in page and "/api/trending" in page
+    assert http("GET", f"{worker.url}/api/ping") == (200, {"ok": True})
 
 
 def _snapshot(worker, users):
