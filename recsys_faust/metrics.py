@@ -56,3 +56,14 @@ POPULAR_ITEMS = Gauge(
 
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def snapshot() -> list[tuple[str, float, dict]]:
+    """(metric, value, labels) for every sample of this worker's counters and gauges."""
+    out = []
+    for family in REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name.endswith(("_created", "_bucket")):
+                continue
+            out.append((sample.name, float(sample.value), dict(sample.labels)))
+    return out

@@ -141,6 +141,8 @@ class Settings:
     affinity_boost: float = 1.0
     weights: EventWeights = field(default_factory=EventWeights)
 
+    metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
+
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction
     sink_batch_within: float = 0.2     # seconds to wait filling a sink batch

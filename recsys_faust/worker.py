@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any, Optional
 
-from . import __version__
+from . import __version__, metrics
 from .app import RecsysApp, create_app, rocksdb_options
 from .events.model import (
     INPUT_TOPICS,
@@ -215,6 +215,18 @@ def build_worker(settings: Settings) -> RecsysApp:
             models=models,
         ),
     )
+
+    system_metrics = app.topic(TOPIC_SYSTEM_METRICS, key_serializer="str", value_serializer="json")
+
+    @app.timer(interval=settings.metrics_snapshot_s)
+    async def post_metrics() -> None:
+        """Periodic snapshot of this worker's counters to amazon-system-metrics (and so PostgreSQL)."""
+        metrics.POPULAR_ITEMS.set(len(index))
+        now = time.time()
+        for name, value, labels in metrics.snapshot():
+            await system_metrics.send(key=settings.worker_name, value={
+                "metric": name, "value": value, "worker": settings.worker_name, "timestamp": now,
+                **({"labels": labels} if labels else {})})
 
     @app.task
     async def announce() -> None:

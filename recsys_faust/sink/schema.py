@@ -76,9 +76,9 @@ CREATE TABLE IF NOT EXISTS metric_snapshots (
     metric  text NOT NULL,
     source  text NOT NULL,
     ts      timestamptz NOT NULL,
+    labels  jsonb NOT NULL DEFAULT '{}',
     value   double precision NOT NULL,
-    labels  jsonb,
-    PRIMARY KEY (metric, source, ts)
+    PRIMARY KEY (metric, source, ts, labels)
 );
 """),
 ]

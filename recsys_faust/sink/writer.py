@@ -29,7 +29,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "model_versions": (("model_version", "created_at", "manifest"), "model_version"),
     "drift_alerts": (("feature", "statistic", "window_start", "window_end", "value", "threshold", "ts", "details"),
                      "feature, statistic, window_start, window_end"),
-    "metric_snapshots": (("metric", "source", "ts", "value", "labels"), "metric, source, ts"),
+    "metric_snapshots": (("metric", "source", "ts", "value", "labels"), "metric, source, ts, labels"),
 }
 #: Failures that end by themselves (server down, restarting, unreachable): retried forever.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, asyncio.TimeoutError, OSError)

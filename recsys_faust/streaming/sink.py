@@ -69,7 +69,7 @@ class SinkProcessor:
                 elif topic in (TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS):
                     source = v.get("worker") or v.get("model_version") or ""
                     batches["metric_snapshots"].append((v["metric"], str(source), ts(v["timestamp"]), float(v["value"]),
-                                                        json.dumps(v.get("labels"))))
+                                                        json.dumps(v.get("labels") or {})))
             except (KeyError, TypeError, ValueError) as exc:
                 await self._reject(rec, f"{type(exc).__name__}: {exc}")
         await self._write(batches, records)

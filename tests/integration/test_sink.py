@@ -44,7 +44,7 @@ def shop(seed: int, users: int = 120):
 
 @pytest.fixture(scope="module")
 def worker(stack):
-    return stack.add_worker("w1")
+    return stack.add_worker("w1", extra_env={"RECSYS_METRICS_SNAPSHOT_S": "1"})
 
 
 def test_db_init_is_idempotent(stack, worker):
@@ -130,3 +130,14 @@ def test_train_reads_interactions_from_the_database(stack, tmp_path):
     inter, _ = stored(stack)
     assert f"postgresql:interactions: {inter} interactions" in out.stdout
     assert any((p / "model.npz").exists() for p in tmp_path.iterdir())
+
+
+def test_worker_metric_snapshots_reach_the_database(stack):
+    """Each worker posts its counters to amazon-system-metrics; the sink stores them."""
+    def rows():
+        with psycopg.connect(stack.postgres.url) as conn:
+            return conn.execute(
+                "SELECT value FROM metric_snapshots WHERE metric = 'recsys_events_total' AND source = 'w1'"
+                " AND labels @> '{\"outcome\": \"applied\"}' ORDER BY ts DESC LIMIT 4").fetchall()
+    found = wait_until(rows, 30, what="metric snapshots in PostgreSQL")
+    assert sum(v for (v,) in found) > 0
