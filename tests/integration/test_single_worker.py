@@ -258,6 +258,46 @@ def test_health_reports_broker_database_and_model(worker):
     assert http("GET", f"{worker.url}/api/ping") == (200, {"ok": True})
 
 
+def test_client_producers_validate_and_key_by_user(worker, stack):
+    """The client API other services import: contract events, keyed by user, refused when wrong."""
+    import asyncio
+
+    from recsys_faust.client.producers import (
+        InvalidEventError, ProductEventProducer, RecommendationRequestProducer, ReviewProducer, UserEventProducer,
+    )
+
+    settings = stack.settings
+    user = f"client-{uuid.uuid4().hex[:6]}"
+
+    async def send() -> str:
+        async with ProductEventProducer(settings) as p:
+            await p.send_view(user, "p00001", category="cat1", timestamp=END - 4)
+            await p.send_purchase(user, "p00002", quantity=2, price=3.5, timestamp=END - 3)
+            with pytest.raises(InvalidEventError) as err:
+                await p.send_purchase(user, "p00002", quantity=0)
+            assert err.value.invalid.code == "out_of_range"
+        async with ReviewProducer(settings) as r:
+            await r.send_review(user, "p00003", 5, timestamp=END - 2)
+            with pytest.raises(InvalidEventError):
+                await r.send_review(user, "p00003", 9)
+        async with UserEventProducer(settings) as u:
+            await u.send_user_event(user, "login", timestamp=END - 1)
+        async with RecommendationRequestProducer(settings) as q:
+            return await q.send_request(user, k=3)
+
+    request_id = asyncio.run(send())
+    prof = wait_until(lambda: (lambda r: r[1] if r[0] == 200 and sum(r[1]["counts"].values()) == 4 else None)(
+        get(f"{worker.url}/api/users/{user}/profile")), 30, what="the client's events in the profile")
+    assert prof["counts"] == {"view": 1, "purchase": 1, "review": 1, "login": 1}
+
+    def answered():
+        recs = [json.loads(r.value) for r in read_topic(stack.broker.bootstrap, "amazon-recommendation-responses", 5)]
+        return [r for r in recs if r["request_id"] == request_id] or None
+
+    (resp,) = wait_until(answered, 30, interval=1, what="the answer to the client's request")
+    assert resp["user_id"] == user and len(resp["items"]) == 3
+
+
 def _snapshot(worker, users):
     out = {}
     for u in users:
@@ -269,7 +309,9 @@ def _snapshot(worker, users):
 
 
 def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, model):
-    """Table state comes back exactly: from RocksDB + changelog, and from the changelog alone."""
+    """Table state comes back exactly: from RocksDB + changelog, and from the changelog alone.
+
+    Runs last in this module: it replaces the module's worker."""
     users = sorted(model.by_user)
     before = _snapshot(worker, users)
     worker.stop()
@@ -282,3 +324,4 @@ def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, mo
     assert _snapshot(rebuilt, users) == before
     log = rebuilt.log_path.read_text(errors="replace")
     assert "ConsistencyError" not in log
+
