@@ -191,11 +191,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             "url": settings.broker,
         }
         database = await check_database()
-        status = "ok"
-        if broker["status"] != "up" or database["status"] == "down":
-            status = "degraded"
-        if database["status"] == "disabled":
-            status = "ok" if status == "ok" else status
+        status = "degraded" if broker["status"] != "up" or database["status"] == "down" else "ok"
         return {
             "status": status,
             "worker": settings.worker_name,

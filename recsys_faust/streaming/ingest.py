@@ -80,7 +80,9 @@ class UserEventProcessor:
             tp = (msg.topic, msg.partition)
             prev = self._last_offset.get(tp)
             if prev is not None and msg.offset <= prev:
-                log.warning("out-of-order delivery on %s[%d]: offset %d after %d", msg.topic, msg.partition, msg.offset, prev)
+                # Normal after a rebalance (uncommitted events are delivered again); the state's
+                # own offsets make these replays no-ops.
+                log.info("%s[%d] rewound from offset %d to %d", msg.topic, msg.partition, prev, msg.offset)
             self._last_offset[tp] = msg.offset
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
