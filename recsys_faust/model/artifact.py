@@ -43,7 +43,7 @@ def save(artifact: ModelArtifact, models_dir: Path) -> Path:
         arrays["user_ids"] = np.asarray(artifact.user_ids, dtype=np.str_)
         arrays["user_factors"] = np.ascontiguousarray(artifact.user_factors, dtype=np.float32)
     tmp = out / "model.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
+    np.savez(tmp, **arrays)  # float factors barely compress; compressing cost more than the fit
     tmp.replace(out / "model.npz")
     manifest = {"version": artifact.version, "params": artifact.params, **artifact.manifest,
                 "n_items": len(artifact.item_ids), "n_users": len(artifact.user_ids), "factors": artifact.factors}

@@ -76,14 +76,18 @@ def load_csv(path: Path, *, weight: float = 1.0, rating_as_weight: bool = False)
     """``user_id,item_id,rating,timestamp[,category]`` (category 0 = unknown)."""
     def rows():
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"user_id", "item_id", "timestamp"} - set(reader.fieldnames or [])
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            missing = {"user_id", "item_id", "timestamp"} - set(header)
             if missing:
                 raise ValueError(f"{path}: missing columns {sorted(missing)}")
+            u, i, t = header.index("user_id"), header.index("item_id"), header.index("timestamp")
+            r = header.index("rating") if "rating" in header else None
+            c = header.index("category") if "category" in header else None
             for row in reader:
-                cat = (row.get("category") or "").strip()
-                w = float(row.get("rating") or 1.0) if rating_as_weight else weight
-                yield row["user_id"], row["item_id"], w, float(row["timestamp"]), (cat if cat not in ("", "0") else None)
+                cat = row[c].strip() if c is not None and c < len(row) else ""
+                w = float(row[r] or 1.0) if rating_as_weight and r is not None else weight
+                yield row[u], row[i], w, float(row[t]), (cat if cat not in ("", "0") else None)
     return from_rows(rows())
 
 
