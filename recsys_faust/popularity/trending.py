@@ -11,8 +11,7 @@ answers trending and cold-start queries for the whole catalogue.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, NamedTuple, Optional
 
 Entry = dict[str, Any]
 
@@ -64,8 +63,7 @@ def apply_to_entry(
     return True
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):  # a tuple: thousands are built per rebuild, frozen dataclasses cost 5x
     product_id: str
     score: float
     category: Optional[str]
@@ -85,26 +83,33 @@ class PopularityIndex:
         self.bucket_s = bucket_s
         self.refresh_s = refresh_s
         self._entries: dict[str, Entry] = {}
+        self._keys_of: dict[str, set[str]] = {}   # product_id -> its entry keys (one per partition)
+        self._dirty: set[str] = set()             # products whose entries changed since the last build
+        self._items: dict[str, tuple[float, float, Optional[str]]] = {}  # pid -> (score, total, category)
         self._version = 0
         self._built_version = -1
         self._built_at = 0.0
+        self._built_window_start: Optional[float] = None
         self._clock = 0.0
         self._ranked: list[Ranked] = []
         self._by_category: dict[str, list[Ranked]] = {}
-        self._score: dict[str, float] = {}
         self._pos: dict[str, int] = {}
-        self._category: dict[str, Optional[str]] = {}
 
     # -- updates ------------------------------------------------------------------------------
     def put(self, key: str, entry: Optional[Entry]) -> None:
-        if entry is None:
-            self._entries.pop(key, None)
-        else:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._dirty.add(old["p"])
+        if entry is not None:
             self._entries[key] = entry
+            self._keys_of.setdefault(entry["p"], set()).add(key)
+            self._dirty.add(entry["p"])
             if entry["b"]:
                 newest = max(int(s) for s in entry["b"]) + self.bucket_s
                 if newest > self._clock:
                     self._clock = float(newest)
+        elif old is not None:
+            self._keys_of.get(old["p"], set()).discard(key)
         self._version += 1
 
     def put_many(self, items: Iterable[tuple[str, Optional[Entry]]]) -> None:
@@ -120,42 +125,48 @@ class PopularityIndex:
         return self._clock
 
     # -- queries --------------------------------------------------------------------------------
+    def _item(self, pid: str, window_start: float) -> Optional[tuple[float, float, Optional[str]]]:
+        score = total = 0.0
+        category: Optional[str] = None
+        keys = self._keys_of.get(pid, ())
+        if not keys:
+            return None
+        for key in keys:
+            entry = self._entries[key]
+            total += entry["t"]
+            category = entry["c"] or category
+            for start, w in entry["b"].items():
+                if int(start) >= window_start:
+                    score += w
+        return round(score, 6), total, category
+
     def _rebuild(self, force: bool = False) -> None:
+        """Re-rank; item scores are recomputed only for changed items unless the window moved
+        (it moves once per bucket), which keeps the rebuild off the hot path's critical time."""
         if self._built_version == self._version:
             return
         now = time.monotonic()
         if not force and self._ranked and now - self._built_at < self.refresh_s:
             return
         window_start = self._clock - self.window_s
-        recent: dict[str, float] = {}
-        total: dict[str, float] = {}
-        category: dict[str, Optional[str]] = {}
-        for entry in self._entries.values():
-            pid = entry["p"]
-            total[pid] = total.get(pid, 0.0) + entry["t"]
-            if entry["c"]:
-                category[pid] = entry["c"]
+        todo = self._keys_of.keys() if window_start != self._built_window_start else self._dirty
+        for pid in list(todo):
+            item = self._item(pid, window_start)
+            if item is None:
+                self._items.pop(pid, None)
             else:
-                category.setdefault(pid, None)
-            score = 0.0
-            for start, w in entry["b"].items():
-                if int(start) >= window_start:
-                    score += w
-            if score:
-                recent[pid] = recent.get(pid, 0.0) + score
-        ranked = sorted(
-            (Ranked(pid, round(recent.get(pid, 0.0), 6), category[pid]) for pid in total),
-            key=lambda r: (-r.score, -total[r.product_id], r.product_id),
-        )
+                self._items[pid] = item
+        self._dirty = set()
+        items = self._items
+        order = sorted(items, key=lambda p: (-items[p][0], -items[p][1], p))
+        ranked = [Ranked(p, items[p][0], items[p][2]) for p in order]
         by_cat: dict[str, list[Ranked]] = {}
         for r in ranked:
             if r.category:
                 by_cat.setdefault(r.category, []).append(r)
         self._ranked, self._by_category = ranked, by_cat
-        self._score = {r.product_id: r.score for r in ranked}
         self._pos = {r.product_id: i for i, r in enumerate(ranked)}
-        self._category = category
-        self._built_version, self._built_at = self._version, now
+        self._built_version, self._built_at, self._built_window_start = self._version, now, window_start
 
     def top(
         self,
@@ -180,7 +191,8 @@ class PopularityIndex:
 
     def score(self, product_id: str) -> float:
         self._rebuild()
-        return self._score.get(product_id, 0.0)
+        item = self._items.get(product_id)
+        return item[0] if item else 0.0
 
     def rank_of(self, product_id: str) -> int:
         """Position in the global ranking (unknown items rank last)."""
@@ -189,7 +201,8 @@ class PopularityIndex:
 
     def category_of(self, product_id: str) -> Optional[str]:
         self._rebuild()
-        return self._category.get(product_id)
+        item = self._items.get(product_id)
+        return item[2] if item else None
 
     def n_items(self) -> int:
         self._rebuild()
