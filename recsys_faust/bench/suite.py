@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +188,6 @@ def bench_freshness(stack: DevStack, report: Report, worker: WorkerProcess, rate
     from ..client.producers import ProductEventProducer
 
     latencies: list[float] = []
-    stop = threading.Event()
 
     async def produce_and_probe() -> None:
         import aiohttp

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.model import artifact as art
