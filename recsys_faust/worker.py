@@ -35,6 +35,7 @@ from .streaming.sink import SinkProcessor
 from .model.serving import ModelHolder
 from .serving.service import Recommender
 from .settings import Settings
+from .streaming.deadletters import DeadLetters
 from .streaming.ingest import UserEventProcessor
 from .streaming.requests import RequestAnswerer
 from .web.views import WebContext, register_views
@@ -88,6 +89,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     requests_topic = app.topic(TOPIC_REQUESTS, partitions=n, **raw)
     responses_topic = app.topic(TOPIC_RESPONSES, key_serializer="str", value_serializer="json")
     dead_letters = app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json")
+    dead_letter_sender = DeadLetters(dead_letters, settings.worker_name)
     all_inputs = app.topic(*INPUT_TOPICS, **raw)
 
     index = PopularityIndex(
@@ -105,12 +107,12 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
-        user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letters,
+        user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letter_sender,
         topic_for=lambda name: input_topics[name], partitions_of=partitions_of,
     )
     answerer = RequestAnswerer(
         settings, recommender=recommender, answered=answered, responses=responses_topic,
-        dead_letters=dead_letters, requests_topic=requests_topic, partitions_of=partitions_of,
+        dead_letters=dead_letter_sender, requests_topic=requests_topic, partitions_of=partitions_of,
     )
 
     @app.agent(all_inputs, name="user_event_processor")
@@ -129,8 +131,9 @@ def build_worker(settings: Settings) -> RecsysApp:
     if settings.database_url:
         sink = PostgresSink(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
                             max_backoff_s=settings.db_max_backoff_s)
-        sinks = SinkProcessor(settings, sink, dead_letters, stopping=lambda: app.should_stop)
-        json_topics = dict(key_serializer="raw", value_serializer="json")
+        sinks = SinkProcessor(settings, sink, dead_letter_sender, stopping=lambda: app.should_stop)
+        # raw values: the processor decodes them, so bad records are dead-lettered, not skipped
+        raw_topics = dict(key_serializer="raw", value_serializer="raw")
 
         @app.service
         class SinkPool(Service):
@@ -148,14 +151,14 @@ def build_worker(settings: Settings) -> RecsysApp:
             async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
                 await sinks.events(batch)
 
-        @app.agent(app.topic(TOPIC_RESPONSES, **json_topics), name="response_sink")
+        @app.agent(app.topic(TOPIC_RESPONSES, **raw_topics), name="response_sink")
         async def response_sink(stream: Any) -> None:
             """Persist every recommendation answer."""
             async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
                 await sinks.responses(batch)
 
         @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
-                             **json_topics), name="observation_sink")
+                             **raw_topics), name="observation_sink")
         async def observation_sink(stream: Any) -> None:
             """Persist model versions (manifests), drift alerts and metric snapshots."""
             async for batch in stream.take_events(100, within=settings.sink_batch_within):

@@ -142,11 +142,8 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     raw_rate = asyncio.run(raw_consume())
     # 2. Faust's per-event floor: table[key] += 1
     minimal = WorkerProcess("bench-minimal", {**stack.env, "BENCH_TOPIC": "amazon-purchases"},
-                            stack.workdir / "bench-minimal" / "data", log_path=stack.workdir / "bench-minimal.log")
-    minimal.data_dir.mkdir(parents=True, exist_ok=True)
-    minimal.proc = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "recsys_faust.bench.minimal_app", "worker", "-l", "warn"],
-        env={**minimal.env}, stdout=open(minimal.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+                            stack.workdir / "bench-minimal" / "data", log_path=stack.workdir / "bench-minimal.log",
+                            loglevel="warn", app_module="recsys_faust.bench.minimal_app").start()
     try:
         _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
         minimal_rss = peak_rss_mib(minimal.proc.pid)

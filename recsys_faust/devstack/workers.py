@@ -30,8 +30,10 @@ class WorkerProcess:
         port: Optional[int] = None,
         log_path: Optional[Path] = None,
         loglevel: str = "info",
+        app_module: str = "recsys_faust",
     ) -> None:
         self.name = name
+        self.app_module = app_module
         self.port = port or free_port()
         self.data_dir = data_dir
         self.log_path = log_path or data_dir.parent / f"{name}.log"
@@ -57,8 +59,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "recsys_faust", "worker", "-l", self.loglevel,
-            ],
+            [sys.executable, "-m", "faust", "-A", self.app_module, "worker", "-l", self.loglevel],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self

@@ -68,8 +68,15 @@ class ReplicatedChangelog(Service):
                 updates: list[tuple[str, Optional[Any]]] = []
                 for records in batch.values():
                     for rec in records:
-                        key = rec.key.decode("utf-8") if rec.key is not None else ""
-                        value = json.loads(rec.value) if rec.value is not None else None
+                        try:
+                            key = rec.key.decode("utf-8") if rec.key is not None else ""
+                            value = json.loads(rec.value) if rec.value is not None else None
+                        except ValueError:
+                            # outside producers write to some tailed topics; their sink agent
+                            # dead-letters such records, here they are only skipped
+                            log.warning("replicated %s: skipping undecodable record at %s[%d]@%d",
+                                        self.topic, rec.topic, rec.partition, rec.offset)
+                            continue
                         updates.append((key, value))
                 if updates:
                     self.records_seen += len(updates)

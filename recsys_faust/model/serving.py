@@ -59,18 +59,14 @@ class ActiveModel:
 
     def recommend(self, vector: np.ndarray, n: int, *, seen: Iterable[str] = (),
                   category: Optional[str] = None) -> list[dict]:
-        scores = self.artifact.item_factors @ vector
-        exclude = [self.index[p] for p in seen if p in self.index]
-        if category is not None:
-            scores = scores.copy()
-            scores[self.categories != category] = -np.inf
-        best = top_k(scores, n, exclude)
-        return [{"product_id": self.artifact.item_ids[i], "score": round(float(scores[i]), 6),
-                 "category": self.artifact.item_category[i]} for i in best]
+        return self.recommend_many(vector[None, :], n, [seen], category=category)[0]
 
-    def recommend_many(self, vectors: np.ndarray, n: int, seen: list[Iterable[str]]) -> list[list[dict]]:
-        """``recommend`` for many users with one matrix product (the micro-batch path)."""
+    def recommend_many(self, vectors: np.ndarray, n: int, seen: list[Iterable[str]], *,
+                       category: Optional[str] = None) -> list[list[dict]]:
+        """Top-n for many users with one matrix product (the micro-batch path)."""
         scores = vectors @ self.artifact.item_factors.T
+        if category is not None:
+            scores[:, self.categories != category] = -np.inf
         for row, items in enumerate(seen):
             idx = [self.index[p] for p in items if p in self.index]
             if idx:

@@ -41,14 +41,10 @@ class Recommender:
             return None
         return active.user_vector(interaction_weights(profile["recent"], self.settings.weights))
 
-    def build_list(
-        self, profile: Optional[dict], n: Optional[int] = None, *, category: Optional[str] = None, vector: Any = None
-    ) -> tuple[list[dict], str]:
-        """ALS from the folded-in user vector when a model knows the user's items, else popularity."""
-        n = n or self.settings.rec_list_size
+    def build_list(self, profile: Optional[dict], n: int, *, category: Optional[str] = None) -> tuple[list[dict], str]:
+        """One user's list, live: ALS when a model knows the user's items, else popularity."""
         active = self.models.active
-        if vector is None:
-            vector = self.user_vector(profile)
+        vector = self.user_vector(profile)
         if active is not None and vector is not None:
             return active.recommend(vector, n, seen=seen_items(profile), category=category), STRATEGY_ALS
         if category:

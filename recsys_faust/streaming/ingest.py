@@ -19,7 +19,6 @@ from typing import Callable, Optional, Sequence
 from faust.types import EventT, TableT, TopicT
 
 from .. import metrics
-from ..events.deadletter import dead_letter
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
@@ -28,6 +27,7 @@ from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, n
 from ..serving.service import Recommender
 from ..settings import Settings
 from .context import as_current
+from .deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class UserEventProcessor:
         user_factors: TableT,
         index: PopularityIndex,
         recommender: Recommender,
-        dead_letters: TopicT,
+        dead_letters: DeadLetters,
         topic_for: Callable[[str], TopicT],
         partitions_of: Callable[[str], Optional[int]],
     ) -> None:
@@ -65,7 +65,6 @@ class UserEventProcessor:
         self.dead_letters = dead_letters
         self.topic_for = topic_for
         self.partitions_of = partitions_of
-        self._last_offset: dict[tuple[str, int], int] = {}
 
     async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -77,19 +76,12 @@ class UserEventProcessor:
             log.debug("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
         for rec in records:
             msg = rec.message
-            tp = (msg.topic, msg.partition)
-            prev = self._last_offset.get(tp)
-            if prev is not None and msg.offset <= prev:
-                # Normal after a rebalance (uncommitted events are delivered again); the state's
-                # own offsets make these replays no-ops.
-                log.info("%s[%d] rewound from offset %d to %d", msg.topic, msg.partition, prev, msg.offset)
-            self._last_offset[tp] = msg.offset
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
                 max_future_skew_s=self.settings.max_future_skew_s,
             )
             if isinstance(result, Invalid):
-                await self._dead_letter(rec, result)
+                await self.dead_letters.send(rec, result)
                 continue
             n = self.partitions_of(msg.topic)
             if n and user_partition(result.user_id, n) != msg.partition:
@@ -151,18 +143,6 @@ class UserEventProcessor:
                 self.recommendations[user_id] = self.recommender.ready_entry(items, strategy, now)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-
-    async def _dead_letter(self, rec: EventT, invalid: Invalid) -> None:
-        msg = rec.message
-        metrics.DEAD_LETTERS.labels(msg.topic, invalid.code).inc()
-        log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, invalid)
-        raw_value = msg.value if isinstance(msg.value, (bytes, type(None))) else str(msg.value).encode()
-        raw_key = msg.key if isinstance(msg.key, (bytes, type(None))) else str(msg.key).encode()
-        record = dead_letter(
-            invalid, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=raw_key, value=raw_value, worker=self.settings.worker_name,
-        )
-        await self.dead_letters.send(key=raw_key, value=record)
 
     async def _reroute(self, rec: EventT, event: Event) -> None:
         """Send a record that landed on the wrong partition to the one its user_id hashes to."""

@@ -14,12 +14,12 @@ from typing import Callable, Optional
 from faust.types import EventT, TableT, TopicT
 
 from .. import metrics
-from ..events.deadletter import dead_letter
 from ..events.model import Invalid
 from ..events.validate import validate_request
 from ..kafka.partitioning import user_partition
 from ..serving.service import Recommender
 from ..settings import Settings
+from .deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RequestAnswerer:
         recommender: Recommender,
         answered: TableT,
         responses: TopicT,
-        dead_letters: TopicT,
+        dead_letters: DeadLetters,
         requests_topic: TopicT,
         partitions_of: Callable[[str], Optional[int]],
     ) -> None:
@@ -48,14 +48,7 @@ class RequestAnswerer:
         msg = rec.message
         req = validate_request(msg.value, max_bytes=self.settings.max_event_bytes)
         if isinstance(req, Invalid):
-            metrics.DEAD_LETTERS.labels(msg.topic, req.code).inc()
-            await self.dead_letters.send(
-                key=msg.key,
-                value=dead_letter(
-                    req, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    key=msg.key, value=msg.value, worker=self.settings.worker_name,
-                ),
-            )
+            await self.dead_letters.send(rec, req)
             return
         n = self.partitions_of(msg.topic)
         if n and user_partition(req.user_id, n) != msg.partition:

@@ -2,30 +2,40 @@
 
 The agents take micro-batches with ``take_events``; Faust acks a batch's events only after the
 processor returns, and commits only acked offsets (after a producer flush, see
-kafka/transport.py), so an offset is committed only when its rows are in PostgreSQL.
+kafka/transport.py), so an offset is committed only when its rows are in PostgreSQL. Records the
+sink cannot store (not JSON, fields missing, refused by PostgreSQL) are dead-lettered.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import psycopg
-from faust.types import EventT, TopicT
+from faust.types import EventT
 
-from ..events.deadletter import dead_letter
 from ..events.model import Invalid, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_SYSTEM_METRICS
 from ..events.validate import validate_event
 from ..settings import Settings
 from ..sink.rows import event_row, response_row, ts
 from ..sink.writer import PostgresSink
+from .deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
 
 
+def _json_object(value: Any) -> Optional[dict]:
+    try:
+        obj = json.loads(value) if isinstance(value, (bytes, str)) else value
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 class SinkProcessor:
-    def __init__(self, settings: Settings, sink: PostgresSink, dead_letters: TopicT,
+    def __init__(self, settings: Settings, sink: PostgresSink, dead_letters: DeadLetters,
                  stopping: Callable[[], bool]) -> None:
         self.settings = settings
         self.sink = sink
@@ -45,24 +55,25 @@ class SinkProcessor:
         await self._write(batches, records)
 
     async def responses(self, records: Sequence[EventT]) -> None:
-        rows = [r for r in (response_row(rec.value) if isinstance(rec.value, dict) else None for rec in records) if r]
+        rows = []
+        for rec in records:
+            row = response_row(_json_object(rec.message.value) or {})
+            if row is None:
+                await self._reject(rec, "not a recommendation response (JSON object with request_id, user_id)")
+            else:
+                rows.append(row)
         await self._write({"recommendation_responses": rows}, records)
 
     async def observations(self, records: Sequence[EventT]) -> None:
         """Model announcements, drift alerts and metric snapshots."""
-        import json
-
         batches: dict[str, list[tuple]] = defaultdict(list)
         for rec in records:
-            v = rec.value if isinstance(rec.value, dict) else None
+            v = _json_object(rec.message.value)
             topic = rec.message.topic
             try:
                 if v is None:
                     raise ValueError("not a JSON object")
-                if "artifact_npz_b64" in v or topic.endswith("model-updates"):
-                    manifest = {k: val for k, val in v.items() if k != "artifact_npz_b64"}
-                    batches["model_versions"].append((str(v["model_version"]), ts(v["created_at"]), json.dumps(manifest)))
-                elif topic == TOPIC_DATA_DRIFT:
+                if topic == TOPIC_DATA_DRIFT:
                     batches["drift_alerts"].append((v["feature"], v["statistic"], ts(v["window_start"]), ts(v["window_end"]),
                                                     float(v["value"]), float(v["threshold"]), ts(v["timestamp"]),
                                                     json.dumps(v.get("details"))))
@@ -70,6 +81,9 @@ class SinkProcessor:
                     source = v.get("worker") or v.get("model_version") or ""
                     batches["metric_snapshots"].append((v["metric"], str(source), ts(v["timestamp"]), float(v["value"]),
                                                         json.dumps(v.get("labels") or {})))
+                else:  # amazon-model-updates: the manifest, without the artifact bytes
+                    manifest = {k: val for k, val in v.items() if k != "artifact_npz_b64"}
+                    batches["model_versions"].append((str(v["model_version"]), ts(v["created_at"]), json.dumps(manifest)))
             except (KeyError, TypeError, ValueError) as exc:
                 await self._reject(rec, f"{type(exc).__name__}: {exc}")
         await self._write(batches, records)
@@ -85,11 +99,4 @@ class SinkProcessor:
                 await self._reject(rec, f"{type(exc).__name__}: {exc}"[:500])
 
     async def _reject(self, rec: EventT, detail: str) -> None:
-        msg = rec.message
-        value = msg.value if isinstance(msg.value, (bytes, type(None))) else str(msg.value).encode()
-        key = msg.key if isinstance(msg.key, (bytes, type(None))) else str(msg.key).encode()
-        await self.dead_letters.send(key=key, value=dead_letter(
-            Invalid("sink_rejected", detail), topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=key, value=value, worker=self.settings.worker_name))
-
-
+        await self.dead_letters.send(rec, Invalid("sink_rejected", detail))

@@ -141,3 +141,39 @@ def test_worker_metric_snapshots_reach_the_database(stack):
                 " AND labels @> '{\"outcome\": \"applied\"}' ORDER BY ts DESC LIMIT 4").fetchall()
     found = wait_until(rows, 30, what="metric snapshots in PostgreSQL")
     assert sum(v for (v,) in found) > 0
+
+
+def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survives(stack, tmp_path):
+    """Outside producers can write anything to model-updates and responses: refused records
+    reach the dead-letter topic with a reason, and a good model published after them loads."""
+    import asyncio
+    import json
+
+    import numpy as np
+
+    from recsys_faust.model.artifact import ModelArtifact
+    from recsys_faust.model.train import publish
+
+    from .helpers import produce, read_topic
+
+    worker = stack.workers[-1]
+    produce(stack.broker.bootstrap, [
+        ("amazon-model-updates", b"junk-model", b"not json at all"),
+        ("amazon-recommendation-responses", b"junk-response", json.dumps({"user_id": "x"}).encode()),
+    ])
+    artifact = ModelArtifact("tiny-v1", ["a", "b"], np.eye(2, dtype=np.float32),
+                             params={"alpha": 1.0, "regularization": 1.0}, manifest={"created_at": time.time()})
+    asyncio.run(publish(stack.settings, artifact))
+    wait_until(lambda: get(f"{worker.url}/api/health")[1]["model_version"] == "tiny-v1", 30,
+               what="the model published after a malformed announcement")
+
+    def dead() -> dict:
+        found = {r.key: json.loads(r.value) for r in read_topic(stack.broker.bootstrap, "amazon-dead-letters", 5)}
+        return found if {b"junk-model", b"junk-response"} <= found.keys() else {}
+
+    found = wait_until(dead, 30, interval=1, what="both malformed records dead-lettered")
+    assert found[b"junk-model"]["reason"] == "sink_rejected" and found[b"junk-model"]["payload"] == "not json at all"
+    assert found[b"junk-response"]["source_topic"] == "amazon-recommendation-responses"
+    with psycopg.connect(stack.postgres.url) as conn:
+        assert conn.execute("SELECT 1 FROM model_versions WHERE model_version = 'tiny-v1'").fetchone()
+    assert worker.alive()
