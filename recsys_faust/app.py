@@ -9,22 +9,9 @@ from faust.types import TransportT
 
 from .kafka import codecs
 from .kafka.clients import ssl_context
+from .kafka.table import StrKeyTable
 from .kafka.transport import Transport as VerifiedTransport
 from .settings import Settings
-
-
-class StrKeyTable(faust.Table):
-    """A table whose keys are the raw UTF-8 strings, like the topics' keys.
-
-    Faust serializes table keys as JSON whatever the app's key_serializer says
-    (``Collection._serializer_from_type``), so the changelog, the store and ``table_route``
-    would hash ``b'"u10"'`` while the input topics hash ``b'u10'``.
-    """
-
-    def _serializer_from_type(self, typ: Any) -> Any:
-        if typ is str:
-            return codecs.CODEC_NAME
-        return super()._serializer_from_type(typ)
 
 
 class RecsysApp(faust.App):
@@ -73,7 +60,7 @@ def create_app(settings: Settings) -> RecsysApp:
         store="rocksdb://",
         datadir=str(settings.data_dir),
         key_serializer=codecs.CODEC_NAME,
-        value_serializer="json",
+        value_serializer=codecs.JSON_CODEC,
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_bind,

@@ -116,7 +116,7 @@ class Settings:
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms
-    producer_max_batch_bytes: int = 262_144   # bytes per partition batch
+    producer_max_batch_bytes: int = 1_000_000   # bytes per partition batch
 
     # --- hot path sizes -----------------------------------------------------------------------
     batch_size: int = 500            # events taken per micro-batch

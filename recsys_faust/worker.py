@@ -37,6 +37,7 @@ from .serving.service import Recommender
 from .settings import Settings
 from .streaming.deadletters import DeadLetters
 from .streaming.ingest import UserEventProcessor
+from .streaming.pipeline import BatchPipeline
 from .streaming.requests import RequestAnswerer
 from .web.views import WebContext, register_views
 
@@ -117,9 +118,22 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     @app.agent(all_inputs, name="user_event_processor")
     async def user_event_processor(stream: Any) -> None:
-        """Validate, route and fold input events into tables, a micro-batch at a time."""
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await processor.process(batch)
+        """Validate, route and fold input events into tables, a micro-batch at a time.
+
+        Batches are processed while the next is taken (streaming/pipeline.py); events are
+        acked after their batch's state is written. An error in processing stops the worker
+        rather than acking the batch: restarted, it reads the unacked events again.
+        """
+        pipeline = BatchPipeline(processor.process, stream.ack, depth=1)
+        try:
+            async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
+                await pipeline.submit(batch)
+        except Exception as exc:
+            log.exception("event processing failed; stopping the worker so no event is acked unprocessed")
+            await app.crash(exc)
+            raise
+        finally:
+            await pipeline.close()
 
     @app.agent(requests_topic, name="recommendation_requests")
     async def recommendation_requests(stream: Any) -> None:

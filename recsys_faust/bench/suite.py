@@ -143,7 +143,7 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     # 2. Faust's per-event floor: table[key] += 1
     minimal = WorkerProcess("bench-minimal", {**stack.env, "BENCH_TOPIC": "amazon-purchases"},
                             stack.workdir / "bench-minimal" / "data", log_path=stack.workdir / "bench-minimal.log",
-                            loglevel="warn", app_module="recsys_faust.bench.minimal_app").start()
+                            app_module="recsys_faust.bench.minimal_app").start()
     try:
         _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
         minimal_rss = peak_rss_mib(minimal.proc.pid)

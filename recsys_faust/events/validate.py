@@ -7,7 +7,7 @@ into a 400, the client producers into an exception. One function per topic shape
 
 from __future__ import annotations
 
-import json
+import orjson
 import math
 import time
 from datetime import datetime, timezone
@@ -49,7 +49,7 @@ def decode_json_object(raw: Union[bytes, str, dict], max_bytes: int) -> dict[str
     else:
         text = raw
     try:
-        obj = json.loads(text)
+        obj = orjson.loads(text)  # strict JSON: NaN, Infinity and >64-bit integers are rejected
     except ValueError as exc:
         raise _Reject("not_json", f"payload is not JSON: {exc}")
     if not isinstance(obj, dict):

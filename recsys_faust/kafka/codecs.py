@@ -1,19 +1,39 @@
-"""One key serialization everywhere: the raw UTF-8 bytes of the user_id.
+"""The codecs: one key serialization everywhere, and a fast JSON for table values.
+
+Keys: the raw UTF-8 bytes of the user_id.
 
 Faust serializes table keys as JSON by default (``b'"u10"'``) while the contract's topic keys
 are raw (``b'u10'``); the router then hashes different bytes than the producer did and sends
 requests to the wrong worker. Registering this codec and using it for topics, tables and
 routing makes all three hash the same bytes.
+
+Values: Faust's ``json`` codec goes through the standard library with a Python ``default``
+hook; every table write encodes once for the store and every read decodes, so on the hot path
+it cost more than the recommendation maths. ``orjson`` writes the same JSON (existing changelogs
+stay readable, other consumers see no difference) several times faster.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from faust.serializers import codecs
+from faust.utils.json import on_default
 from mode.utils.compat import want_bytes
 
 CODEC_NAME = "str"
+JSON_CODEC = "orjson"
+_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps_json(obj: Any) -> bytes:
+    """JSON bytes; types orjson lacks (Decimal, faust Records) go through Faust's own hook."""
+    return orjson.dumps(obj, default=on_default, option=_OPTIONS)
+
+
+def loads_json(raw: Any) -> Any:
+    return orjson.loads(raw)
 
 
 class StrCodec(codecs.Codec):
@@ -26,5 +46,16 @@ class StrCodec(codecs.Codec):
         return s.decode("utf-8") if isinstance(s, (bytes, bytearray)) else str(s)
 
 
+class OrjsonCodec(codecs.Codec):
+    """JSON via orjson: same wire format as Faust's ``json`` codec, a fraction of the CPU."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return dumps_json(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
 def register() -> None:
     codecs.register(CODEC_NAME, StrCodec())
+    codecs.register(JSON_CODEC, OrjsonCodec())

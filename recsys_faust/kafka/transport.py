@@ -97,6 +97,13 @@ class VerifiedHighwatersConsumer(faust_aiokafka.Consumer):
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
         await self.app.producer.flush()
+        for table in self.app.tables.values():
+            error = getattr(table, "changelog_error", None)
+            if error is not None:
+                # Committing would acknowledge events whose state never reached the changelog.
+                self.log.error("not committing: changelog of table %s failed: %r", table.name, error)
+                await self.app.crash(error)
+                return False
         return await super()._commit_tps(tps, start_new_transaction)
 
 

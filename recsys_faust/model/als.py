@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,6 +69,25 @@ class FoldIn:
         b = Yu.T @ c
         return np.linalg.solve(A, b).astype(np.float32)
 
+    def user_vectors(self, histories: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``user_vector`` for many users: the systems built one by one, solved in one call.
+
+        (Padding every history to the longest and building all systems in one batched product
+        was measured 2.5x slower: most histories are short.)
+        """
+        n, f = len(histories), self.Y.shape[1]
+        if n == 0:
+            return np.empty((0, f), dtype=np.float32)
+        A = np.empty((n, f, f))
+        b = np.empty((n, f))
+        for u, (items, weights) in enumerate(histories):
+            Yu = self.Y[items].astype(np.float64)
+            c = self.alpha * np.asarray(weights, dtype=np.float64)
+            A[u] = (Yu.T * (c - 1.0)) @ Yu
+            b[u] = Yu.T @ c
+        A += self.YtY + self.reg * self._eye
+        return np.linalg.solve(A, b[..., None])[..., 0].astype(np.float32)
+
 
 def top_k(scores: np.ndarray, k: int, exclude: Optional[Iterable[int]] = None) -> np.ndarray:
     """Indices of the k best scores (descending), never one of ``exclude``."""
@@ -83,3 +102,41 @@ def top_k(scores: np.ndarray, k: int, exclude: Optional[Iterable[int]] = None) -
     part = np.argpartition(-scores, k - 1)[:k]
     order = part[np.argsort(-scores[part], kind="stable")]
     return order[np.isfinite(scores[order])]
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row of ``scores``: (indices, scores) of its k best finite entries, best first.
+
+    Exact, ties broken by the lower index. A partition of every row (numpy's introselect) cost
+    about 100 us a row on the 8.7k-item Amazon catalogue, more than the matrix product. Instead
+    each row gets a lower bound for its k-th best score from the maxima of about 2k blocks: the
+    k-th largest block maximum is one of k distinct entries, so at least k entries reach it.
+    Only the entries at or above it (about 80 a row there) are sorted: 2x faster overall.
+    """
+    n_rows, n = scores.shape
+    k = min(k, n)
+    empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=scores.dtype))
+    if k <= 0 or n_rows == 0:
+        return [empty] * n_rows
+    if n < 4 * k:
+        thresholds = np.partition(scores, n - k, axis=1)[:, n - k]
+    else:
+        size = -(-n // (2 * k))
+        block_max = np.maximum.reduceat(scores, np.arange(0, n, size), axis=1)
+        n_blocks = block_max.shape[1]  # >= 4k / (2 + 1/k) >= k blocks, see the bound above
+        thresholds = np.partition(block_max, n_blocks - k, axis=1)[:, n_blocks - k]
+    # flatnonzero + divmod: np.nonzero on a 2-d mask was a third of the time here. Positions
+    # come out row-major, so a stable sort by (row, -score) leaves ties in column order.
+    rows, cols = np.divmod(np.flatnonzero(scores >= thresholds[:, None]), n)
+    vals = scores[rows, cols]
+    order = np.lexsort((-vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    bounds = np.searchsorted(rows, np.arange(n_rows + 1))
+    out = []
+    for r in range(n_rows):
+        lo = bounds[r]
+        hi = min(bounds[r + 1], lo + k)
+        c, v = cols[lo:hi], vals[lo:hi]
+        finite = np.isfinite(v)
+        out.append((c, v) if finite.all() else (c[finite], v[finite]))
+    return out

@@ -6,13 +6,27 @@ Tables are passed in as mappings (``.get``), which keeps this testable without F
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
-from ..model.serving import STRATEGY_ALS, ModelHolder, interaction_weights
+from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder, interaction_weights
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
 from ..settings import Settings
 from .recommend import POPULARITY_MODEL_VERSION, answer, popular_affinity, select
+
+
+Columns = tuple[list, list, list]  # a ranked list as (product ids, scores, categories)
+
+
+def to_columns(items: list[dict]) -> Columns:
+    return ([i["product_id"] for i in items], [i["score"] for i in items],
+            [i.get("category") or "" for i in items])
+
+
+def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
+    """The stored columns as item dicts, lazily: a query usually reads only the first few."""
+    for pid, score, cat in zip(ready["ids"], ready["scores"], ready["categories"]):
+        yield {"product_id": pid, "score": score, "category": cat}
 
 
 class Recommender:
@@ -51,35 +65,44 @@ class Recommender:
             return self._category_list(profile, category, n)
         return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
 
-    def build_lists(self, profiles: list[dict]) -> list[tuple[list[dict], str, Any]]:
-        """Ready lists for many users: ALS users scored in one matrix product, others one by one.
+    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict]) -> list[Optional[tuple[Columns, Any]]]:
+        """(columns, vector) per profile from ``active`` (None where it knows none of the items).
 
-        Returns (items, strategy, vector or None) per profile, in order.
+        One snapshot of the model for the whole batch: the strategy and model_version written
+        with the lists are those of the model that scored them, even if a new one arrives.
         """
+        out: list[Optional[tuple[Columns, Any]]] = [None] * len(profiles)
+        if active is None:
+            return out
         import numpy as np
 
-        vectors = [self.user_vector(p) for p in profiles]
-        out: list[Any] = [None] * len(profiles)
-        active = self.models.active
-        als_rows = [i for i, v in enumerate(vectors) if v is not None]
-        if active is not None and als_rows:
-            lists = active.recommend_many(np.stack([vectors[i] for i in als_rows]), self.settings.rec_list_size,
-                                          [seen_items(profiles[i]) for i in als_rows])
-            for i, items in zip(als_rows, lists):
-                out[i] = (items, STRATEGY_ALS, vectors[i])
-        for i, p in enumerate(profiles):
-            if out[i] is None:
-                items, strategy = popular_affinity(p, self.index, self.settings.rec_list_size,
-                                                   boost=self.settings.affinity_boost)
-                out[i] = (items, strategy, None)
+        with_items = [i for i, p in enumerate(profiles) if p and p["recent"]]
+        weights = self.settings.weights
+        folded = active.user_vectors([interaction_weights(profiles[i]["recent"], weights) for i in with_items])
+        rows = [(i, v) for i, v in zip(with_items, folded) if v is not None]
+        if rows:
+            lists = active.recommend_many(np.stack([v for _, v in rows]), self.settings.rec_list_size,
+                                          [seen_items(profiles[i]) for i, _ in rows])
+            for (i, vector), columns in zip(rows, lists):
+                out[i] = (columns, vector)
         return out
 
-    def ready_entry(self, items: list[dict], strategy: str, generated_at: float) -> dict[str, Any]:
-        """The value stored in the recommendations table for one user."""
+    def popular_columns(self, profile: Optional[dict]) -> tuple[Columns, str]:
+        """The popularity-based ready list of a user the model cannot score (event loop only)."""
+        items, strategy = popular_affinity(profile, self.index, self.settings.rec_list_size,
+                                          boost=self.settings.affinity_boost)
+        return to_columns(items), strategy
+
+    @staticmethod
+    def ready_entry(columns: Columns, strategy: str, model_version: str, generated_at: float) -> dict[str, Any]:
+        """The value stored in the recommendations table for one user: the list as columns."""
+        ids, scores, categories = columns
         return {
-            "items": items,
+            "ids": ids,
+            "scores": scores,
+            "categories": categories,
             "strategy": strategy,
-            "model_version": self.model_version,
+            "model_version": model_version,
             "generated_at": generated_at,
         }
 
@@ -93,10 +116,11 @@ class Recommender:
     ) -> dict[str, Any]:
         exclude = tuple(exclude)
         ready = self.ready_lists.get(user_id)
-        if ready is not None and ready["model_version"] == self.model_version:
-            chosen = select(ready["items"], k, exclude=exclude, category=category)
+        # An entry without "ids" predates the columnar format: computed live below, like a miss.
+        if ready is not None and ready["model_version"] == self.model_version and "ids" in ready:
+            chosen = select(from_columns(ready), k, exclude=exclude, category=category)
             # A list shorter than its size limit already held every candidate there was.
-            holds_all = len(ready["items"]) < self.settings.rec_list_size
+            holds_all = len(ready["ids"]) < self.settings.rec_list_size
             if len(chosen) >= k or (holds_all and not category):
                 return answer(
                     user_id, chosen, strategy=ready["strategy"],

@@ -3,7 +3,9 @@
 Per batch: validate every record (bad ones to the dead-letter topic), re-route records that
 sit on another partition than their user_id hashes to, fold each user's events into the
 profile (one read, one write per user), add interactions to the per-partition popularity
-entries (one write per touched item), and refresh each touched user's ready list. Replays are
+entries (one write per touched item), and refresh each touched user's ready list. Writes go
+through ``write_many``: one encode per value and one Kafka record batch per changelog partition,
+instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
 at-least-once delivery.
 """
@@ -14,7 +16,9 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
 
 from faust.types import EventT, TableT, TopicT
 
@@ -24,9 +28,10 @@ from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
+from ..model.serving import STRATEGY_ALS
+from ..serving.recommend import POPULARITY_MODEL_VERSION
 from ..serving.service import Recommender
 from ..settings import Settings
-from .context import as_current
 from .deadletters import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -89,58 +94,70 @@ class UserEventProcessor:
                 continue
             by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
 
-        pop_updates: dict[str, tuple[list[_Accepted], EventT]] = {}
-        touched: list[tuple[str, dict, EventT]] = []
-        for user_id, accepted in by_user.items():
-            last_record = accepted[-1].record
-            with as_current(last_record):
-                profile = self.profiles.get(user_id) or new_profile(user_id)
-                changed = False
-                for acc in accepted:
-                    outcome = apply_event(profile, acc.event, acc.source, self.cfg)
-                    metrics.EVENTS.labels(acc.source[0], outcome).inc()
-                    changed |= outcome == APPLIED
-                    # Popularity entries dedup by their own offsets (they may lag the profile
-                    # after a crash); only a second record of the same event_id is skipped here.
-                    if acc.event.is_interaction and outcome != DUPLICATE:
-                        key = entry_key(acc.event.product_id, acc.source[1])
-                        pop_updates.setdefault(key, ([], acc.record))[0].append(acc)
-                if changed:
-                    self.profiles[user_id] = profile
-                    touched.append((user_id, profile, last_record))
+        pop_updates: dict[str, list[_Accepted]] = {}
+        touched: list[tuple[str, dict, int]] = []
+        profile_writes: list[tuple[str, Any, int]] = []
+        stored = self.profiles.read_many([(user_id, acc[-1].source[1]) for user_id, acc in by_user.items()])
+        for (user_id, accepted), profile in zip(by_user.items(), stored):
+            profile = profile or new_profile(user_id)
+            changed = False
+            for acc in accepted:
+                outcome = apply_event(profile, acc.event, acc.source, self.cfg)
+                metrics.EVENTS.labels(acc.source[0], outcome).inc()
+                changed |= outcome == APPLIED
+                # Popularity entries dedup by their own offsets (they may lag the profile
+                # after a crash); only a second record of the same event_id is skipped here.
+                if acc.event.is_interaction and outcome != DUPLICATE:
+                    pop_updates.setdefault(entry_key(acc.event.product_id, acc.source[1]), []).append(acc)
+            if changed:
+                partition = accepted[-1].source[1]
+                profile_writes.append((user_id, profile, partition))
+                touched.append((user_id, profile, partition))
+        await self.profiles.write_many(profile_writes)
 
         local_entries = []
-        for key, (accs, record) in pop_updates.items():
-            with as_current(record):
-                entry = self.popularity.get(key) or new_entry(accs[0].event.product_id)
-                changed = False
-                # Grouped by user above, so restore offset order: the entry's replay check
-                # assumes offsets of one topic-partition arrive ascending.
-                for acc in sorted(accs, key=lambda a: (a.source[0], a.source[2])):
-                    ev = acc.event
-                    changed |= apply_to_entry(
-                        entry, ts=ev.ts, weight=self.settings.weights.weight(ev.kind, ev.rating),
-                        category=ev.category, source=acc.source,
-                        bucket_s=self.settings.popularity_bucket_s,
-                        retention_s=self.settings.trending_window_s,
-                    )
-                if changed:
-                    self.popularity[key] = entry
-                    local_entries.append((key, entry))
+        stored = self.popularity.read_many([(key, accs[0].source[1]) for key, accs in pop_updates.items()])
+        for (key, accs), entry in zip(pop_updates.items(), stored):
+            entry = entry or new_entry(accs[0].event.product_id)
+            changed = False
+            # Grouped by user above, so restore offset order: the entry's replay check
+            # assumes offsets of one topic-partition arrive ascending.
+            for acc in sorted(accs, key=lambda a: (a.source[0], a.source[2])):
+                ev = acc.event
+                changed |= apply_to_entry(
+                    entry, ts=ev.ts, weight=self.settings.weights.weight(ev.kind, ev.rating),
+                    category=ev.category, source=acc.source,
+                    bucket_s=self.settings.popularity_bucket_s,
+                    retention_s=self.settings.trending_window_s,
+                )
+            if changed:
+                local_entries.append((key, entry, accs[0].source[1]))
+        await self.popularity.write_many(local_entries)
         # This worker's own writes count at once; other partitions arrive via the changelog.
-        self.index.put_many(local_entries)
+        self.index.put_many([(key, entry) for key, entry, _ in local_entries])
 
+        # Fold-in and scoring of every touched user against one snapshot of the active model;
+        # popularity lists for the users it cannot score. (Scoring on a worker thread was
+        # measured: no faster, the GIL hand-offs cost what the parallel numpy saved.)
+        active = self.recommender.models.active
+        profiles = [profile for _, profile, _ in touched]
+        als = self.recommender.als_lists(active, profiles)
+        version = active.version if active is not None else POPULARITY_MODEL_VERSION
         now = time.time()
-        version = self.recommender.model_version
-        # Fold-in: each touched user's vector from the item factors and the recent interactions,
-        # then every ALS user of the batch scored in one matrix product.
-        lists = self.recommender.build_lists([profile for _, profile, _ in touched])
-        for (user_id, profile, record), (items, strategy, vector) in zip(touched, lists):
-            with as_current(record):
-                if vector is not None:
-                    self.user_factors[user_id] = {"model_version": version,
-                                                  "vector": [round(float(x), 6) for x in vector]}
-                self.recommendations[user_id] = self.recommender.ready_entry(items, strategy, now)
+        factor_writes: list[tuple[str, Any, int]] = []
+        list_writes: list[tuple[str, Any, int]] = []
+        for (user_id, profile, partition), scored in zip(touched, als):
+            if scored is not None:
+                columns, vector = scored
+                strategy = STRATEGY_ALS
+                factor_writes.append((user_id, {"model_version": version,
+                                                "vector": np.round(vector.astype(np.float64), 6).tolist()},
+                                      partition))
+            else:
+                columns, strategy = self.recommender.popular_columns(profile)
+            list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
+        await self.user_factors.write_many(factor_writes)
+        await self.recommendations.write_many(list_writes)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 

@@ -2,7 +2,7 @@ import numpy as np
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.model import artifact as art
-from recsys_faust.model.als import ALSParams, FoldIn, top_k, train_als
+from recsys_faust.model.als import ALSParams, FoldIn, top_k, top_k_rows, train_als
 from recsys_faust.model.dataset import from_rows, leave_last_out
 from recsys_faust.model.evaluate import _seen_lists, rank_by_scores
 from recsys_faust.model.payload import decode, encode
@@ -36,6 +36,27 @@ def test_top_k_orders_and_excludes():
     assert top_k(s, 3, [1]).tolist() == [3, 2, 0]
 
 
+def _brute_top_k(row, k):
+    order = np.lexsort((np.arange(len(row)), -row))  # best first, ties by lower index
+    order = [i for i in order[:k] if np.isfinite(row[i])]
+    return np.array(order, dtype=np.int64)
+
+
+def test_top_k_rows_matches_a_full_sort_with_ties_exclusions_and_short_rows():
+    rng = np.random.default_rng(7)
+    for n, k in [(8687, 50), (300, 50), (120, 50), (30, 50), (1000, 1), (5, 5)]:
+        scores = rng.normal(size=(40, n)).astype(np.float32)
+        scores[:, : n // 3] = np.round(scores[:, : n // 3], 1)  # many ties
+        scores[3, :] = -np.inf                                   # nothing left to recommend
+        scores[4, : n - 2] = -np.inf                             # fewer than k candidates
+        scores[5, rng.choice(n, size=n // 2, replace=False)] = -np.inf  # a category filter
+        got = top_k_rows(scores, k)
+        for r in range(len(scores)):
+            want = _brute_top_k(scores[r], k)
+            np.testing.assert_array_equal(got[r][0], want, err_msg=f"n={n} k={k} row={r}")
+            np.testing.assert_array_equal(got[r][1], scores[r][want])
+
+
 def test_foldin_solves_the_implicit_als_normal_equations():
     rng = np.random.default_rng(0)
     Y = rng.normal(size=(30, 5)).astype(np.float32)
@@ -49,6 +70,16 @@ def test_foldin_solves_the_implicit_als_normal_equations():
     P[items] = 1
     grad = (Y.T * C) @ (Y @ x - P) + 0.3 * x
     assert np.abs(grad).max() < 1e-3
+
+
+def test_batched_foldin_equals_one_user_at_a_time():
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(300, 16)).astype(np.float32)
+    fold = FoldIn(Y, regularization=0.5, alpha=8.0)
+    histories = [(rng.choice(300, size=m, replace=False), rng.uniform(0.5, 4.0, size=m)) for m in (1, 7, 0, 30, 3)]
+    batched = fold.user_vectors(histories)
+    for (items, weights), got in zip(histories, batched):
+        np.testing.assert_allclose(got, fold.user_vector(items, weights), rtol=1e-4, atol=1e-5)
 
 
 def test_foldin_recommendations_reach_90_percent_of_batch_quality():

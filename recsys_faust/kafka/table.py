@@ -1,0 +1,137 @@
+"""The table class of every recsys table: raw UTF-8 keys, and a batched write path.
+
+Raw keys: Faust serializes table keys as JSON whatever the app's key_serializer says
+(``Collection._serializer_from_type``), so the changelog, the store and ``table_route`` would
+hash ``b'"u10"'`` while the input topics hash ``b'u10'``.
+
+Batched writes: ``table[key] = value`` costs, per key, a JSON encode for the store and another
+for the changelog, a FutureMessage through Faust's producer buffer, one ``producer.send`` and a
+RocksDB write of the persisted offset when the send completes. Profiling the event path showed
+that at about 45 us per write, four times per event: more than all the recommendation maths.
+``write_many`` does the same work once per micro-batch: one encode per value (the same bytes go
+to RocksDB and to the changelog), one Kafka record batch per changelog partition, and one
+persisted-offset write per partition. The changelog records are exactly those Faust writes, so
+recovery, standbys and ``table_route`` are unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, Optional, Sequence
+
+import faust
+from faust.types import TP
+from rocksdict import WriteBatch
+
+from . import codecs
+
+log = logging.getLogger(__name__)
+
+
+class ChangelogWriteError(RuntimeError):
+    """A changelog batch could not be written: state in RocksDB is ahead of the changelog."""
+
+
+class StrKeyTable(faust.Table):
+    """A Faust table with raw UTF-8 keys and ``write_many`` for micro-batches."""
+
+    _changelog_error: Optional[BaseException] = None
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        if typ is str:
+            return codecs.CODEC_NAME
+        if typ is None:  # untyped values: JSON, through the fast codec
+            return codecs.JSON_CODEC
+        return super()._serializer_from_type(typ)
+
+    @property
+    def changelog_error(self) -> Optional[BaseException]:
+        """The first failed changelog batch, if any (the consumer refuses to commit after one)."""
+        return self._changelog_error
+
+    def read_many(self, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
+        """Values of ``(key, partition)`` pairs (None where missing): one multi-get per partition.
+
+        ``table.get(key)`` looks a key up through Faust's store wrappers and, for a key it has
+        not seen yet, in every partition's database; a micro-batch knows each key's partition.
+        """
+        store = self.data
+        if self.value_serializer != codecs.JSON_CODEC or not hasattr(store, "_db_for_partition"):
+            return [self.get(key) for key, _ in keys]
+        by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+        for pos, (key, partition) in enumerate(keys):
+            by_partition[partition].append((pos, key.encode("utf-8")))
+        out: list[Optional[Any]] = [None] * len(keys)
+        loads = codecs.loads_json
+        key_index = store._key_index
+        for partition, entries in by_partition.items():
+            raws = store._db_for_partition(partition).get([kb for _, kb in entries])
+            for (pos, kb), raw in zip(entries, raws):
+                if raw is not None:
+                    out[pos] = loads(raw)
+                    key_index[kb] = partition
+        return out
+
+    async def write_many(self, items: Sequence[tuple[str, Any, int]]) -> int:
+        """Store and changelog ``(key, value, partition)`` items; returns how many were written.
+
+        ``partition`` is the partition the key lives on (the event's partition for the
+        co-partitioned tables). Values are encoded once with the table's JSON codec. The
+        producer flush before each offset commit (kafka/transport.py) covers these batches, so
+        an acknowledged event's state is in the changelog before its offset is committed.
+        """
+        if self._changelog_error is not None:
+            raise ChangelogWriteError(f"changelog of {self.name} failed earlier") from self._changelog_error
+        if not items:
+            return 0
+        store = self.data
+        if self.value_serializer != codecs.JSON_CODEC or not hasattr(store, "_db_for_partition"):
+            raise TypeError(f"write_many needs a RocksDB table with value_serializer={codecs.JSON_CODEC!r}")
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        key_index = store._key_index
+        dumps = codecs.dumps_json
+        for key, value, partition in items:
+            kb = key.encode("utf-8")
+            by_partition[partition].append((kb, dumps(value)))
+            key_index[kb] = partition
+        for partition, records in by_partition.items():
+            batch = WriteBatch(raw_mode=True)
+            for kb, vb in records:
+                batch.put(kb, vb)
+            store._db_for_partition(partition).write(batch)
+        producer = self.app.producer._ensure_producer()
+        topic = self.changelog_topic.get_topic_name()
+        for partition, records in by_partition.items():
+            await self._send_records(producer, topic, partition, records)
+        return len(items)
+
+    async def _send_records(self, producer: Any, topic: str, partition: int,
+                            records: list[tuple[bytes, bytes]]) -> None:
+        batch, count = producer.create_batch(), 0
+        for kb, vb in records:
+            if batch.append(key=kb, value=vb, timestamp=None) is None:
+                # The batch is at producer_max_batch_size: send it and start another.
+                await self._send_batch(producer, batch, count, topic, partition)
+                batch, count = producer.create_batch(), 0
+                if batch.append(key=kb, value=vb, timestamp=None) is None:
+                    raise ValueError(f"a {len(vb)}-byte value does not fit one producer batch")
+            count += 1
+        await self._send_batch(producer, batch, count, topic, partition)
+
+    async def _send_batch(self, producer: Any, batch: Any, count: int, topic: str, partition: int) -> None:
+        fut = await producer.send_batch(batch, topic, partition=partition)
+        tp = TP(topic, partition)
+
+        def on_done(f: "asyncio.Future[Any]") -> None:
+            if f.cancelled() or f.exception() is not None:
+                exc = f.exception() if not f.cancelled() else asyncio.CancelledError()
+                if self._changelog_error is None:
+                    self._changelog_error = exc
+                log.error("changelog batch of %d records to %s[%d] failed: %r", count, topic, partition, exc)
+                return
+            # The offset of the batch's last record: recovery replays only what follows it.
+            self.data.set_persisted_offset(tp, f.result().offset + count - 1)
+
+        fut.add_done_callback(on_done)
