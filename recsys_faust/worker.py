@@ -124,7 +124,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         acked after their batch's state is written. An error in processing stops the worker
         rather than acking the batch: restarted, it reads the unacked events again.
         """
-        pipeline = BatchPipeline(processor.process, stream.ack, depth=1)
+        pipeline = BatchPipeline(processor.process, stream.ack, depth=4, max_events=4 * settings.batch_size)
         try:
             async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
                 await pipeline.submit(batch)
