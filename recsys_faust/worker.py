@@ -78,7 +78,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     recommendations = user_table("recommendations", "Per-user ready top-N list")
     answered = user_table("answered_requests", "Last answered request offset per user and partition")
     user_factors = user_table("user_factors", "Per-user ALS vector folded in from recent interactions")
-    # key_type=str: raw UTF-8 keys (app.StrKeyTable) for changelogs, stores and routing.
+    # key_type=str: raw UTF-8 keys (kafka/table.StrKeyTable) for changelogs, stores and routing.
     # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
     # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
     popularity = app.Table(
