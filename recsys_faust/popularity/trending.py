@@ -138,7 +138,9 @@ class PopularityIndex:
             for start, w in entry["b"].items():
                 if int(start) >= window_start:
                     score += w
-        return round(score, 6), total, category
+        # Rounded like the score: an item's weight is summed over its per-partition entries, and
+        # a different summation order must not turn a tie (broken by product id) into an order.
+        return round(score, 6), round(total, 6), category
 
     def _rebuild(self, force: bool = False) -> None:
         """Re-rank; item scores are recomputed only for changed items unless the window moved

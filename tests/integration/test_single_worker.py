@@ -68,10 +68,28 @@ def test_profiles_match_an_independent_model(worker, model):
         assert {r["product_id"] for r in prof["recent_items"]} == {p for _, p in interactions}
 
 
+def wait_for_trending(worker, model) -> None:
+    """Until the worker's top 10 is the model's; on timeout the message shows both, with scores."""
+    seen: dict = {}
+
+    def settled() -> bool:
+        seen["items"] = get(f"{worker.url}/api/trending?k=10")[1]["items"]
+        return [i["product_id"] for i in seen["items"]] == model.trending(10)
+
+    try:
+        wait_until(settled, 20, what="trending to settle")
+    except AssertionError as exc:
+        table = model.item_table()
+        worker_scores = {i["product_id"]: i["score"] for i in get(f"{worker.url}/api/trending?k=100")[1]["items"]}
+        wrong = {p: (worker_scores.get(p), it["trend"]) for p, it in table.items()
+                 if worker_scores.get(p) != it["trend"]}
+        raise AssertionError(f"{exc}; worker: {seen.get('items')}; model: {model.trending(10)}; "
+                             f"items whose (worker, model) trend differ: {wrong}") from None
+
+
 def test_trending_matches_the_model(worker, model):
     # The ranked index is rebuilt at most every trending_refresh_s (0.5 s): eventually exact.
-    wait_until(lambda: [i["product_id"] for i in get(f"{worker.url}/api/trending?k=10")[1]["items"]]
-               == model.trending(10), 10, what="trending to settle")
+    wait_for_trending(worker, model)
     category = model.events[0][1].get("category") or "cat0"
     status, body = get(f"{worker.url}/api/trending?k=5&category={category}")
     assert [i["product_id"] for i in body["items"]] == model.trending(5, category)
@@ -82,8 +100,7 @@ def test_trending_matches_the_model(worker, model):
 def refreshed(worker, stack, model):
     """Ready lists are rebuilt on each of the user's events, from the popularity of that moment:
     once trending has settled, one more (non-interaction) event per user refreshes them."""
-    wait_until(lambda: [i["product_id"] for i in get(f"{worker.url}/api/trending?k=10")[1]["items"]]
-               == model.trending(10), 10, what="trending to settle")
+    wait_for_trending(worker, model)
     time.sleep(1.0)
     users = sorted(model.by_user)[:25]
     produce_events(stack.broker.bootstrap, [

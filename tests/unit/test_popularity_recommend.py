@@ -38,6 +38,18 @@ def test_index_merges_partitions_and_ranks_by_window_then_total():
     assert idx.score("a") == 1.0
 
 
+def test_ties_do_not_depend_on_how_an_items_weight_is_split_across_partitions():
+    # 0.1 + 0.2 != 0.3 in floating point: p2's weight, summed over two partitions' entries, must
+    # still tie with p1's single entry and fall back to the product id (flaky before: the
+    # integration test's order depended on which partitions the users hashed to).
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    idx.put("z@0", entry("z", "x", [(1000, 5.0)], 0))  # the clock: p1 and p2 are outside the window
+    idx.put("p2@0", entry("p2", "x", [(10, 0.1)], 0))
+    idx.put("p2@1", entry("p2", "x", [(10, 0.2)], 1))
+    idx.put("p1@0", entry("p1", "x", [(10, 0.3)], 0))
+    assert [r.product_id for r in idx.top(3)] == ["z", "p1", "p2"]
+
+
 def test_index_rebuild_is_rate_limited_but_fresh_on_demand():
     idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=3600)
     idx.put("a@0", entry("a", "x", [(1000, 1.0)]))
