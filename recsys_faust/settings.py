@@ -142,6 +142,7 @@ class Settings:
     weights: EventWeights = field(default_factory=EventWeights)
 
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
+    gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
 
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction
@@ -260,7 +261,7 @@ class Settings:
         positive = [
             "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
             "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
-            "trending_window_s", "rec_list_size", "web_port",
+            "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

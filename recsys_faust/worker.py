@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import Any, Optional
@@ -64,6 +65,12 @@ def build_worker(settings: Settings) -> RecsysApp:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # Measured on a worker under load: full (generation 2) collections every second, 60 to 95 ms
+    # each with the event loop stopped, scanning every object of every imported library, and
+    # the tail of produce-to-answer latency. A micro-batch's temporaries die young; a larger
+    # young generation lets them die before promotion, and gc.freeze() after startup (in
+    # ``announce``) takes the libraries' objects out of every later scan.
+    gc.set_threshold(settings.gc_gen0_threshold, 20, 20)
     app = create_app(settings)
     plan = plan_from_settings(settings)
     n = plan.user_partitions
@@ -245,6 +252,8 @@ def build_worker(settings: Settings) -> RecsysApp:
     async def announce() -> None:
         await app.add_runtime_dependency(replica)
         await app.add_runtime_dependency(model_updates)
+        gc.collect()
+        gc.freeze()
         log.info(
             "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
             settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,
