@@ -49,6 +49,9 @@ SINK_ROWS = Counter(
 SINK_RETRIES = Counter(
     "recsys_sink_retries_total", "Sink write attempts retried because PostgreSQL was unavailable", registry=REGISTRY,
 )
+CACHE_CLEARS = Counter(
+    "recsys_cache_clears_total", "POST /api/clear-cache calls accepted by this worker", registry=REGISTRY,
+)
 POPULAR_ITEMS = Gauge(
     "recsys_popularity_items", "Items known to this worker's popularity index", registry=REGISTRY,
 )

@@ -17,6 +17,7 @@ from . import __version__, metrics
 from .app import RecsysApp, create_app, rocksdb_options
 from .events.model import (
     INPUT_TOPICS,
+    TOPIC_CONTROL,
     TOPIC_DATA_DRIFT,
     TOPIC_DEAD_LETTERS,
     TOPIC_MODEL_METRICS,
@@ -25,6 +26,7 @@ from .events.model import (
     TOPIC_REQUESTS,
     TOPIC_RESPONSES,
 )
+from .kafka import codecs
 from .kafka.replicated import ReplicatedChangelog
 from .kafka.topics import plan_from_settings
 from .popularity.trending import PopularityIndex
@@ -57,6 +59,19 @@ def _offer_models(models: ModelHolder, records: list[tuple[str, Any]]) -> None:
         models.offer(decode_model(newest), float(newest.get("created_at") or 0))
     except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
         log.exception("could not load model %s from amazon-model-updates", newest.get("model_version"))
+
+
+CACHE_EPOCH_KEY = "cache_epoch"
+
+
+def _apply_control(recommender: Recommender, records: list[tuple[str, Any]]) -> None:
+    """Admin state from the control topic (the newest value of each key wins)."""
+    for key, value in records:
+        if key == CACHE_EPOCH_KEY and isinstance(value, dict):
+            try:
+                recommender.clear_cache(float(value["cache_epoch"]))
+            except (KeyError, TypeError, ValueError):
+                log.warning("control topic: ignoring a malformed cache_epoch record %r", value)
 
 
 def build_worker(settings: Settings) -> RecsysApp:
@@ -109,6 +124,19 @@ def build_worker(settings: Settings) -> RecsysApp:
     models = ModelHolder()
     model_updates = ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: _offer_models(models, recs))
     recommender = Recommender(settings, profiles, recommendations, index, models)
+    control = ReplicatedChangelog(settings, TOPIC_CONTROL, lambda recs: _apply_control(recommender, recs))
+    control_topic = app.topic(TOPIC_CONTROL, key_serializer="str", value_serializer=codecs.JSON_CODEC)
+
+    async def clear_cache() -> dict[str, Any]:
+        """Set the cluster-wide cache epoch: applied here at once, on every worker via the topic."""
+        epoch = time.time()
+        await control_topic.send(key=CACHE_EPOCH_KEY, value={
+            "cache_epoch": epoch, "worker": settings.worker_name, "timestamp": epoch})
+        recommender.clear_cache(epoch)
+        metrics.CACHE_CLEARS.inc()
+        return {"cleared": True, "cache_epoch": epoch,
+                "detail": "ready lists generated before cache_epoch are no longer served, on every worker; "
+                          "answers are computed live until each user's next event rebuilds the list"}
 
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
@@ -224,6 +252,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             "database": database,
             "persistence": "on" if settings.persistence_enabled else "off",
             "model_version": recommender.model_version,
+            "cache_epoch": recommender.cache_epoch,
             "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set()},
         }
 
@@ -232,7 +261,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         WebContext(
             settings=settings, recommender=recommender, profiles=profiles, index=index,
             topics={**input_topics, TOPIC_REQUESTS: requests_topic}, health=health,
-            models=models,
+            models=models, clear_cache=clear_cache,
         ),
     )
 
@@ -252,6 +281,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     async def announce() -> None:
         await app.add_runtime_dependency(replica)
         await app.add_runtime_dependency(model_updates)
+        await app.add_runtime_dependency(control)
         gc.collect()
         gc.freeze()
         log.info(

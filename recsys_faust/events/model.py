@@ -21,6 +21,7 @@ TOPIC_MODEL_METRICS = "amazon-model-metrics"
 TOPIC_SYSTEM_METRICS = "amazon-system-metrics"
 TOPIC_DATA_DRIFT = "amazon-data-drift"
 TOPIC_DEAD_LETTERS = "amazon-dead-letters"
+TOPIC_CONTROL = "recsys-control"  # internal: cluster-wide admin state (the cache epoch)
 
 #: Interaction kinds and the topic each is produced to.
 KIND_TOPICS: dict[str, str] = {

@@ -43,6 +43,13 @@ class Recommender:
         self.ready_lists = ready_lists
         self.index = index
         self.models = models or ModelHolder()
+        # Ready lists generated before this wall-clock time are not served (POST /api/clear-cache,
+        # cluster-wide through the control topic); each is rebuilt on the user's next event.
+        self.cache_epoch = 0.0
+
+    def clear_cache(self, epoch: float) -> None:
+        """Stop serving ready lists older than ``epoch`` (never moves back)."""
+        self.cache_epoch = max(self.cache_epoch, float(epoch))
 
     @property
     def model_version(self) -> str:
@@ -116,8 +123,10 @@ class Recommender:
     ) -> dict[str, Any]:
         exclude = tuple(exclude)
         ready = self.ready_lists.get(user_id)
-        # An entry without "ids" predates the columnar format: computed live below, like a miss.
-        if ready is not None and ready["model_version"] == self.model_version and "ids" in ready:
+        # An entry without "ids" predates the columnar format, one older than the cache epoch was
+        # cleared: both are computed live below, like a miss.
+        if (ready is not None and ready["model_version"] == self.model_version and "ids" in ready
+                and ready["generated_at"] >= self.cache_epoch):
             chosen = select(from_columns(ready), k, exclude=exclude, category=category)
             # A list shorter than its size limit already held every candidate there was.
             holds_all = len(ready["ids"]) < self.settings.rec_list_size

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import aiohttp
 from faust.types import TableT, TopicT
@@ -49,6 +49,7 @@ class WebContext:
     topics: dict[str, TopicT]
     health: Callable[[], Any]
     models: Any = None
+    clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
 
 
 def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -213,6 +214,14 @@ def register_views(app: Any, ctx: WebContext) -> None:
             artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
             switched = ctx.models.offer(artifact, float(artifact.manifest.get("created_at") or 0))
             return self.json({"model_version": ctx.models.active.version, "switched": switched})
+
+    @app.page("/api/clear-cache")
+    class ClearCache(ApiView):
+        async def post(self, request: Request) -> Response:
+            require_token(request)
+            if ctx.clear_cache is None:
+                raise ApiError(503, "unavailable", "this worker has no cache control")
+            return self.json(await ctx.clear_cache())
 
     @app.page("/metrics")
     class Metrics(ApiView):

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 N_USERS = 240
 END = time.time() - 60
 # A long commit interval makes the rebalance replay many processed-but-uncommitted events.
-SLOW_COMMIT = {"RECSYS_BROKER_COMMIT_INTERVAL": "5"}
+TOKEN = "two-workers-token"
+SLOW_COMMIT = {"RECSYS_BROKER_COMMIT_INTERVAL": "5", "RECSYS_API_TOKEN": TOKEN}
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,21 @@ def test_every_user_is_served_correctly_from_either_port(workers, model):
             answers.append([i["product_id"] for i in recs["items"]])
         assert answers[0] == answers[1], u
     assert by_owner["w1"] > 0 and by_owner["w2"] > 0 and sum(by_owner.values()) >= 200
+
+
+def test_clear_cache_on_one_worker_reaches_the_other(workers, model):
+    w1, w2 = workers
+    owners = _owners(workers)
+    user = next(u for u in sorted(model.by_user) if owners[user_partition(u, 4)] == "w2")
+    status, before = get(f"{w2.url}/api/recommendations/{user}?k=5")
+    assert status == 200
+    assert http("POST", f"{w1.url}/api/clear-cache")[0] == 401
+    status, body = http("POST", f"{w1.url}/api/clear-cache", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and body["cleared"] is True
+    epoch = body["cache_epoch"]
+    assert before["generated_at"] < epoch  # it was the ready list, built when the user's events came in
+    wait_until(lambda: get(f"{w2.url}/api/health")[1]["cache_epoch"] == epoch, 15, what="w2 to apply the epoch")
+    # asked on w1, answered by w2 (the owner): computed now, not the cached list
+    status, after = get(f"{w1.url}/api/recommendations/{user}?k=5")
+    assert status == 200 and after["generated_at"] >= epoch
+    assert not {i["product_id"] for i in after["items"]} & model.seen(user)

@@ -79,3 +79,23 @@ def test_select_filters():
     items = [{"product_id": p, "score": 1, "category": c} for p, c in [("a", "x"), ("b", "y"), ("c", "x")]]
     assert [i["product_id"] for i in select(items, 2, exclude={"a"})] == ["b", "c"]
     assert [i["product_id"] for i in select(items, 5, category="x")] == ["a", "c"]
+
+
+def test_ready_lists_older_than_the_cache_epoch_are_not_served():
+    from recsys_faust.serving.recommend import POPULARITY_MODEL_VERSION
+    from recsys_faust.serving.service import Recommender
+    from recsys_faust.settings import Settings
+
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    idx.put("live@0", entry("live", "x", [(1000, 5.0)], 0))
+    ready = Recommender.ready_entry((["cached"], [9.0], ["x"]), "popular", POPULARITY_MODEL_VERSION, 100.0)
+    rec = Recommender(Settings(), {}, {"u1": ready}, idx)
+    first = rec.recommend("u1", 1)
+    assert [i["product_id"] for i in first["items"]] == ["cached"] and first["generated_at"] == 100.0
+    rec.clear_cache(150.0)
+    rec.clear_cache(120.0)  # an older epoch arriving late does not move it back
+    assert rec.cache_epoch == 150.0
+    live = rec.recommend("u1", 1)
+    assert [i["product_id"] for i in live["items"]] == ["live"] and live["generated_at"] > 150.0
+    rec.ready_lists["u1"] = {**ready, "generated_at": 160.0}  # rebuilt after the clear: served again
+    assert rec.recommend("u1", 1)["items"][0]["product_id"] == "cached"

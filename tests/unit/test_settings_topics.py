@@ -31,7 +31,7 @@ def test_settings_errors_name_the_variable(tmp_path):
 def test_topics_yaml_declares_contract_topics_copartitioned():
     plan = load_topics(ROOT / "topics.yaml")
     names = {t.name for t in plan.topics}
-    assert set(INPUT_TOPICS) <= names and "amazon-dead-letters" in names and len(names) == 11
+    assert set(INPUT_TOPICS) <= names and "amazon-dead-letters" in names and len(names) == 12
     assert len({plan[n].partitions for n in INPUT_TOPICS}) == 1
     dev = load_topics(ROOT / "topics.yaml", partitions=4, replication_factor=1)
     assert all(dev[n].partitions == 4 for n in INPUT_TOPICS)
