@@ -49,6 +49,13 @@ SINK_ROWS = Counter(
 SINK_RETRIES = Counter(
     "recsys_sink_retries_total", "Sink write attempts retried because PostgreSQL was unavailable", registry=REGISTRY,
 )
+DRIFT_STATISTIC = Gauge(
+    "recsys_drift_psi", "Population stability index of the last judged window, per feature", ["feature"],
+    registry=REGISTRY,
+)
+DRIFT_ALERTS = Counter(
+    "recsys_drift_alerts_total", "Drift alerts published to amazon-data-drift", ["feature"], registry=REGISTRY,
+)
 CACHE_CLEARS = Counter(
     "recsys_cache_clears_total", "POST /api/clear-cache calls accepted by this worker", registry=REGISTRY,
 )

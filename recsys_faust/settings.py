@@ -142,6 +142,10 @@ class Settings:
     weights: EventWeights = field(default_factory=EventWeights)
 
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
+    drift_window_s: float = 300.0      # tumbling window (processing time) of the drift detector
+    drift_min_events: int = 500        # per feature and window per worker; smaller windows are not judged
+    drift_threshold: float = 0.2       # population stability index above which an alert is published
+    drift_max_buckets: int = 30        # buckets kept per feature (categories beyond are "(other)")
     gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
 
     # --- PostgreSQL sink ---------------------------------------------------------------------------
@@ -262,6 +266,7 @@ class Settings:
             "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
             "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
             "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold",
+            "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

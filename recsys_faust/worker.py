@@ -39,6 +39,7 @@ from .model.serving import ModelHolder
 from .serving.service import Recommender
 from .settings import Settings
 from .streaming.deadletters import DeadLetters
+from .streaming.drift import DriftMonitor
 from .streaming.ingest import UserEventProcessor
 from .streaming.pipeline import BatchPipeline
 from .streaming.requests import RequestAnswerer
@@ -141,11 +142,19 @@ def build_worker(settings: Settings) -> RecsysApp:
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
 
+    drift_topic = app.topic(TOPIC_DATA_DRIFT, key_serializer="str", value_serializer=codecs.JSON_CODEC)
+    drift = DriftMonitor(settings, models, lambda alert: drift_topic.send(key=alert["feature"], value=alert))
+
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
         user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letter_sender,
-        topic_for=lambda name: input_topics[name], partitions_of=partitions_of,
+        topic_for=lambda name: input_topics[name], partitions_of=partitions_of, drift=drift,
     )
+
+    @app.timer(interval=max(0.5, settings.drift_window_s / 10))
+    async def close_drift_windows() -> None:
+        """Judge a finished drift window even if no event arrives after it."""
+        await drift.tick()
     answerer = RequestAnswerer(
         settings, recommender=recommender, answered=answered, responses=responses_topic,
         dead_letters=dead_letter_sender, requests_topic=requests_topic, partitions_of=partitions_of,
@@ -253,6 +262,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             "persistence": "on" if settings.persistence_enabled else "off",
             "model_version": recommender.model_version,
             "cache_epoch": recommender.cache_epoch,
+            "drift": drift.status(),
             "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set()},
         }
 

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..drift.detector import training_reference
 from ..settings import Settings
 from .als import ALSParams, train_als
 from .artifact import ModelArtifact, new_version, save
@@ -89,6 +90,9 @@ def train_dataset(
             "offline_metrics": {q.name: {"ndcg@10": round(q.ndcg, 5), "hr@10": round(q.hr, 5),
                                          "coverage": round(q.coverage, 5)} for q in quality},
             "fit_seconds": round(fit_seconds, 3),
+            # what the workers' drift detector compares live traffic with (drift/detector.py)
+            "reference": training_reference(np.asarray(data.item_category, dtype=object)[data.items]
+                                            if len(data) else []),
         },
     )
     path = save(artifact, settings.models_dir)

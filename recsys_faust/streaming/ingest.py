@@ -33,6 +33,7 @@ from ..serving.recommend import POPULARITY_MODEL_VERSION
 from ..serving.service import Recommender
 from ..settings import Settings
 from .deadletters import DeadLetters
+from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class UserEventProcessor:
         dead_letters: DeadLetters,
         topic_for: Callable[[str], TopicT],
         partitions_of: Callable[[str], Optional[int]],
+        drift: Optional[DriftMonitor] = None,
     ) -> None:
         self.settings = settings
         self.cfg = ProfileConfig.from_settings(settings)
@@ -70,6 +72,7 @@ class UserEventProcessor:
         self.dead_letters = dead_letters
         self.topic_for = topic_for
         self.partitions_of = partitions_of
+        self.drift = drift
 
     async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
@@ -93,6 +96,9 @@ class UserEventProcessor:
                 await self._reroute(rec, result)
                 continue
             by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
+
+        if self.drift is not None:
+            await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
 
         pop_updates: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []

@@ -76,7 +76,8 @@ class SinkProcessor:
                 if topic == TOPIC_DATA_DRIFT:
                     batches["drift_alerts"].append((v["feature"], v["statistic"], ts(v["window_start"]), ts(v["window_end"]),
                                                     float(v["value"]), float(v["threshold"]), ts(v["timestamp"]),
-                                                    json.dumps(v.get("details"))))
+                                                    json.dumps({**(v.get("details") or {}),
+                                                                **({"reference": v["reference"]} if v.get("reference") else {})})))
                 elif topic in (TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS):
                     source = v.get("worker") or v.get("model_version") or ""
                     batches["metric_snapshots"].append((v["metric"], str(source), ts(v["timestamp"]), float(v["value"]),

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
@@ -117,3 +118,22 @@ def test_model_holder_switches_only_forward():
     assert not holder.offer(mk("v1"), 1.0) and holder.active.version == "v2"
     assert holder.active.similar("a", 1)[0]["product_id"] == "b"
     assert holder.active.similar("zzz", 1) is None
+
+
+def test_training_manifest_carries_the_drift_reference(tmp_path):
+    from collections import Counter
+
+    from recsys_faust.model.train import train_events
+    from recsys_faust.settings import Settings
+
+    events = [e for e in synthetic_events(ShopSpec(users=40, items=60, categories=4, events_per_user=10, seed=2))
+              if e[0] != "user-event"]
+    result = train_events(Settings().with_overrides(models_dir=tmp_path), events, ALSParams(factors=8, iterations=2), "t")
+    ref = result.artifact.manifest["reference"]
+    # categories as the interactions have them (an item keeps the first category seen)
+    first_cat: dict = {}
+    for _, o in events:
+        first_cat.setdefault(o["product_id"], o.get("category"))
+    counts = Counter(first_cat[o["product_id"]] or "(none)" for _, o in events)
+    assert ref["category"] == pytest.approx({c: n / len(events) for c, n in counts.items()})
+    assert ref["catalogue"] == {"known": 1.0, "unknown": 0.0}

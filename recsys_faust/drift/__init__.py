@@ -1,0 +1,1 @@
+"""Input drift: windowed feature distributions of the event stream against a reference."""

@@ -1,0 +1,62 @@
+"""Wiring of the drift detector: feeds it the events the processor folds, publishes its alerts.
+
+The detector (drift/detector.py) is pure; this adds the clock, the active model's training
+reference and catalogue, the worker's name, the metrics and the amazon-data-drift topic. Each
+worker judges the events of its own partitions: users are hashed uniformly over partitions,
+so a worker's share has the same distribution as the whole stream (and a drift that shows in
+only one worker's share is worth knowing too). Replayed events after a rebalance are counted
+again; a window is a statistical sample, not an exact count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable, Iterable
+
+from .. import metrics
+from ..drift.detector import DriftConfig, DriftDetector
+from ..events.model import Event
+from ..model.serving import ModelHolder
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DriftMonitor:
+    def __init__(self, settings: Settings, models: ModelHolder,
+                 publish: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        self.settings = settings
+        self.models = models
+        self.publish = publish
+        self.detector = DriftDetector(DriftConfig(
+            window_s=settings.drift_window_s, min_events=settings.drift_min_events,
+            threshold=settings.drift_threshold, max_buckets=settings.drift_max_buckets))
+
+    async def observe(self, events: Iterable[Event]) -> None:
+        active = self.models.active
+        alerts = self.detector.observe(
+            events, time.time(),
+            model_reference=(active.artifact.manifest.get("reference") if active is not None else None),
+            model_version=active.version if active is not None else "",
+            known_items=active.index if active is not None else None,
+        )
+        for feature, value in self.detector.last_values.items():
+            metrics.DRIFT_STATISTIC.labels(feature).set(value)
+        for alert in alerts:
+            alert["details"]["worker"] = self.settings.worker_name
+            metrics.DRIFT_ALERTS.labels(alert["feature"]).inc()
+            log.warning("input drift: %s psi %.3f > %.2f in window %.0f..%.0f (reference %s)", alert["feature"],
+                        alert["value"], alert["threshold"], alert["window_start"], alert["window_end"],
+                        alert["reference"]["source"])
+            await self.publish(alert)
+
+    async def tick(self) -> None:
+        """Close a finished window even when no event arrives (called by a timer)."""
+        await self.observe(())
+
+    def status(self) -> dict[str, Any]:
+        d = self.detector
+        return {"window_s": d.config.window_s, "window_start": d.window_start, "events_in_window": d.events,
+                "baseline_features": sorted(d.baseline), "last_psi": dict(d.last_values),
+                "threshold": d.config.threshold}
