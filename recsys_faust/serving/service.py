@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
+import numpy as np
+
+from ..model.scoring import BatchQuery, BatchResult, score_batch
 from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder, interaction_weights
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
@@ -72,27 +75,60 @@ class Recommender:
             return self._category_list(profile, category, n)
         return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
 
-    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict]) -> list[Optional[tuple[Columns, Any]]]:
-        """(columns, vector) per profile from ``active`` (None where it knows none of the items).
+    def pack(self, active: ActiveModel, profiles: list[dict]) -> tuple[list[int], BatchQuery]:
+        """The profiles the model can score (their positions) and their packed query."""
+        index, weights = active.index, self.settings.weights
+        rows: list[int] = []
+        items: list[int] = []
+        conf: list[float] = []
+        offsets = [0]
+        seen: list[int] = []
+        seen_offsets = [0]
+        for pos, p in enumerate(profiles):
+            if not p or not p["recent"]:
+                continue
+            merged: dict[int, float] = {}
+            for pid, w in interaction_weights(p["recent"], weights):
+                i = index.get(pid)
+                if i is not None:
+                    merged[i] = merged.get(i, 0.0) + w
+            if not merged:
+                continue
+            rows.append(pos)
+            items.extend(merged)
+            conf.extend(merged.values())
+            offsets.append(len(items))
+            seen.extend(i for i in (index.get(pid) for pid in seen_items(p)) if i is not None)
+            seen_offsets.append(len(seen))
+        q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
+                       np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
+                       np.asarray(seen_offsets, dtype=np.int64), self.settings.rec_list_size)
+        return rows, q
 
-        One snapshot of the model for the whole batch: the strategy and model_version written
-        with the lists are those of the model that scored them, even if a new one arrives.
-        """
-        out: list[Optional[tuple[Columns, Any]]] = [None] * len(profiles)
-        if active is None:
-            return out
-        import numpy as np
-
-        with_items = [i for i, p in enumerate(profiles) if p and p["recent"]]
-        weights = self.settings.weights
-        folded = active.user_vectors([interaction_weights(profiles[i]["recent"], weights) for i in with_items])
-        rows = [(i, v) for i, v in zip(with_items, folded) if v is not None]
-        if rows:
-            lists = active.recommend_many(np.stack([v for _, v in rows]), self.settings.rec_list_size,
-                                          [seen_items(profiles[i]) for i, _ in rows])
-            for (i, vector), columns in zip(rows, lists):
-                out[i] = (columns, vector)
+    @staticmethod
+    def unpack(active: ActiveModel, n_profiles: int, rows: list[int],
+               result: BatchResult) -> list[Optional[tuple[Columns, Any]]]:
+        """(columns, vector) per profile, None for those the model could not score."""
+        out: list[Optional[tuple[Columns, Any]]] = [None] * n_profiles
+        for r, pos in enumerate(rows):
+            best = result.best[r]
+            k = int(np.count_nonzero(best >= 0))
+            idx = best[:k]
+            columns = (active.item_ids[idx].tolist(),
+                       np.round(result.scores[r, :k].astype(np.float64), 6).tolist(),
+                       active.categories[idx].tolist())
+            out[pos] = (columns, result.vectors[r])
         return out
+
+    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict]) -> list[Optional[tuple[Columns, Any]]]:
+        """(columns, vector) per profile from ``active`` (None where it knows none of the items),
+        scored here; the ingest path sends the same packed query to the scoring process."""
+        if active is None:
+            return [None] * len(profiles)
+        rows, q = self.pack(active, profiles)
+        if not rows:
+            return [None] * len(profiles)
+        return self.unpack(active, len(profiles), rows, score_batch(active.foldin, q))
 
     def popular_columns(self, profile: Optional[dict]) -> tuple[Columns, str]:
         """The popularity-based ready list of a user the model cannot score (event loop only)."""

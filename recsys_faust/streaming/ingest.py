@@ -143,8 +143,8 @@ class UserEventProcessor:
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
 
         # Fold-in and scoring of every touched user against one snapshot of the active model;
-        # popularity lists for the users it cannot score. (Scoring on a worker thread was
-        # measured: no faster, the GIL hand-offs cost what the parallel numpy saved.)
+        # popularity lists for the users it cannot score. (Measured and dropped: scoring on a
+        # thread, and in a child process; README, benchmark notes.)
         active = self.recommender.models.active
         profiles = [profile for _, profile, _ in touched]
         als = self.recommender.als_lists(active, profiles)

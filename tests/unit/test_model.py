@@ -137,3 +137,34 @@ def test_training_manifest_carries_the_drift_reference(tmp_path):
     counts = Counter(first_cat[o["product_id"]] or "(none)" for _, o in events)
     assert ref["category"] == pytest.approx({c: n / len(events) for c, n in counts.items()})
     assert ref["catalogue"] == {"known": 1.0, "unknown": 0.0}
+
+
+def test_batched_ready_lists_equal_the_live_single_user_answer():
+    from recsys_faust.model.serving import ActiveModel
+    from recsys_faust.popularity.trending import PopularityIndex
+    from recsys_faust.profiles.profile import new_profile
+    from recsys_faust.serving.service import Recommender
+    from recsys_faust.settings import Settings
+
+    rng = np.random.default_rng(9)
+    ids = [f"p{i}" for i in range(120)]
+    artifact = art.ModelArtifact(version="m", item_ids=ids, item_factors=rng.normal(size=(120, 8)).astype(np.float32),
+                                 user_ids=[], user_factors=np.zeros((0, 8), np.float32),
+                                 item_category=[f"c{i % 3}" for i in range(120)], params={}, manifest={})
+    active = ActiveModel.build(artifact)
+    holder = ModelHolder()
+    holder.offer(artifact, 1.0)
+    rec = Recommender(Settings(), {}, {}, PopularityIndex(window_s=10, bucket_s=1), holder)
+    profiles = []
+    for u in range(4):
+        p = new_profile(f"u{u}")
+        p["recent"] = [[ids[j], "view", 1.0, None, None] for j in rng.choice(120, size=u + 2, replace=False)]
+        profiles.append(p)
+    profiles.append(new_profile("empty"))
+    lists = rec.als_lists(active, profiles)
+    assert lists[-1] is None
+    for p, (columns, _vector) in zip(profiles[:-1], lists[:-1]):
+        live, strategy = rec.build_list(p, 50)
+        assert strategy == "als" and columns[0] == [i["product_id"] for i in live]
+        assert columns[1] == pytest.approx([i["score"] for i in live], abs=1e-5)
+        assert not set(columns[0]) & {r[0] for r in p["recent"]}
