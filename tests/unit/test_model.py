@@ -78,6 +78,7 @@ def test_batched_foldin_equals_one_user_at_a_time():
     Y = rng.normal(size=(300, 16)).astype(np.float32)
     fold = FoldIn(Y, regularization=0.5, alpha=8.0)
     histories = [(rng.choice(300, size=m, replace=False), rng.uniform(0.5, 4.0, size=m)) for m in (1, 7, 0, 30, 3)]
+    histories.append((np.array([4, 9, 11]), np.array([0.05, 0.1, 2.0])))  # confidence below 1: c - 1 < 0
     batched = fold.user_vectors(histories)
     for (items, weights), got in zip(histories, batched):
         np.testing.assert_allclose(got, fold.user_vector(items, weights), rtol=1e-4, atol=1e-5)
