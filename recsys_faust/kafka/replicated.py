@@ -10,7 +10,7 @@ which keeps the rule "no in-process state that a table or topic cannot rebuild".
 from __future__ import annotations
 
 import asyncio
-import json
+import orjson
 import logging
 from typing import Any, Callable, Optional
 
@@ -70,7 +70,7 @@ class ReplicatedChangelog(Service):
                     for rec in records:
                         try:
                             key = rec.key.decode("utf-8") if rec.key is not None else ""
-                            value = json.loads(rec.value) if rec.value is not None else None
+                            value = orjson.loads(rec.value) if rec.value is not None else None
                         except ValueError:
                             # outside producers write to some tailed topics; their sink agent
                             # dead-letters such records, here they are only skipped
