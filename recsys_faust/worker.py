@@ -41,7 +41,7 @@ from .settings import Settings
 from .streaming.deadletters import DeadLetters
 from .streaming.drift import DriftMonitor
 from .streaming.ingest import UserEventProcessor
-from .streaming.pipeline import BatchPipeline
+from .streaming.pipeline import run_batches
 from .streaming.requests import RequestAnswerer
 from .web.views import WebContext, register_views
 
@@ -155,6 +155,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""
         await drift.tick()
+
     answerer = RequestAnswerer(
         settings, recommender=recommender, answered=answered, responses=responses_topic,
         dead_letters=dead_letter_sender, requests_topic=requests_topic, partitions_of=partitions_of,
@@ -168,16 +169,8 @@ def build_worker(settings: Settings) -> RecsysApp:
         acked after their batch's state is written. An error in processing stops the worker
         rather than acking the batch: restarted, it reads the unacked events again.
         """
-        pipeline = BatchPipeline(processor.process, stream.ack, depth=4, max_events=4 * settings.batch_size)
-        try:
-            async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
-                await pipeline.submit(batch)
-        except Exception as exc:
-            log.exception("event processing failed; stopping the worker so no event is acked unprocessed")
-            await app.crash(exc)
-            raise
-        finally:
-            await pipeline.close()
+        await run_batches(app, stream, processor.process, size=settings.batch_size, within=settings.batch_within,
+                          what="event processing")
 
     @app.agent(requests_topic, name="recommendation_requests")
     async def recommendation_requests(stream: Any) -> None:
@@ -206,21 +199,21 @@ def build_worker(settings: Settings) -> RecsysApp:
         @app.agent(app.topic(*INPUT_TOPICS, **raw), name="event_sink")
         async def event_sink(stream: Any) -> None:
             """Persist every valid event, a batch per transaction, acked once durable."""
-            async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
-                await sinks.events(batch)
+            await run_batches(app, stream, sinks.events, size=settings.sink_batch_size,
+                              within=settings.sink_batch_within, what="event sink")
 
         @app.agent(app.topic(TOPIC_RESPONSES, **raw_topics), name="response_sink")
         async def response_sink(stream: Any) -> None:
             """Persist every recommendation answer."""
-            async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_within):
-                await sinks.responses(batch)
+            await run_batches(app, stream, sinks.responses, size=settings.sink_batch_size,
+                              within=settings.sink_batch_within, what="response sink")
 
         @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
                              **raw_topics), name="observation_sink")
         async def observation_sink(stream: Any) -> None:
             """Persist model versions (manifests), drift alerts and metric snapshots."""
-            async for batch in stream.take_events(100, within=settings.sink_batch_within):
-                await sinks.observations(batch)
+            await run_batches(app, stream, sinks.observations, size=100, within=settings.sink_batch_within,
+                              what="observation sink")
 
     db_state: dict[str, Any] = {"checked": 0.0, "ok": None, "error": None}
 

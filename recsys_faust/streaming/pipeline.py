@@ -17,9 +17,12 @@ take's ``within`` can stay short for freshness without shrinking the batches und
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
-from faust.types import EventT
+from faust.types import AppT, EventT, StreamT
+
+log = logging.getLogger(__name__)
 
 
 class BatchPipeline:
@@ -67,3 +70,31 @@ class BatchPipeline:
             await self._process(batch)
             for event in batch:
                 await self._ack(event)
+
+
+async def run_batches(
+    app: AppT,
+    stream: StreamT,
+    process: Callable[[Sequence[EventT]], Awaitable[None]],
+    *,
+    size: int,
+    within: float,
+    depth: int = 4,
+    what: str = "batch processing",
+) -> None:
+    """An agent's body: micro-batches taken without acks, processed in order, acked after.
+
+    Faust's ``take_events`` acks a batch in a ``finally``, so an exception while processing
+    acked records whose effect never happened. Here an error stops the worker instead; the
+    restarted worker reads the unacked records again (every processor is idempotent).
+    """
+    pipeline = BatchPipeline(process, stream.ack, depth=depth, max_events=depth * size)
+    try:
+        async for batch in stream.noack_take(size, within=within):
+            await pipeline.submit(batch)
+    except Exception as exc:
+        log.exception("%s failed; stopping the worker so that no record is acked unprocessed", what)
+        await app.crash(exc)
+        raise
+    finally:
+        await pipeline.close()

@@ -1,7 +1,8 @@
 """Sink agents' processors: valid events and answers -> PostgreSQL, acked only once durable.
 
-The agents take micro-batches with ``take_events``; Faust acks a batch's events only after the
-processor returns, and commits only acked offsets (after a producer flush, see
+The agents take micro-batches with ``run_batches`` (streaming/pipeline.py), which acks a batch's
+records only after the processor returns (an error stops the worker instead), and Faust commits
+only acked offsets (after a producer flush, see
 kafka/transport.py), so an offset is committed only when its rows are in PostgreSQL. Records the
 sink cannot store (not JSON, fields missing, refused by PostgreSQL) are dead-lettered.
 """
