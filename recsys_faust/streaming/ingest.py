@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -103,13 +103,14 @@ class UserEventProcessor:
         pop_updates: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []
         profile_writes: list[tuple[str, Any, int]] = []
+        outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
         stored = self.profiles.read_many([(user_id, acc[-1].source[1]) for user_id, acc in by_user.items()])
         for (user_id, accepted), profile in zip(by_user.items(), stored):
             profile = profile or new_profile(user_id)
             changed = False
             for acc in accepted:
                 outcome = apply_event(profile, acc.event, acc.source, self.cfg)
-                metrics.EVENTS.labels(acc.source[0], outcome).inc()
+                outcomes[(acc.source[0], outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
                 # after a crash); only a second record of the same event_id is skipped here.
@@ -120,6 +121,8 @@ class UserEventProcessor:
                 profile_writes.append((user_id, profile, partition))
                 touched.append((user_id, profile, partition))
         await self.profiles.write_many(profile_writes)
+        for (topic, outcome), count in outcomes.items():
+            metrics.EVENTS.labels(topic, outcome).inc(count)
 
         local_entries = []
         stored = self.popularity.read_many([(key, accs[0].source[1]) for key, accs in pop_updates.items()])
