@@ -58,7 +58,10 @@ def from_rows(rows: Iterable[tuple[str, str, float, float, Optional[str]]]) -> I
             cats.append(cat or None)
         elif cat and not cats[i]:
             cats[i] = cat
-        us.append(u), its.append(i), ws.append(weight), tss.append(ts)
+        us.append(u)
+        its.append(i)
+        ws.append(weight)
+        tss.append(ts)
     ts_arr = np.asarray(tss, dtype=np.float64)
     order = np.argsort(ts_arr, kind="stable")
     return Interactions(

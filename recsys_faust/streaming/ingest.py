@@ -20,12 +20,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from faust.types import EventT, TableT, TopicT
+from faust.types import EventT, TopicT
 
 from .. import metrics
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
+from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
 from ..model.serving import STRATEGY_ALS
@@ -50,10 +51,10 @@ class UserEventProcessor:
         self,
         settings: Settings,
         *,
-        profiles: TableT,
-        recommendations: TableT,
-        popularity: TableT,
-        user_factors: TableT,
+        profiles: StrKeyTable,
+        recommendations: StrKeyTable,
+        popularity: StrKeyTable,
+        user_factors: StrKeyTable,
         index: PopularityIndex,
         recommender: Recommender,
         dead_letters: DeadLetters,
