@@ -59,25 +59,6 @@ class ActiveModel:
         items = np.fromiter(weights.keys(), dtype=np.int64)
         return self.foldin.user_vector(items, np.fromiter(weights.values(), dtype=np.float64))
 
-    def user_vectors(self, histories: list[Iterable[tuple[str, float]]]) -> list[Optional[np.ndarray]]:
-        """``user_vector`` for many users with one batched solve (the micro-batch path)."""
-        rows: list[tuple[np.ndarray, np.ndarray]] = []
-        which: list[int] = []
-        for u, interactions in enumerate(histories):
-            weights: dict[int, float] = {}
-            for pid, w in interactions:
-                i = self.index.get(pid)
-                if i is not None:
-                    weights[i] = weights.get(i, 0.0) + w
-            if weights:
-                which.append(u)
-                rows.append((np.fromiter(weights.keys(), dtype=np.int64, count=len(weights)),
-                             np.fromiter(weights.values(), dtype=np.float64, count=len(weights))))
-        out: list[Optional[np.ndarray]] = [None] * len(histories)
-        for u, vector in zip(which, self.foldin.user_vectors(rows)):
-            out[u] = vector
-        return out
-
     def recommend(self, vector: np.ndarray, n: int, *, seen: Iterable[str] = (),
                   category: Optional[str] = None) -> list[dict]:
         ids, scores, cats = self.recommend_many(vector[None, :], n, [seen], category=category)[0]
