@@ -229,7 +229,7 @@ def bench_freshness(stack: DevStack, report: Report, worker: WorkerProcess, rate
 def bench_training(report: Report, data: Optional[Path], quick: bool) -> None:
     from threadpoolctl import threadpool_limits
 
-    from ..model.als import ALSParams, FoldIn, top_k, train_als
+    from ..model.als import ALSParams, FoldIn, train_als
     from ..model.dataset import load_csv
     from ..settings import Settings
 
@@ -263,11 +263,15 @@ def bench_training(report: Report, data: Optional[Path], quick: bool) -> None:
     fold = FoldIn(item_f, regularization=1.0, alpha=10.0)
     rng = np.random.default_rng(0)
     histories = [rng.choice(dataset.n_items, size=rng.integers(3, 30), replace=False) for _ in range(2000)]
+    from ..model.scoring import BatchQuery, score_batch
+
+    # the production scoring path (model/scoring.py), one event at a time: a batch of one
+    queries = [BatchQuery(h.astype(np.int64), np.ones(len(h)), np.array([0, len(h)]), h.astype(np.int64),
+                          np.array([0, len(h)]), 50) for h in histories]
     with threadpool_limits(1, "blas"):
         t0 = time.perf_counter()
-        for h in histories:
-            x = fold.user_vector(h, np.ones(len(h)))
-            top_k(item_f @ x, 50, h)
+        for q in queries:
+            score_batch(fold, q)
         per = (time.perf_counter() - t0) / len(histories)
         t0 = time.perf_counter()
         for h in histories:

@@ -10,11 +10,11 @@ which keeps the rule "no in-process state that a table or topic cannot rebuild".
 from __future__ import annotations
 
 import asyncio
-import orjson
 import logging
 from typing import Any, Callable, Optional
 
 import aiokafka
+import orjson
 from aiokafka import TopicPartition
 from mode import Service
 

@@ -51,15 +51,20 @@ class StrKeyTable(faust.Table):
         """The first failed changelog batch, if any (the consumer refuses to commit after one)."""
         return self._changelog_error
 
+    def _rocksdb_store(self) -> Any:
+        """The RocksDB store, whose per-partition databases the batched paths use directly."""
+        store = self.data
+        if self.value_serializer != codecs.JSON_CODEC or not hasattr(store, "_db_for_partition"):
+            raise TypeError(f"batched table access needs a RocksDB table with value_serializer={codecs.JSON_CODEC!r}")
+        return store
+
     def read_many(self, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
         """Values of ``(key, partition)`` pairs (None where missing): one multi-get per partition.
 
         ``table.get(key)`` looks a key up through Faust's store wrappers and, for a key it has
         not seen yet, in every partition's database; a micro-batch knows each key's partition.
         """
-        store = self.data
-        if self.value_serializer != codecs.JSON_CODEC or not hasattr(store, "_db_for_partition"):
-            return [self.get(key) for key, _ in keys]
+        store = self._rocksdb_store()
         by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for pos, (key, partition) in enumerate(keys):
             by_partition[partition].append((pos, key.encode("utf-8")))
@@ -86,9 +91,7 @@ class StrKeyTable(faust.Table):
             raise ChangelogWriteError(f"changelog of {self.name} failed earlier") from self._changelog_error
         if not items:
             return 0
-        store = self.data
-        if self.value_serializer != codecs.JSON_CODEC or not hasattr(store, "_db_for_partition"):
-            raise TypeError(f"write_many needs a RocksDB table with value_serializer={codecs.JSON_CODEC!r}")
+        store = self._rocksdb_store()
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         key_index = store._key_index
         dumps = codecs.dumps_json

@@ -1,16 +1,18 @@
-"""The active ALS model of a worker: fold-in, top-k and similar items, switched atomically."""
+"""The active ALS model of a worker (item factors, catalogue, similar items), switched atomically.
+
+Scoring users against it is ``model/scoring.py``."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
 from ..settings import EventWeights
-from .als import FoldIn, top_k, top_k_rows
+from .als import FoldIn, top_k
 from .artifact import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -46,41 +48,6 @@ class ActiveModel:
             unit_factors=np.ascontiguousarray(Y / np.maximum(norms, 1e-9), dtype=np.float32),
             created_at=created_at,
         )
-
-    def user_vector(self, interactions: Iterable[tuple[str, float]]) -> Optional[np.ndarray]:
-        """Fold a user in from (product_id, weight) pairs; None when no item is known."""
-        weights: dict[int, float] = {}
-        for pid, w in interactions:
-            i = self.index.get(pid)
-            if i is not None:
-                weights[i] = weights.get(i, 0.0) + w
-        if not weights:
-            return None
-        items = np.fromiter(weights.keys(), dtype=np.int64)
-        return self.foldin.user_vector(items, np.fromiter(weights.values(), dtype=np.float64))
-
-    def recommend(self, vector: np.ndarray, n: int, *, seen: Iterable[str] = (),
-                  category: Optional[str] = None) -> list[dict]:
-        ids, scores, cats = self.recommend_many(vector[None, :], n, [seen], category=category)[0]
-        return [{"product_id": i, "score": s, "category": c} for i, s, c in zip(ids, scores, cats)]
-
-    def recommend_many(self, vectors: np.ndarray, n: int, seen: list[Iterable[str]], *,
-                       category: Optional[str] = None) -> list[tuple[list, list, list]]:
-        """Top-n for many users with one matrix product (the micro-batch path).
-
-        Columns (product ids, scores, categories) per user: building 50 dicts per user cost
-        more than the scoring, and the ready list is stored as columns anyway.
-        """
-        scores = vectors @ self.artifact.item_factors.T
-        if category is not None:
-            scores[:, self.categories != category] = -np.inf
-        for row, items in enumerate(seen):
-            idx = [self.index[p] for p in items if p in self.index]
-            if idx:
-                scores[row, idx] = -np.inf
-        return [(self.item_ids[best].tolist(), np.round(vals.astype(np.float64), 6).tolist(),
-                 self.categories[best].tolist())
-                for best, vals in top_k_rows(scores, n)]
 
     def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
         i = self.index.get(product_id)

@@ -59,23 +59,21 @@ class Recommender:
         active = self.models.active
         return active.version if active is not None else POPULARITY_MODEL_VERSION
 
-    def user_vector(self, profile: Optional[dict]) -> Any:
-        active = self.models.active
-        if active is None or not profile or not profile["recent"]:
-            return None
-        return active.user_vector(interaction_weights(profile["recent"], self.settings.weights))
-
     def build_list(self, profile: Optional[dict], n: int, *, category: Optional[str] = None) -> tuple[list[dict], str]:
         """One user's list, live: ALS when a model knows the user's items, else popularity."""
         active = self.models.active
-        vector = self.user_vector(profile)
-        if active is not None and vector is not None:
-            return active.recommend(vector, n, seen=seen_items(profile), category=category), STRATEGY_ALS
+        if active is not None and profile:
+            scored = self.als_lists(active, [profile], n=n, category=category)[0]
+            if scored is not None:
+                ids, scores, cats = scored[0]
+                return ([{"product_id": i, "score": s, "category": c} for i, s, c in zip(ids, scores, cats)],
+                        STRATEGY_ALS)
         if category:
             return self._category_list(profile, category, n)
         return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
 
-    def pack(self, active: ActiveModel, profiles: list[dict]) -> tuple[list[int], BatchQuery]:
+    def pack(self, active: ActiveModel, profiles: list[dict], *, n: Optional[int] = None,
+             category: Optional[str] = None) -> tuple[list[int], BatchQuery]:
         """The profiles the model can score (their positions) and their packed query."""
         index, weights = active.index, self.settings.weights
         rows: list[int] = []
@@ -102,7 +100,8 @@ class Recommender:
             seen_offsets.append(len(seen))
         q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
                        np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
-                       np.asarray(seen_offsets, dtype=np.int64), self.settings.rec_list_size)
+                       np.asarray(seen_offsets, dtype=np.int64), n or self.settings.rec_list_size,
+                       None if category is None else active.categories == category)
         return rows, q
 
     @staticmethod
@@ -120,12 +119,13 @@ class Recommender:
             out[pos] = (columns, result.vectors[r])
         return out
 
-    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict]) -> list[Optional[tuple[Columns, Any]]]:
-        """(columns, vector) per profile from ``active`` (None where it knows none of the items),
-        scored here; the ingest path sends the same packed query to the scoring process."""
+    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict], *, n: Optional[int] = None,
+                  category: Optional[str] = None) -> list[Optional[tuple[Columns, Any]]]:
+        """(columns, vector) per profile from ``active`` (None where it knows none of the items):
+        a micro-batch's ready lists, or one live list (``n``, ``category``)."""
         if active is None:
             return [None] * len(profiles)
-        rows, q = self.pack(active, profiles)
+        rows, q = self.pack(active, profiles, n=n, category=category)
         if not rows:
             return [None] * len(profiles)
         return self.unpack(active, len(profiles), rows, score_batch(active.foldin, q))

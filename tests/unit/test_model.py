@@ -140,7 +140,7 @@ def test_training_manifest_carries_the_drift_reference(tmp_path):
     assert ref["catalogue"] == {"known": 1.0, "unknown": 0.0}
 
 
-def test_batched_ready_lists_equal_the_live_single_user_answer():
+def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
     from recsys_faust.model.serving import ActiveModel
     from recsys_faust.popularity.trending import PopularityIndex
     from recsys_faust.profiles.profile import new_profile
@@ -149,23 +149,37 @@ def test_batched_ready_lists_equal_the_live_single_user_answer():
 
     rng = np.random.default_rng(9)
     ids = [f"p{i}" for i in range(120)]
-    artifact = art.ModelArtifact(version="m", item_ids=ids, item_factors=rng.normal(size=(120, 8)).astype(np.float32),
-                                 user_ids=[], user_factors=np.zeros((0, 8), np.float32),
-                                 item_category=[f"c{i % 3}" for i in range(120)], params={}, manifest={})
+    cats = [f"c{i % 3}" for i in range(120)]
+    Y = rng.normal(size=(120, 8)).astype(np.float32)
+    artifact = art.ModelArtifact(version="m", item_ids=ids, item_factors=Y, user_ids=[],
+                                 user_factors=np.zeros((0, 8), np.float32), item_category=cats, params={}, manifest={})
     active = ActiveModel.build(artifact)
     holder = ModelHolder()
     holder.offer(artifact, 1.0)
-    rec = Recommender(Settings(), {}, {}, PopularityIndex(window_s=10, bucket_s=1), holder)
+    settings = Settings()
+    rec = Recommender(settings, {}, {}, PopularityIndex(window_s=10, bucket_s=1), holder)
+    fold = FoldIn(Y, regularization=1.0, alpha=10.0)
     profiles = []
     for u in range(4):
         p = new_profile(f"u{u}")
         p["recent"] = [[ids[j], "view", 1.0, None, None] for j in rng.choice(120, size=u + 2, replace=False)]
         profiles.append(p)
     profiles.append(new_profile("empty"))
+
+    def brute(p, n, category=None):
+        items = np.array([ids.index(r[0]) for r in p["recent"]])
+        x = fold.user_vector(items, np.full(len(items), settings.weights.als_weight("view", None)))
+        scores = (Y @ x).astype(np.float64)
+        scores[items] = -np.inf
+        if category:
+            scores[[c != category for c in cats]] = -np.inf
+        order = [i for i in np.lexsort((np.arange(120), -scores)) if np.isfinite(scores[i])]
+        return [ids[i] for i in order[:n]]
+
     lists = rec.als_lists(active, profiles)
     assert lists[-1] is None
     for p, (columns, _vector) in zip(profiles[:-1], lists[:-1]):
-        live, strategy = rec.build_list(p, 50)
-        assert strategy == "als" and columns[0] == [i["product_id"] for i in live]
-        assert columns[1] == pytest.approx([i["score"] for i in live], abs=1e-5)
-        assert not set(columns[0]) & {r[0] for r in p["recent"]}
+        assert columns[0] == brute(p, 50)
+        assert columns[2] == [cats[ids.index(i)] for i in columns[0]]
+        live, strategy = rec.build_list(p, 5, category="c1")
+        assert strategy == "als" and [i["product_id"] for i in live] == brute(p, 5, "c1")
