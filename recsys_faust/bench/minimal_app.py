@@ -9,7 +9,7 @@ import os
 
 import faust
 
-from ..kafka.transport import Transport as VerifiedTransport
+from ..kafka.transport import BaselineTransport
 
 BROKER = os.environ.get("KAFKA_BROKER", "kafka://127.0.0.1:9092")
 PARTITIONS = int(os.environ.get("RECSYS_USER_PARTITIONS", "4"))
@@ -18,11 +18,11 @@ TOPIC = os.environ.get("BENCH_TOPIC", "amazon-purchases")
 
 class App(faust.App):
     def _new_transport(self):  # the dev broker needs the same end-offset care as the real worker
-        return VerifiedTransport(self.conf.broker_consumer, self)
+        return BaselineTransport(self.conf.broker_consumer, self)
 
 
 app = App(
-    "bench-minimal", broker=BROKER, store="rocksdb://", datadir=os.environ.get("RECSYS_DATA_DIR", "./bench-data"),
+    os.environ.get("RECSYS_APP_ID", "bench-minimal"), broker=BROKER, store="rocksdb://", datadir=os.environ.get("RECSYS_DATA_DIR", "./bench-data"),
     web_port=int(os.environ.get("WEB_PORT", "6099")), web_host="127.0.0.1", web_bind="127.0.0.1",
     broker_session_timeout=2, broker_heartbeat_interval=0.3, broker_rebalance_timeout=2, broker_commit_interval=1,
     topic_disable_leader=True, topic_replication_factor=1, consumer_auto_offset_reset="earliest",

@@ -36,23 +36,17 @@ class BatchQuery:
 @dataclass(frozen=True)
 class BatchResult:
     vectors: np.ndarray       # float32 users x factors
-    best: np.ndarray          # int32 users x n, -1 where a user has fewer candidates
-    scores: np.ndarray        # float32 users x n
+    best: np.ndarray          # int32 users x min(n, items), -1 where a user has fewer candidates
+    scores: np.ndarray        # float32, aligned with ``best`` (0 where it is -1)
 
 
 def score_batch(foldin: FoldIn, q: BatchQuery) -> BatchResult:
-    Y = foldin.Y
-    histories = [(q.items[a:b], q.weights[a:b]) for a, b in zip(q.offsets[:-1], q.offsets[1:])]
-    vectors = foldin.user_vectors(histories)
-    scores = vectors @ Y.T
+    """Fold-in, scores, exclusions and top-k for all users of ``q`` in whole-batch NumPy calls."""
+    vectors = foldin.user_vectors(q.items, q.weights, q.offsets)
+    scores = vectors @ foldin.Y.T
     if q.allowed is not None:
         scores[:, ~q.allowed] = -np.inf
-    for u, (a, b) in enumerate(zip(q.seen_offsets[:-1], q.seen_offsets[1:])):
-        if b > a:
-            scores[u, q.seen[a:b]] = -np.inf
-    best = np.full((q.users, q.n), -1, dtype=np.int32)
-    vals = np.zeros((q.users, q.n), dtype=np.float32)
-    for u, (idx, v) in enumerate(top_k_rows(scores, q.n)):
-        best[u, :len(idx)] = idx
-        vals[u, :len(v)] = v
-    return BatchResult(vectors, best, vals)
+    if len(q.seen):
+        scores[np.repeat(np.arange(q.users), np.diff(q.seen_offsets)), q.seen] = -np.inf
+    best, values = top_k_rows(scores, q.n)
+    return BatchResult(vectors, best, values)

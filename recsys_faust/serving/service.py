@@ -106,21 +106,33 @@ class Recommender:
 
     @staticmethod
     def unpack(active: ActiveModel, n_profiles: int, rows: list[int],
-               result: BatchResult) -> list[Optional[tuple[Columns, Any]]]:
-        """(columns, vector) per profile, None for those the model could not score."""
-        out: list[Optional[tuple[Columns, Any]]] = [None] * n_profiles
+               result: BatchResult) -> list[Optional[tuple[Columns, list[float]]]]:
+        """(columns, vector) per profile, None for those the model could not score.
+
+        Ids, categories, scores and vectors are converted for the whole batch at once (one
+        fancy index and one ``tolist`` each); only rows shorter than the list are sliced.
+        """
+        out: list[Optional[tuple[Columns, list[float]]]] = [None] * n_profiles
+        best = result.best
+        found = best >= 0
+        counts = found.sum(axis=1).tolist()
+        safe = np.where(found, best, 0)
+        ids = active.item_ids[safe].tolist()
+        cats = active.categories[safe].tolist()
+        scores = np.round(result.scores.astype(np.float64), 6).tolist()
+        vectors = np.round(result.vectors.astype(np.float64), 6).tolist()
+        width = best.shape[1]
         for r, pos in enumerate(rows):
-            best = result.best[r]
-            k = int(np.count_nonzero(best >= 0))
-            idx = best[:k]
-            columns = (active.item_ids[idx].tolist(),
-                       np.round(result.scores[r, :k].astype(np.float64), 6).tolist(),
-                       active.categories[idx].tolist())
-            out[pos] = (columns, result.vectors[r])
+            k = counts[r]
+            if k < width:
+                columns = (ids[r][:k], scores[r][:k], cats[r][:k])
+            else:
+                columns = (ids[r], scores[r], cats[r])
+            out[pos] = (columns, vectors[r])
         return out
 
     def als_lists(self, active: Optional[ActiveModel], profiles: list[dict], *, n: Optional[int] = None,
-                  category: Optional[str] = None) -> list[Optional[tuple[Columns, Any]]]:
+                  category: Optional[str] = None) -> list[Optional[tuple[Columns, list[float]]]]:
         """(columns, vector) per profile from ``active`` (None where it knows none of the items):
         a micro-batch's ready lists, or one live list (``n``, ``category``)."""
         if active is None:

@@ -18,7 +18,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 
 from faust.types import EventT, TopicT
 
@@ -160,9 +159,7 @@ class UserEventProcessor:
             if scored is not None:
                 columns, vector = scored
                 strategy = STRATEGY_ALS
-                factor_writes.append((user_id, {"model_version": version,
-                                                "vector": np.round(vector.astype(np.float64), 6).tolist()},
-                                      partition))
+                factor_writes.append((user_id, {"model_version": version, "vector": vector}, partition))
             else:
                 columns, strategy = self.recommender.popular_columns(profile)
             list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))

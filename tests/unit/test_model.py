@@ -3,7 +3,7 @@ import numpy as np
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.model import artifact as art
-from recsys_faust.model.als import ALSParams, FoldIn, top_k, top_k_rows, train_als
+from recsys_faust.model.als import STACK_MIN_USERS, ALSParams, FoldIn, top_k, top_k_rows, train_als
 from recsys_faust.model.dataset import from_rows, leave_last_out
 from recsys_faust.model.evaluate import _seen_lists, rank_by_scores
 from recsys_faust.model.payload import decode, encode
@@ -51,11 +51,14 @@ def test_top_k_rows_matches_a_full_sort_with_ties_exclusions_and_short_rows():
         scores[3, :] = -np.inf                                   # nothing left to recommend
         scores[4, : n - 2] = -np.inf                             # fewer than k candidates
         scores[5, rng.choice(n, size=n // 2, replace=False)] = -np.inf  # a category filter
-        got = top_k_rows(scores, k)
+        best, values = top_k_rows(scores, k)
+        assert best.shape == values.shape == (40, min(k, n))
         for r in range(len(scores)):
             want = _brute_top_k(scores[r], k)
-            np.testing.assert_array_equal(got[r][0], want, err_msg=f"n={n} k={k} row={r}")
-            np.testing.assert_array_equal(got[r][1], scores[r][want])
+            found = best[r] >= 0
+            assert not found[len(want):].any()       # candidates first, then -1 padding
+            np.testing.assert_array_equal(best[r][found], want, err_msg=f"n={n} k={k} row={r}")
+            np.testing.assert_array_equal(values[r][found], scores[r][want])
 
 
 def test_foldin_solves_the_implicit_als_normal_equations():
@@ -79,7 +82,15 @@ def test_batched_foldin_equals_one_user_at_a_time():
     fold = FoldIn(Y, regularization=0.5, alpha=8.0)
     histories = [(rng.choice(300, size=m, replace=False), rng.uniform(0.5, 4.0, size=m)) for m in (1, 7, 0, 30, 3)]
     histories.append((np.array([4, 9, 11]), np.array([0.05, 0.1, 2.0])))  # confidence below 1: c - 1 < 0
-    batched = fold.user_vectors(histories)
+    histories += [(rng.choice(300, size=m, replace=False), rng.uniform(0.0, 3.0, size=m)) for m in (2, 4, 5, 16, 17)]
+    # widths 8 and 16 get enough users to be solved as padded stacks, the rest one by one
+    histories += [(rng.choice(300, size=m, replace=False), rng.uniform(0.0, 3.0, size=m))
+                  for m in (5, 6, 7, 8, 8, 6, 9, 12, 13, 16, 15)]
+    assert sum(5 <= len(h[0]) <= 8 for h in histories) >= STACK_MIN_USERS
+    offsets = np.cumsum([0] + [len(items) for items, _ in histories])
+    batched = fold.user_vectors(np.concatenate([items for items, _ in histories]).astype(np.int64),
+                                np.concatenate([w for _, w in histories]), offsets)
+    assert batched.shape == (len(histories), 16)
     for (items, weights), got in zip(histories, batched):
         np.testing.assert_allclose(got, fold.user_vector(items, weights), rtol=1e-4, atol=1e-5)
 
