@@ -147,6 +147,8 @@ class Settings:
     drift_threshold: float = 0.2       # population stability index above which an alert is published
     drift_max_buckets: int = 30        # buckets kept per feature (categories beyond are "(other)")
     gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
+    score_in_thread: bool = True       # a micro-batch's ALS maths on a scoring thread (NumPy drops the GIL)
+    gil_switch_interval_s: float = 0.0005  # how soon a thread waiting for the GIL gets it (Python: 0.005)
 
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction
@@ -265,7 +267,7 @@ class Settings:
         positive = [
             "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
             "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
-            "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold",
+            "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold", "gil_switch_interval_s",
             "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
         ]
         for name in positive:
