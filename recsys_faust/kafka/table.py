@@ -8,9 +8,9 @@ Batched writes: ``table[key] = value`` costs, per key, a JSON encode for the sto
 for the changelog, a FutureMessage through Faust's producer buffer, one ``producer.send`` and a
 RocksDB write of the persisted offset when the send completes. Profiling the event path showed
 that at about 45 us per write, four times per event: more than all the recommendation maths.
-``write_many`` does the same work once per micro-batch: one encode per value (the same bytes go
-to RocksDB and to the changelog), one Kafka record batch per changelog partition, and one
-persisted-offset write per partition. The changelog records are exactly those Faust writes, so
+``store_many`` + ``send_staged`` do the same work once per micro-batch: one encode per value
+(the same bytes go to RocksDB and to the changelog), one RocksDB write batch and one Kafka record
+batch per changelog partition, and one persisted-offset write per partition. The changelog records are exactly those Faust writes, so
 recovery, standbys and ``table_route`` are unchanged.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import faust
@@ -34,8 +35,16 @@ class ChangelogWriteError(RuntimeError):
     """A changelog batch could not be written: state in RocksDB is ahead of the changelog."""
 
 
+
+@dataclass(frozen=True)
+class StagedWrites:
+    """Records stored locally by ``StrKeyTable.store_many``, their changelog not yet sent."""
+
+    by_partition: dict[int, list[tuple[bytes, bytes]]]
+
+
 class StrKeyTable(faust.Table):
-    """A Faust table with raw UTF-8 keys and ``write_many`` for micro-batches."""
+    """A Faust table with raw UTF-8 keys, batched reads and writes, and a one-read ``get``."""
 
     _changelog_error: Optional[BaseException] = None
 
@@ -58,6 +67,30 @@ class StrKeyTable(faust.Table):
             raise TypeError(f"batched table access needs a RocksDB table with value_serializer={codecs.JSON_CODEC!r}")
         return store
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        """One key's value with one RocksDB read (the serving path: a request, a profile view).
+
+        Faust's ``get`` asks ``key in table`` and then reads the key (two reads; for a key it has
+        not indexed yet, a bloom-filter probe and a read in every partition's database each
+        time) and decodes through its serializer stack: a tenth of a recommendation request.
+        Here the partition comes from the store's key index when known, the value from one
+        read, decoded by orjson. Other stores and key types take Faust's path.
+        """
+        store = self.data
+        if not isinstance(key, str) or not hasattr(store, "_db_for_partition") \
+                or self.value_serializer != codecs.JSON_CODEC:
+            return super().get(key, default)
+        kb = key.encode("utf-8")
+        dbs = store._dbs
+        partition = store._key_index.get(kb)
+        candidates = [partition] if partition in dbs else list(dbs)
+        for p in candidates:
+            raw = dbs[p].get(kb)
+            if raw is not None:
+                store._key_index[kb] = p
+                return codecs.loads_json(raw)
+        return default
+
     def read_many(self, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
         """Values of ``(key, partition)`` pairs (None where missing): one multi-get per partition.
 
@@ -79,20 +112,24 @@ class StrKeyTable(faust.Table):
                     key_index[kb] = partition
         return out
 
-    async def write_many(self, items: Sequence[tuple[str, Any, int]]) -> int:
-        """Store and changelog ``(key, value, partition)`` items; returns how many were written.
+    def store_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
+        """Write ``(key, value, partition)`` items to the local store; their changelog records
+        go out with ``send_staged``.
 
         ``partition`` is the partition the key lives on (the event's partition for the
         co-partitioned tables). Values are encoded once with the table's JSON codec. The
-        producer flush before each offset commit (kafka/transport.py) covers these batches, so
-        an acknowledged event's state is in the changelog before its offset is committed.
+        values are readable (served) as soon as this returns; a micro-batch stores every table
+        first and then sends all changelogs, so a changelog send waiting for the broker does not
+        delay what the batch makes visible. The producer flush before each offset commit
+        (kafka/transport.py) covers the sends, so an acknowledged event's state is in the
+        changelog before its offset is committed.
         """
         if self._changelog_error is not None:
             raise ChangelogWriteError(f"changelog of {self.name} failed earlier") from self._changelog_error
-        if not items:
-            return 0
-        store = self._rocksdb_store()
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        if not items:
+            return StagedWrites(by_partition)
+        store = self._rocksdb_store()
         key_index = store._key_index
         dumps = codecs.dumps_json
         for key, value, partition in items:
@@ -104,11 +141,16 @@ class StrKeyTable(faust.Table):
             for kb, vb in records:
                 batch.put(kb, vb)
             store._db_for_partition(partition).write(batch)
+        return StagedWrites(by_partition)
+
+    async def send_staged(self, staged: "StagedWrites") -> None:
+        """One Kafka record batch per changelog partition for what ``store_many`` wrote."""
+        if not staged.by_partition:
+            return
         producer = self.app.producer._ensure_producer()
         topic = self.changelog_topic.get_topic_name()
-        for partition, records in by_partition.items():
+        for partition, records in staged.by_partition.items():
             await self._send_records(producer, topic, partition, records)
-        return len(items)
 
     async def _send_records(self, producer: Any, topic: str, partition: int,
                             records: list[tuple[bytes, bytes]]) -> None:

@@ -4,8 +4,8 @@ Per batch: validate every record (bad ones to the dead-letter topic), re-route r
 sit on another partition than their user_id hashes to, fold each user's events into the
 profile (one read, one write per user), add interactions to the per-partition popularity
 entries (one write per touched item), and refresh each touched user's ready list. Writes go
-through ``write_many``: one encode per value and one Kafka record batch per changelog partition,
-instead of Faust's per-key send (kafka/table.py says why). Replays are
+through ``store_many``/``send_staged``: one encode per value and one Kafka record batch per
+changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
 at-least-once delivery.
 """
@@ -138,7 +138,9 @@ class UserEventProcessor:
                 partition = accepted[-1].source[1]
                 profile_writes.append((user_id, profile, partition))
                 touched.append((user_id, profile, partition))
-        await self.profiles.write_many(profile_writes)
+        # Every table is stored locally first and the changelogs are sent at the end, so a
+        # send waiting on the broker does not hold back what this batch makes visible.
+        staged = [(self.profiles, self.profiles.store_many(profile_writes))]
         for (topic, outcome), count in outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(count)
 
@@ -159,7 +161,7 @@ class UserEventProcessor:
                 )
             if changed:
                 local_entries.append((key, entry, accs[0].source[1]))
-        await self.popularity.write_many(local_entries)
+        staged.append((self.popularity, self.popularity.store_many(local_entries)))
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
 
@@ -185,8 +187,10 @@ class UserEventProcessor:
             else:
                 columns, strategy = self.recommender.popular_columns(profile)
             list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
-        await self.user_factors.write_many(factor_writes)
-        await self.recommendations.write_many(list_writes)
+        staged.append((self.user_factors, self.user_factors.store_many(factor_writes)))
+        staged.append((self.recommendations, self.recommendations.store_many(list_writes)))
+        for table, writes in staged:
+            await table.send_staged(writes)
         metrics.BATCH_SIZE.observe(len(records))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
