@@ -28,6 +28,11 @@ BATCH_SECONDS = Histogram(
     "recsys_batch_seconds", "Processing time of one micro-batch", registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+GC_PAUSES = Histogram(
+    "recsys_gc_pause_seconds", "Garbage collections of the worker process (the event loop stops), by generation",
+    ["generation"], registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 REQUESTS_ANSWERED = Counter(
     "recsys_requests_answered_total", "Recommendation requests answered on the responses topic",
     ["strategy"], registry=REGISTRY,
@@ -77,3 +82,21 @@ def snapshot() -> list[tuple[str, float, dict]]:
                 continue
             out.append((sample.name, float(sample.value), dict(sample.labels)))
     return out
+
+
+def time_gc_pauses() -> None:
+    """Observe every collection's pause in ``GC_PAUSES`` (a gc callback: two clock reads each)."""
+    import gc
+    import time
+
+    children = [GC_PAUSES.labels(str(g)) for g in range(3)]
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            children[info["generation"]].observe(time.perf_counter() - started[0])
+
+    if on_gc not in gc.callbacks:
+        gc.callbacks.append(on_gc)

@@ -89,6 +89,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     # young generation lets them die before promotion, and gc.freeze() after startup (in
     # ``announce``) takes the libraries' objects out of every later scan.
     gc.set_threshold(settings.gc_gen0_threshold, 20, 20)
+    metrics.time_gc_pauses()
     # The scoring thread gets the GIL back after each NumPy call it made without it; at Python's
     # default 5 ms switch interval a busy event loop held it that long each time (measured:
     # no gain from the thread), at 0.5 ms the thread's maths overlaps the loop's work.

@@ -41,6 +41,9 @@ from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
+#: A micro-batch slower than this is logged with the time of each step (it is freshness lost).
+SLOW_BATCH_S = 0.05
+
 
 @dataclass
 class _Accepted:
@@ -115,9 +118,11 @@ class UserEventProcessor:
                 continue
             by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
 
+        marks = [("validate", time.perf_counter())]
         if self.drift is not None:
             await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
 
+        marks.append(("drift", time.perf_counter()))
         pop_updates: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []
         profile_writes: list[tuple[str, Any, int]] = []
@@ -144,6 +149,7 @@ class UserEventProcessor:
         for (topic, outcome), count in outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(count)
 
+        marks.append(("profiles", time.perf_counter()))
         local_entries = []
         stored = self.popularity.read_many([(key, accs[0].source[1]) for key, accs in pop_updates.items()])
         for (key, accs), entry in zip(pop_updates.items(), stored):
@@ -165,6 +171,7 @@ class UserEventProcessor:
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
 
+        marks.append(("popularity", time.perf_counter()))
         # Fold-in and scoring of every touched user against one snapshot of the active model
         # (on the scoring thread: see ``score``); popularity lists for the users it cannot score.
         active = self.recommender.models.active
@@ -175,6 +182,7 @@ class UserEventProcessor:
             if rows:
                 result = await self.score(active.foldin, query)
                 als = self.recommender.unpack(active, len(profiles), rows, result)
+        marks.append(("scoring", time.perf_counter()))
         version = active.version if active is not None else POPULARITY_MODEL_VERSION
         now = time.time()
         factor_writes: list[tuple[str, Any, int]] = []
@@ -189,10 +197,20 @@ class UserEventProcessor:
             list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
         staged.append((self.user_factors, self.user_factors.store_many(factor_writes)))
         staged.append((self.recommendations, self.recommendations.store_many(list_writes)))
+        marks.append(("store", time.perf_counter()))
         for table, writes in staged:
             await table.send_staged(writes)
         metrics.BATCH_SIZE.observe(len(records))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        marks.append(("changelog", time.perf_counter()))
+        elapsed = marks[-1][1] - started
+        metrics.BATCH_SECONDS.observe(elapsed)
+        if elapsed > SLOW_BATCH_S:
+            steps, last = [], started
+            for name, at in marks:
+                steps.append(f"{name} {1000 * (at - last):.1f}")
+                last = at
+            log.warning("slow micro-batch: %d events, %d users in %.0f ms (%s ms)",
+                        len(records), len(touched), 1000 * elapsed, ", ".join(steps))
 
     async def _reroute(self, rec: EventT, event: Event) -> None:
         """Send a record that landed on the wrong partition to the one its user_id hashes to."""
