@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -84,19 +87,18 @@ def snapshot() -> list[tuple[str, float, dict]]:
     return out
 
 
+_gc_started = [0.0]
+_gc_pauses = [GC_PAUSES.labels(str(g)) for g in range(3)]
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        _gc_pauses[info["generation"]].observe(time.perf_counter() - _gc_started[0])
+
+
 def time_gc_pauses() -> None:
     """Observe every collection's pause in ``GC_PAUSES`` (a gc callback: two clock reads each)."""
-    import gc
-    import time
-
-    children = [GC_PAUSES.labels(str(g)) for g in range(3)]
-    started = [0.0]
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            started[0] = time.perf_counter()
-        else:
-            children[info["generation"]].observe(time.perf_counter() - started[0])
-
-    if on_gc not in gc.callbacks:
-        gc.callbacks.append(on_gc)
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)

@@ -20,7 +20,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-
 from faust.types import EventT, TopicT
 
 from .. import metrics
