@@ -36,6 +36,18 @@ GC_PAUSES = Histogram(
     ["generation"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+FRESHNESS = Histogram(
+    "recsys_freshness_seconds",
+    "Age (now minus Kafka record timestamp) of the oldest event of each micro-batch when the batch started "
+    "and when its state became visible to reads; an upper bound for every event of the batch",
+    ["stage"], registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 10, 60),
+)
+LOOP_LAG = Histogram(
+    "recsys_event_loop_lag_seconds",
+    "Time for the event loop to run a callback scheduled from another thread (what every event and request waits)",
+    registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 REQUESTS_ANSWERED = Counter(
     "recsys_requests_answered_total", "Recommendation requests answered on the responses topic",
     ["strategy"], registry=REGISTRY,

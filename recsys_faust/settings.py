@@ -112,6 +112,8 @@ class Settings:
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
+    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds)
+    loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
     fetch_max_wait_ms: int = 10    # fetch long-poll: an upper bound on produce -> processed latency
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
@@ -268,6 +270,7 @@ class Settings:
             "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
             "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
             "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold", "gil_switch_interval_s",
+            "loop_watch_interval_s", "loop_stall_log_s",
             "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
         ]
         for name in positive:

@@ -145,12 +145,15 @@ class StrKeyTable(faust.Table):
 
     async def send_staged(self, staged: "StagedWrites") -> None:
         """One Kafka record batch per changelog partition for what ``store_many`` wrote."""
+        await send_all_staged([(self, staged)])
+
+    def _staged_sends(self, staged: "StagedWrites") -> list[Any]:
         if not staged.by_partition:
-            return
+            return []
         producer = self.app.producer._ensure_producer()
         topic = self.changelog_topic.get_topic_name()
-        for partition, records in staged.by_partition.items():
-            await self._send_records(producer, topic, partition, records)
+        return [self._send_records(producer, topic, partition, records)
+                for partition, records in staged.by_partition.items()]
 
     async def _send_records(self, producer: Any, topic: str, partition: int,
                             records: list[tuple[bytes, bytes]]) -> None:
@@ -180,3 +183,20 @@ class StrKeyTable(faust.Table):
             self.data.set_persisted_offset(tp, f.result().offset + count - 1)
 
         fut.add_done_callback(on_done)
+
+
+async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+    """Send the changelog batches of several tables' staged writes, every partition at once.
+
+    aiokafka's ``send_batch`` waits until the partition's previous batch has left for the
+    broker (its linger, then a produce round trip). Awaited one partition after another, a
+    micro-batch writing four tables on four partitions waited sixteen times: measured 50 ms a
+    batch at 500 events/s, and a worker that fell behind under load. Each (table, partition) is
+    its own topic-partition, so the sends are independent and are awaited together; a
+    partition's batches keep their order inside ``_send_records``.
+    """
+    sends = [send for table, writes in staged for send in table._staged_sends(writes)]
+    if len(sends) == 1:
+        await sends[0]
+    elif sends:
+        await asyncio.gather(*sends)

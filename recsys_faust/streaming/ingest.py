@@ -26,7 +26,7 @@ from .. import metrics
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
-from ..kafka.table import StrKeyTable
+from ..kafka.table import StrKeyTable, send_all_staged
 from ..model.als import FoldIn
 from ..model.scoring import BatchQuery, BatchResult, score_batch
 from ..model.serving import STRATEGY_ALS
@@ -96,6 +96,9 @@ class UserEventProcessor:
 
     async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
+        oldest = min((rec.message.timestamp for rec in records if rec.message.timestamp), default=None)
+        if oldest is not None:
+            metrics.FRESHNESS.labels("started").observe(max(0.0, time.time() - oldest))
         by_user: dict[str, list[_Accepted]] = defaultdict(list)
         if log.isEnabledFor(logging.DEBUG):
             spans: dict[tuple[str, int], list[int]] = defaultdict(list)
@@ -142,11 +145,6 @@ class UserEventProcessor:
                 partition = accepted[-1].source[1]
                 profile_writes.append((user_id, profile, partition))
                 touched.append((user_id, profile, partition))
-        # Every table is stored locally first and the changelogs are sent at the end, so a
-        # send waiting on the broker does not hold back what this batch makes visible.
-        staged = [(self.profiles, self.profiles.store_many(profile_writes))]
-        for (topic, outcome), count in outcomes.items():
-            metrics.EVENTS.labels(topic, outcome).inc(count)
 
         marks.append(("profiles", time.perf_counter()))
         local_entries = []
@@ -166,7 +164,6 @@ class UserEventProcessor:
                 )
             if changed:
                 local_entries.append((key, entry, accs[0].source[1]))
-        staged.append((self.popularity, self.popularity.store_many(local_entries)))
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
 
@@ -194,11 +191,21 @@ class UserEventProcessor:
             else:
                 columns, strategy = self.recommender.popular_columns(profile)
             list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
-        staged.append((self.user_factors, self.user_factors.store_many(factor_writes)))
-        staged.append((self.recommendations, self.recommendations.store_many(list_writes)))
+        # Every table is stored in one step with no await between (a reader never sees a
+        # profile newer than its list), and the changelogs are sent after, so a send waiting
+        # on the broker does not hold back what this batch makes visible.
+        staged = [
+            (self.profiles, self.profiles.store_many(profile_writes)),
+            (self.popularity, self.popularity.store_many(local_entries)),
+            (self.user_factors, self.user_factors.store_many(factor_writes)),
+            (self.recommendations, self.recommendations.store_many(list_writes)),
+        ]
+        for (topic, outcome), count in outcomes.items():  # counted once visible
+            metrics.EVENTS.labels(topic, outcome).inc(count)
         marks.append(("store", time.perf_counter()))
-        for table, writes in staged:
-            await table.send_staged(writes)
+        if oldest is not None:
+            metrics.FRESHNESS.labels("visible").observe(max(0.0, time.time() - oldest))
+        await send_all_staged(staged)
         metrics.BATCH_SIZE.observe(len(records))
         marks.append(("changelog", time.perf_counter()))
         elapsed = marks[-1][1] - started

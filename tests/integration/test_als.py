@@ -82,11 +82,12 @@ def test_train_publish_switch_and_personalise(stack, worker, shop_csv, tmp_path)
         ("view", {"event_id": f"n-{i}", "user_id": user, "product_id": p, "timestamp": END - 10, "category": cat})
         for i, p in enumerate(picks)])
 
-    def als_answer():
-        status, body = get(f"{worker.url}/api/recommendations/{user}?k=10")
-        return body if status == 200 and body["strategy"] == "als" else None
-
-    body = wait_until(als_answer, 30, what="an ALS answer for the new user")
+    # A batch makes the profile and the list visible together: once the profile holds all six
+    # views, the list is the one computed from them (the six events may span two batches).
+    wait_until(lambda: (lambda r: r[0] == 200 and r[1]["counts"] == {"view": 6})(
+        get(f"{worker.url}/api/users/{user}/profile")), 30, what="all six views in the new user's profile")
+    status, body = get(f"{worker.url}/api/recommendations/{user}?k=10")
+    assert status == 200 and body["strategy"] == "als", body
     assert body["model_version"] == version
     rec_cats = [categories.get(i["product_id"]) for i in body["items"]]
     assert sum(c == cat for c in rec_cats) >= 8, rec_cats

@@ -240,6 +240,11 @@ def test_records_on_the_wrong_partition_are_rerouted_once(worker, stack):
         assert prof["counts"] == {"view": 1}
     status, text = http("GET", f"{worker.url}/metrics")
     assert 'recsys_rerouted_total{topic="amazon-product-views"} 12.0' in text
+    # every processed micro-batch reports how old its oldest event was when its state became visible
+    visible = re.search(r'recsys_freshness_seconds_count\{stage="visible"\} (\S+)', text)
+    assert visible and float(visible.group(1)) >= 1
+    lag = re.search(r"recsys_event_loop_lag_seconds_count (\S+)", text)
+    assert lag and float(lag.group(1)) >= 1
 
 
 def test_librdkafka_producer_with_its_default_partitioner(worker, stack):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import time
 
 from recsys_faust import metrics
+from recsys_faust.loop_watch import LoopWatch
 
 
 def _count(generation: int) -> float:
@@ -22,3 +26,38 @@ def test_every_garbage_collection_is_timed_by_generation_once():
     gc.collect()
     gc.collect()
     assert _count(2) == before + 2
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _block_the_loop_for(seconds: float) -> None:
+    time.sleep(seconds)  # what a blocking call in an agent does to every other task
+
+
+async def test_loop_watch_times_a_stall_and_logs_the_code_that_caused_it(caplog):
+    watch = LoopWatch(asyncio.get_running_loop(), interval_s=0.01, stall_s=0.04)
+    over_50ms = lambda: (_sample("recsys_event_loop_lag_seconds_count", {})
+                         - _sample("recsys_event_loop_lag_seconds_bucket", {"le": "0.05"}))
+    before = over_50ms()
+    caplog.set_level(logging.WARNING, logger="recsys_faust.loop_watch")
+    watch.start()
+    try:
+        await asyncio.sleep(0.05)  # a few quick probes first
+        _block_the_loop_for(0.2)
+        await asyncio.sleep(0.05)  # the watch records the stall once the loop answers
+    finally:
+        watch.stop()
+    assert over_50ms() == before + 1
+    stalls = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
+    assert len(stalls) == 1
+    # The stack was taken during the stall: it names the blocking call, not what ran after it.
+    assert "_block_the_loop_for" in stalls[0] and "time.sleep(seconds)" in stalls[0]
+
+
+def test_loop_watch_refuses_non_positive_intervals():
+    import pytest
+
+    with pytest.raises(ValueError):
+        LoopWatch(asyncio.new_event_loop(), interval_s=0, stall_s=0.05)
