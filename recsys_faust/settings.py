@@ -112,7 +112,7 @@ class Settings:
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
-    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds)
+    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
     loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
     fetch_max_wait_ms: int = 10    # fetch long-poll: an upper bound on produce -> processed latency
 
@@ -270,12 +270,14 @@ class Settings:
             "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
             "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
             "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold", "gil_switch_interval_s",
-            "loop_watch_interval_s", "loop_stall_log_s",
+            "loop_stall_log_s",
             "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.loop_watch_interval_s < 0:
+            raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
         if self.hopping_window_s % self.hopping_step_s:
             raise SettingsError("RECSYS_HOPPING_WINDOW_S must be a multiple of RECSYS_HOPPING_STEP_S")
         if not self.broker_urls:

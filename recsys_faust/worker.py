@@ -301,8 +301,9 @@ def build_worker(settings: Settings) -> RecsysApp:
         await app.add_runtime_dependency(control)
         gc.collect()
         gc.freeze()
-        LoopWatch(asyncio.get_running_loop(), interval_s=settings.loop_watch_interval_s,
-                  stall_s=settings.loop_stall_log_s).start()
+        if settings.loop_watch_interval_s > 0:
+            LoopWatch(asyncio.get_running_loop(), interval_s=settings.loop_watch_interval_s,
+                      stall_s=settings.loop_stall_log_s).start()
         log.info(
             "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
             settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,

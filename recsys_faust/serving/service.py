@@ -175,9 +175,18 @@ class Recommender:
         # cleared: both are computed live below, like a miss.
         if (ready is not None and ready["model_version"] == self.model_version and "ids" in ready
                 and ready["generated_at"] >= self.cache_epoch):
-            chosen = select(from_columns(ready), k, exclude=exclude, category=category)
             # A list shorter than its size limit already held every candidate there was.
             holds_all = len(ready["ids"]) < self.settings.rec_list_size
+            if not exclude and not category and (len(ready["ids"]) >= k or holds_all):
+                # The common request: the head of the ranked list as it is stored.
+                return {
+                    "user_id": user_id,
+                    "items": [{"product_id": p, "score": s} for p, s in zip(ready["ids"][:k], ready["scores"][:k])],
+                    "model_version": ready["model_version"],
+                    "strategy": ready["strategy"],
+                    "generated_at": ready["generated_at"],
+                }
+            chosen = select(from_columns(ready), k, exclude=exclude, category=category)
             if len(chosen) >= k or (holds_all and not category):
                 return answer(
                     user_id, chosen, strategy=ready["strategy"],

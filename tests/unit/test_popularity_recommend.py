@@ -128,3 +128,28 @@ def test_incremental_ranking_always_equals_a_fresh_build():
             for cat in ("x", "y"):
                 assert idx.top(100, category=cat) == fresh.top(100, category=cat), (step, cat)
             assert [idx.rank_of(f"p{i}") for i in range(41)] == [fresh.rank_of(f"p{i}") for i in range(41)]
+
+
+def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
+    """k items with no filter come straight from the stored columns; they must equal what the
+    general select-and-answer path gives, and a short list, an exclusion or a category still
+    take the general path."""
+    from recsys_faust.serving.recommend import POPULARITY_MODEL_VERSION, answer
+    from recsys_faust.serving.service import Recommender, from_columns
+    from recsys_faust.settings import Settings
+
+    settings = Settings()
+    n = settings.rec_list_size
+    ids = [f"p{i}" for i in range(n)]
+    cols = (ids, [float(n - i) for i in range(n)], ["a" if i % 3 else "b" for i in range(n)])
+    ready = Recommender.ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 42.0)
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    rec = Recommender(settings, {}, {"u1": ready}, idx)
+    for k in (1, 10, n):
+        general = answer("u1", select(from_columns(ready), k), strategy="als",
+                         model_version=POPULARITY_MODEL_VERSION, generated_at=42.0)
+        assert rec.recommend("u1", k) == general
+    got = rec.recommend("u1", 5, exclude=["p0", "p2"])
+    assert [i["product_id"] for i in got["items"]] == ["p1", "p3", "p4", "p5", "p6"]
+    got = rec.recommend("u1", 3, category="b")
+    assert [i["product_id"] for i in got["items"]] == ["p0", "p3", "p6"]
