@@ -9,6 +9,7 @@ from faust.types import TransportT
 
 from .kafka import codecs
 from .kafka.clients import ssl_context
+from .kafka.monitor import LeanMonitor
 from .kafka.table import StrKeyTable
 from .kafka.transport import Transport as VerifiedTransport
 from .settings import Settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> RecsysApp:
     app = RecsysApp(
         settings.app_id,
         Table=StrKeyTable,
+        Monitor=LeanMonitor,
         broker=settings.broker_urls,
         broker_credentials=_credentials(settings),
         store="rocksdb://",

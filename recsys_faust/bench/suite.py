@@ -114,41 +114,55 @@ def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     return result.artifact.version
 
 
-def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
+def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]], workdir: Path) -> WorkerProcess:
+    """Events/s of the full path against the broker limit and a minimal Faust agent.
+
+    Each worker reads the same events from a dev broker holding exactly them: the dev broker's
+    CPU per record grows with what it holds (see ``bench_freshness``), so a worker measured on
+    the broker the other one had just filled with its changelog would run beside a busier
+    broker on this two-core machine.
+    """
     n = len(events)
     click.echo(f"pipeline throughput: {n} events")
-    version = publish_model(stack, events)
-    click.echo(f"  model {version} published")
-    _produce(stack, events)
-    # 1. the broker limit: a plain aiokafka consumer without processing
     import aiokafka
     from aiokafka import TopicPartition
 
-    async def raw_consume() -> float:
-        c = aiokafka.AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, enable_auto_commit=False,
-                                      auto_offset_reset="earliest", max_poll_records=5000)
-        await c.start()
-        tps = [TopicPartition("amazon-purchases", p) for p in range(stack.partitions)]
-        c.assign(tps)
-        await c.seek_to_beginning(*tps)
-        got, t0 = 0, time.perf_counter()
-        while got < n:
-            batch = await c.getmany(timeout_ms=500)
-            got += sum(len(v) for v in batch.values())
-        dt = time.perf_counter() - t0
-        await c.stop()
-        return n / dt
-
-    raw_rate = asyncio.run(raw_consume())
-    # 2. Faust's per-event floor: table[key] += 1
-    minimal = WorkerProcess("bench-minimal", {**stack.env, "BENCH_TOPIC": "amazon-purchases"},
-                            stack.workdir / "bench-minimal" / "data", log_path=stack.workdir / "bench-minimal.log",
-                            app_module="recsys_faust.bench.minimal_app").start()
+    baseline = DevStack(workdir / "baseline", partitions=stack.partitions, database=False).start()
     try:
-        _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
-        minimal_rss = peak_rss_mib(minimal.proc.pid)
+        _produce(baseline, events)
+
+        # 1. the broker limit: a plain aiokafka consumer without processing
+        async def raw_consume() -> float:
+            c = aiokafka.AIOKafkaConsumer(bootstrap_servers=baseline.broker.bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest", max_poll_records=5000)
+            await c.start()
+            tps = [TopicPartition("amazon-purchases", p) for p in range(baseline.partitions)]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            got, t0 = 0, time.perf_counter()
+            while got < n:
+                batch = await c.getmany(timeout_ms=500)
+                got += sum(len(v) for v in batch.values())
+            dt = time.perf_counter() - t0
+            await c.stop()
+            return n / dt
+
+        raw_rate = asyncio.run(raw_consume())
+        # 2. Faust's per-event floor: table[key] += 1
+        minimal = WorkerProcess("bench-minimal", {**baseline.env, "BENCH_TOPIC": "amazon-purchases"},
+                                baseline.workdir / "bench-minimal" / "data",
+                                log_path=baseline.workdir / "bench-minimal.log",
+                                app_module="recsys_faust.bench.minimal_app").start()
+        try:
+            _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
+            minimal_rss = peak_rss_mib(minimal.proc.pid)
+        finally:
+            minimal.stop()
     finally:
-        minimal.stop()
+        baseline.stop()
+    version = publish_model(stack, events)
+    click.echo(f"  model {version} published")
+    _produce(stack, events)
     # 3. the full path, with an ALS model active so fold-in + top-k run on every event; the
     #    sink is left out (it has its own row) by running this worker without DATABASE_URL.
     worker = stack.add_worker("bench-full", wait=False, extra_env={"DATABASE_URL": ""})
@@ -361,7 +375,7 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
     stack = DevStack(workdir, partitions=4).start()
     try:
         events = _events(data, n_events)
-        worker = bench_throughput(stack, report, events)
+        worker = bench_throughput(stack, report, events, workdir)
         users = sorted({o["user_id"] for _, o in events})[:2000]
         bench_serving(stack, report, worker, users, 8 if quick else 20)
         worker.stop()  # idle, it would still poll the broker while freshness runs beside it
