@@ -29,6 +29,7 @@ from .events.model import (
     TOPIC_RESPONSES,
 )
 from .kafka import codecs
+from .kafka.own_writes import OwnWrites
 from .kafka.replicated import ReplicatedChangelog
 from .kafka.topics import plan_from_settings
 from .loop_watch import LoopWatch
@@ -129,7 +130,10 @@ def build_worker(settings: Settings) -> RecsysApp:
         bucket_s=settings.popularity_bucket_s,
         refresh_s=settings.trending_refresh_s,
     )
-    replica = ReplicatedChangelog(settings, popularity.changelog_topic.get_topic_name(), index.put_many)
+    own_popularity = OwnWrites()  # this worker's popularity records are in the index already
+    popularity.on_changelog_sent = own_popularity.add
+    replica = ReplicatedChangelog(settings, popularity.changelog_topic.get_topic_name(), index.put_many,
+                                  skip=own_popularity.contains)
     models = ModelHolder()
     model_updates = ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: _offer_models(models, recs))
     recommender = Recommender(settings, profiles, recommendations, index, models)
@@ -270,7 +274,9 @@ def build_worker(settings: Settings) -> RecsysApp:
             "model_version": recommender.model_version,
             "cache_epoch": recommender.cache_epoch,
             "drift": drift.status(),
-            "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set()},
+            "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set(),
+                           "changelog_records_applied": replica.records_seen,
+                           "own_records_skipped": replica.records_skipped},
         }
 
     register_views(

@@ -29,11 +29,15 @@ Callback = Callable[[list[tuple[str, Optional[Any]]]], None]
 class ReplicatedChangelog(Service):
     """Tails ``topic`` (all partitions) into ``on_records``; ``caught_up`` once at the end."""
 
-    def __init__(self, settings: Settings, topic: str, on_records: Callback, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, topic: str, on_records: Callback, *,
+                 skip: Optional[Callable[[int, int], bool]] = None, **kwargs: Any) -> None:
+        """``skip(partition, offset)``: records this process already applied (own_writes.py)."""
         super().__init__(**kwargs)
         self.settings = settings
         self.topic = topic
         self.on_records = on_records
+        self.skip = skip
+        self.records_skipped = 0
         self.records_seen = 0
         self.caught_up = asyncio.Event()
         self._consumer: Optional[aiokafka.AIOKafkaConsumer] = None
@@ -66,8 +70,12 @@ class ReplicatedChangelog(Service):
             while not self.should_stop:
                 batch = await self._consumer.getmany(timeout_ms=200)
                 updates: list[tuple[str, Optional[Any]]] = []
+                skip = self.skip
                 for records in batch.values():
                     for rec in records:
+                        if skip is not None and skip(rec.partition, rec.offset):
+                            self.records_skipped += 1
+                            continue
                         try:
                             key = rec.key.decode("utf-8") if rec.key is not None else ""
                             value = orjson.loads(rec.value) if rec.value is not None else None

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import faust
 from faust.types import TP
@@ -48,6 +48,9 @@ class StrKeyTable(faust.Table):
     """A Faust table with raw UTF-8 keys, batched reads and writes, and a one-read ``get``."""
 
     _changelog_error: Optional[BaseException] = None
+    # Called with (partition, first offset, last offset) of every changelog batch the broker
+    # acknowledged (see kafka/own_writes.py).
+    on_changelog_sent: Optional[Callable[[int, int, int], None]] = None
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:
@@ -184,7 +187,10 @@ class StrKeyTable(faust.Table):
                 log.error("changelog batch of %d records to %s[%d] failed: %r", count, topic, partition, exc)
                 return
             # The offset of the batch's last record: recovery replays only what follows it.
-            self.data.set_persisted_offset(tp, f.result().offset + count - 1)
+            first = f.result().offset
+            self.data.set_persisted_offset(tp, first + count - 1)
+            if self.on_changelog_sent is not None:
+                self.on_changelog_sent(partition, first, first + count - 1)
 
         fut.add_done_callback(on_done)
 
