@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import Sequence
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -84,8 +85,11 @@ POPULAR_ITEMS = Gauge(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def exposition(names: Sequence[str] = ()) -> tuple[bytes, str]:
+    """The Prometheus text format; only the ``names`` families when given (as the official
+    client's ``?name[]=`` filter: a poller of one counter does not render every histogram)."""
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def snapshot() -> list[tuple[str, float, dict]]:

@@ -166,7 +166,7 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     # 3. the full path, with an ALS model active so fold-in + top-k run on every event; the
     #    sink is left out (it has its own row) by running this worker without DATABASE_URL.
     worker = stack.add_worker("bench-full", wait=False, extra_env={"DATABASE_URL": ""})
-    read = lambda: _metric_sum(worker.get_text("/metrics"), "recsys_events_total", 'outcome="applied"')
+    read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total", 'outcome="applied"')
     _, full_rate = _wait_count(read, n, 900, worker.alive)
     report.add("pipeline events/s (full path, 1 worker)", f"{full_rate:,.0f}/s",
                f"minimal agent {minimal_rate:,.0f}/s", f"{full_rate / minimal_rate:.2f}x",

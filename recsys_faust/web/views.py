@@ -265,7 +265,7 @@ def register_views(app: Any, ctx: WebContext) -> None:
     class Metrics(ApiView):
         async def get(self, request: Request) -> Response:
             metrics.POPULAR_ITEMS.set(len(ctx.index))
-            body, content_type = metrics.exposition()
+            body, content_type = metrics.exposition(request.query.getall("name[]", []))
             return self.bytes(body, content_type=content_type.split(";")[0])
 
     demo_html = resources.files("recsys_faust.web").joinpath("index.html").read_text("utf-8")

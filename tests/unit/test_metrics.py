@@ -61,3 +61,11 @@ def test_loop_watch_refuses_non_positive_intervals():
 
     with pytest.raises(ValueError):
         LoopWatch(asyncio.new_event_loop(), interval_s=0, stall_s=0.05)
+
+
+def test_exposition_can_be_restricted_to_named_families():
+    metrics.EVENTS.labels("amazon-purchases", "applied").inc()
+    only = metrics.exposition(["recsys_events_total"])[0].decode()
+    assert 'recsys_events_total{outcome="applied",topic="amazon-purchases"}' in only
+    assert "recsys_batch_seconds" not in only and "recsys_gc_pause_seconds" not in only
+    assert "recsys_batch_seconds" in metrics.exposition()[0].decode()
