@@ -217,7 +217,7 @@ def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, part
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller sizes (about three minutes).")
+@click.option("--quick", is_flag=True, help="Smaller sizes (about one minute).")
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),

@@ -85,6 +85,7 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
         del ids[: len(ids) - cfg.recent_event_ids]
 
     ts = event.ts
+    previous_stream_time = profile["last_seen"]  # the windows were expired at it
     profile["first_seen"] = ts if profile["first_seen"] is None else min(profile["first_seen"], ts)
     profile["last_seen"] = ts if profile["last_seen"] is None else max(profile["last_seen"], ts)
     stream_time = profile["last_seen"]
@@ -92,8 +93,8 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
     counter = event.event_type if event.kind == "user-event" else event.kind
     counts = profile["counts"]
     counts[counter] = counts.get(counter, 0) + 1
-    add_to_windows(profile["tumbling"], cfg.tumbling, ts, counter, stream_time)
-    add_to_windows(profile["hopping"], cfg.hopping, ts, counter, stream_time)
+    add_to_windows(profile["tumbling"], cfg.tumbling, ts, counter, stream_time, previous_stream_time)
+    add_to_windows(profile["hopping"], cfg.hopping, ts, counter, stream_time, previous_stream_time)
 
     if event.is_interaction:
         recent = profile["recent"]

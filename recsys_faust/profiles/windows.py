@@ -10,7 +10,7 @@ the key), so replaying last year's data gives the same windows as live traffic.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class WindowSpec:
     def is_expired(self, start: int, stream_time: float) -> bool:
         return start + self.size + self.expires <= stream_time
 
+    def expiry_step(self, stream_time: float) -> int:
+        """Starts (multiples of ``step``) up to this many steps are expired at ``stream_time``:
+        the set of expired windows changes only when this number does."""
+        return int((stream_time - self.size - self.expires) // self.step)
+
 
 def add_to_windows(
     windows: dict[str, dict[str, int]],
@@ -50,18 +55,25 @@ def add_to_windows(
     ts: float,
     kind: str,
     stream_time: float,
+    previous_stream_time: Optional[float] = None,
 ) -> None:
     """Count one event of ``kind`` at ``ts`` into ``windows`` (start -> kind -> n), in place.
 
     Windows already expired at ``stream_time`` are dropped, and a late event whose windows are
     all expired is not counted in any (as a windowed table would after expiry).
+
+    ``previous_stream_time`` is the stream time these windows were last expired at: when no
+    window start crossed into expiry since (``expiry_step`` unchanged), the scan of every
+    window (two a profile, 25 to 28 windows each: 10 us an event, the largest part of a profile
+    update) is skipped; nothing it could remove is there.
     """
     for start in spec.starts_for(ts):
         if spec.is_expired(start, stream_time):
             continue
         bucket = windows.setdefault(str(start), {})
         bucket[kind] = bucket.get(kind, 0) + 1
-    expire_windows(windows, spec, stream_time)
+    if previous_stream_time is None or spec.expiry_step(previous_stream_time) != spec.expiry_step(stream_time):
+        expire_windows(windows, spec, stream_time)
 
 
 def expire_windows(windows: dict[str, dict[str, int]], spec: WindowSpec, stream_time: float) -> None:

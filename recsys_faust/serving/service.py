@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 import numpy as np
 
 from ..model.scoring import BatchQuery, BatchResult, score_batch
-from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder, interaction_weights
+from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
 from ..settings import Settings
@@ -82,13 +82,21 @@ class Recommender:
         offsets = [0]
         seen: list[int] = []
         seen_offsets = [0]
+        get = index.get
+        # ALS weight per (kind, rating): a handful of pairs, computed once per batch.
+        weight_of: dict[tuple[str, Any], float] = {}
         for pos, p in enumerate(profiles):
-            if not p or not p["recent"]:
+            recent = p["recent"] if p else None
+            if not recent:
                 continue
             merged: dict[int, float] = {}
-            for pid, w in interaction_weights(p["recent"], weights):
-                i = index.get(pid)
+            for r in recent:
+                i = get(r[0])
                 if i is not None:
+                    key = (r[1], r[4] if len(r) > 4 else None)
+                    w = weight_of.get(key)
+                    if w is None:
+                        w = weight_of[key] = weights.als_weight(*key)
                     merged[i] = merged.get(i, 0.0) + w
             if not merged:
                 continue
@@ -96,7 +104,8 @@ class Recommender:
             items.extend(merged)
             conf.extend(merged.values())
             offsets.append(len(items))
-            seen.extend(i for i in (index.get(pid) for pid in seen_items(p)) if i is not None)
+            # Every recent item the model knows is in ``merged``: exactly the seen items to mask.
+            seen.extend(merged)
             seen_offsets.append(len(seen))
         q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
                        np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),

@@ -72,3 +72,23 @@ def test_window_spec_rejects_bad_sizes():
     import pytest
     with pytest.raises(ValueError):
         WindowSpec(50, 20, 0)
+
+
+def test_skipping_the_expiry_scan_gives_the_windows_a_full_scan_gives():
+    """apply_event expires windows only when stream time crosses an expiry step; over random
+    streams with late events and fractional times, every step must equal expiring each time."""
+    import random
+
+    rng = random.Random(11)
+    for spec in (WindowSpec(60, 60, 120), WindowSpec(60, 20, 40), WindowSpec(3600, 900, 21600)):
+        fast, full = {}, {}
+        stream_time = None
+        for _ in range(3000):
+            base = stream_time if stream_time is not None else 0.0
+            ts = max(0.0, base + rng.uniform(-3 * spec.size, spec.step / 2))  # many late events
+            previous = stream_time
+            stream_time = ts if stream_time is None else max(stream_time, ts)
+            kind = rng.choice(["view", "purchase"])
+            add_to_windows(fast, spec, ts, kind, stream_time, previous)
+            add_to_windows(full, spec, ts, kind, stream_time)  # no previous: always scans
+            assert fast == full
