@@ -66,7 +66,9 @@ class LoopWatch:
                 return
             if not answered.wait(self._stall_s):
                 stack = self._loop_stack()
-                answered.wait()  # a stall ends, or the process does (daemon thread)
+                while not answered.wait(0.5):  # until the stall ends, or the watch is stopped
+                    if self._stop.is_set():
+                        return
                 lag = time.perf_counter() - sent
                 if sent - last_log >= LOG_EVERY_S:
                     log.warning("event loop stalled for %.0f ms (%d more stalls over %.0f ms not logged "
