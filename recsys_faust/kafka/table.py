@@ -88,14 +88,17 @@ class StrKeyTable(faust.Table):
             return super().get(key, default)
         kb = key.encode("utf-8")
         dbs = store._dbs
+        hashed = None
         if self.use_partitioner and self.partitions:
-            # A per-user table's key lives on the partition its key hashes to (every writer
-            # writes there; changelog recovery too).
-            db = dbs.get(user_partition(key, self.partitions))
-            raw = db.get(kb) if db is not None else None
+            # A per-user table's key lives on the partition its key hashes to (the ingest path
+            # and changelog recovery write there).
+            hashed = dbs.get(user_partition(key, self.partitions))
+            raw = hashed.get(kb) if hashed is not None else None
             if raw is not None:
                 return codecs.loads_json(raw)
-        for db in dbs.values():  # any other table, or a key written elsewhere
+        for db in dbs.values():  # any other table, or a key a Faust-path write put elsewhere
+            if db is hashed:
+                continue
             raw = db.get(kb)
             if raw is not None:
                 return codecs.loads_json(raw)
