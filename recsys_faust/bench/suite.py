@@ -114,7 +114,7 @@ def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     return result.artifact.version
 
 
-def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]], workdir: Path) -> WorkerProcess:
+def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
     """Events/s of the full path against the broker limit and a minimal Faust agent.
 
     Each worker reads the same events from a dev broker holding exactly them: the dev broker's
@@ -127,7 +127,7 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     import aiokafka
     from aiokafka import TopicPartition
 
-    baseline = DevStack(workdir / "baseline", partitions=stack.partitions, database=False).start()
+    baseline = DevStack(stack.workdir / "baseline", partitions=stack.partitions, database=False).start()
     try:
         _produce(baseline, events)
 
@@ -375,7 +375,7 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
     stack = DevStack(workdir, partitions=4).start()
     try:
         events = _events(data, n_events)
-        worker = bench_throughput(stack, report, events, workdir)
+        worker = bench_throughput(stack, report, events)
         users = sorted({o["user_id"] for _, o in events})[:2000]
         bench_serving(stack, report, worker, users, 8 if quick else 20)
         worker.stop()  # idle, it would still poll the broker while freshness runs beside it
