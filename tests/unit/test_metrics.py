@@ -59,8 +59,12 @@ async def test_loop_watch_times_a_stall_and_logs_the_code_that_caused_it(caplog)
 def test_loop_watch_refuses_non_positive_intervals():
     import pytest
 
-    with pytest.raises(ValueError):
-        LoopWatch(asyncio.new_event_loop(), interval_s=0, stall_s=0.05)
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(ValueError):
+            LoopWatch(loop, interval_s=0, stall_s=0.05)
+    finally:
+        loop.close()
 
 
 def test_exposition_can_be_restricted_to_named_families():
