@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from typing import Sequence
 import time
+from typing import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST

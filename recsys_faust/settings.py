@@ -112,8 +112,6 @@ class Settings:
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
-    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
-    loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
     fetch_max_wait_ms: int = 10    # fetch long-poll: an upper bound on produce -> processed latency
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
@@ -151,6 +149,8 @@ class Settings:
     gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
     score_in_thread: bool = True       # a micro-batch's ALS maths on a scoring thread (NumPy drops the GIL)
     gil_switch_interval_s: float = 0.0005  # how soon a thread waiting for the GIL gets it (Python: 0.005)
+    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
+    loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
 
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction

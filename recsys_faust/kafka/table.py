@@ -8,7 +8,7 @@ Batched writes: ``table[key] = value`` costs, per key, a JSON encode for the sto
 for the changelog, a FutureMessage through Faust's producer buffer, one ``producer.send`` and a
 RocksDB write of the persisted offset when the send completes. Profiling the event path showed
 that at about 45 us per write, four times per event: more than all the recommendation maths.
-``store_many`` + ``send_staged`` do the same work once per micro-batch: one encode per value
+``store_many`` + ``send_all_staged`` do the same work once per micro-batch: one encode per value
 (the same bytes go to RocksDB and to the changelog), one RocksDB write batch and one Kafka record
 batch per changelog partition, and one persisted-offset write per partition. The changelog records are exactly those Faust writes, so
 recovery, standbys and ``table_route`` are unchanged.
@@ -125,7 +125,7 @@ class StrKeyTable(faust.Table):
 
     def store_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
         """Write ``(key, value, partition)`` items to the local store; their changelog records
-        go out with ``send_staged``.
+        go out with ``send_all_staged``.
 
         ``partition`` is the partition the key lives on (the event's partition for the
         co-partitioned tables). Values are encoded once with the table's JSON codec. The
@@ -152,10 +152,6 @@ class StrKeyTable(faust.Table):
                 batch.put(kb, vb)
             store._db_for_partition(partition).write(batch)
         return StagedWrites(by_partition)
-
-    async def send_staged(self, staged: "StagedWrites") -> None:
-        """One Kafka record batch per changelog partition for what ``store_many`` wrote."""
-        await send_all_staged([(self, staged)])
 
     def _staged_sends(self, staged: "StagedWrites") -> list[Any]:
         if not staged.by_partition:

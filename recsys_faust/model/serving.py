@@ -11,7 +11,6 @@ from typing import Optional
 
 import numpy as np
 
-from ..settings import EventWeights
 from .als import FoldIn, top_k
 from .artifact import ModelArtifact
 
@@ -79,7 +78,3 @@ class ModelHolder:
         log.info("model %s active (%d items, %d factors)", artifact.version, len(artifact.item_ids), artifact.factors)
         return True
 
-
-def interaction_weights(recent: list, weights: EventWeights) -> list[tuple[str, float]]:
-    """The profile's recent interactions as (product_id, ALS weight) for fold-in."""
-    return [(r[0], weights.als_weight(r[1], r[4] if len(r) > 4 else None)) for r in recent]

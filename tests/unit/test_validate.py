@@ -95,4 +95,3 @@ def test_dead_letter_keeps_bytes_and_reason():
     huge = b"a" * (MAX_KEPT_BYTES * 3)
     dl = dead_letter(Invalid("too_large", "x"), topic="t", partition=0, offset=0, key=None, value=huge, worker="w")
     assert dl["payload_truncated"] and dl["payload_size"] == len(huge) and len(dl["payload"]) == MAX_KEPT_BYTES
-
