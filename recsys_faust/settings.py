@@ -7,6 +7,7 @@ isolated configurations. Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field, fields, replace
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: Where a micro-batch's ALS maths runs (RECSYS_SCORING; model/scorer.py).
+SCORING_MODES = ("process", "thread", "inline")
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -147,7 +152,7 @@ class Settings:
     drift_threshold: float = 0.2       # population stability index above which an alert is published
     drift_max_buckets: int = 30        # buckets kept per feature (categories beyond are "(other)")
     gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
-    score_in_thread: bool = True       # a micro-batch's ALS maths on a scoring thread (NumPy drops the GIL)
+    scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
     gil_switch_interval_s: float = 0.0005  # how soon a thread waiting for the GIL gets it (Python: 0.005)
     loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
     loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
@@ -250,6 +255,11 @@ class Settings:
         put("kafka_ssl_cafile", "KAFKA_SSL_CAFILE")
         put("kafka_ssl_certfile", "KAFKA_SSL_CERTFILE")
         put("kafka_ssl_keyfile", "KAFKA_SSL_KEYFILE")
+        if env.get("RECSYS_SCORE_IN_THREAD") and not env.get("RECSYS_SCORING"):
+            # The setting before RECSYS_SCORING: true meant a thread, false inline.
+            in_thread = _coerce("bool", env["RECSYS_SCORE_IN_THREAD"], "RECSYS_SCORE_IN_THREAD")
+            kwargs["scoring"] = "thread" if in_thread else "inline"
+            log.warning("RECSYS_SCORE_IN_THREAD is deprecated: use RECSYS_SCORING=%s", kwargs["scoring"])
         # Every remaining field is reachable as RECSYS_<FIELD NAME IN CAPITALS>.
         for name in names:
             if name not in kwargs and name != "weights":
@@ -278,6 +288,8 @@ class Settings:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.loop_watch_interval_s < 0:
             raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
+        if self.scoring not in SCORING_MODES:
+            raise SettingsError(f"RECSYS_SCORING={self.scoring!r}: expected one of {', '.join(SCORING_MODES)}")
         if self.hopping_window_s % self.hopping_step_s:
             raise SettingsError("RECSYS_HOPPING_WINDOW_S must be a multiple of RECSYS_HOPPING_STEP_S")
         if not self.broker_urls:

@@ -12,7 +12,6 @@ import gc
 import logging
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 from . import __version__, metrics
@@ -37,6 +36,7 @@ from .popularity.trending import PopularityIndex
 from mode import Service
 
 from .model.payload import decode as decode_model
+from .model.scorer import make_scorer
 from .sink.writer import PostgresSink, summarize
 from .streaming.sink import SinkProcessor
 from .model.serving import ModelHolder
@@ -80,8 +80,8 @@ def _apply_control(recommender: Recommender, records: list[tuple[str, Any]]) -> 
 
 
 def build_worker(settings: Settings) -> RecsysApp:
-    # The event loop and the scoring thread keep both cores busy: a multi-threaded BLAS under
-    # them only contends (measured with two BLAS threads: 3,000 instead of 4,900 events/s).
+    # The event loop and the scorer keep both cores busy: a multi-threaded BLAS under them
+    # only contends (measured with two BLAS threads: 3,000 instead of 4,900 events/s).
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
@@ -92,9 +92,9 @@ def build_worker(settings: Settings) -> RecsysApp:
     # ``announce``) takes the libraries' objects out of every later scan.
     gc.set_threshold(settings.gc_gen0_threshold, 20, 20)
     metrics.time_gc_pauses()
-    # The scoring thread gets the GIL back after each NumPy call it made without it; at Python's
-    # default 5 ms switch interval a busy event loop held it that long each time (measured:
-    # no gain from the thread), at 0.5 ms the thread's maths overlaps the loop's work.
+    # With RECSYS_SCORING=thread the scoring thread gets the GIL back after each NumPy call it
+    # made without it; at Python's default 5 ms switch interval a busy event loop held it that
+    # long each time (measured: no gain from the thread), at 0.5 ms the maths overlaps the loop.
     sys.setswitchinterval(settings.gil_switch_interval_s)
     app = create_app(settings)
     plan = plan_from_settings(settings)
@@ -157,16 +157,23 @@ def build_worker(settings: Settings) -> RecsysApp:
     drift_topic = app.topic(TOPIC_DATA_DRIFT, key_serializer="str", value_serializer=codecs.JSON_CODEC)
     drift = DriftMonitor(settings, models, lambda alert: drift_topic.send(key=alert["feature"], value=alert))
 
-    # Idle between batches; joined at interpreter exit like every executor thread, so a batch
-    # still being scored while the worker stops finishes instead of failing to schedule.
-    scoring_thread = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-scoring")
-                      if settings.score_in_thread else None)
+    scorer = make_scorer(settings.scoring)
+
+    @app.service
+    class ScoringService(Service):
+        """Starts the scorer (its process: about a second of imports) with the worker, stops it after."""
+
+        async def on_start(self) -> None:
+            scorer.start()
+
+        async def on_stop(self) -> None:
+            scorer.close()
 
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
         user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letter_sender,
         topic_for=lambda name: input_topics[name], partitions_of=partitions_of, drift=drift,
-        scoring_thread=scoring_thread,
+        scorer=scorer,
     )
 
     @app.timer(interval=max(0.5, settings.drift_window_s / 10))
@@ -274,6 +281,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             "model_version": recommender.model_version,
             "cache_epoch": recommender.cache_epoch,
             "drift": drift.status(),
+            "scoring": scorer.status(),
             "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set(),
                            "changelog_records_applied": replica.records_seen,
                            "own_records_skipped": replica.records_skipped},
@@ -319,6 +327,6 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     app.recsys = {  # handles for tests and tools; not used by the processing path
         "profiles": profiles, "recommendations": recommendations, "popularity": popularity,
-        "index": index, "replica": replica, "plan": plan, "models": models,
+        "index": index, "replica": replica, "plan": plan, "models": models, "scorer": scorer,
     }
     return app

@@ -8,9 +8,10 @@ Batched writes: ``table[key] = value`` costs, per key, a JSON encode for the sto
 for the changelog, a FutureMessage through Faust's producer buffer, one ``producer.send`` and a
 RocksDB write of the persisted offset when the send completes. Profiling the event path showed
 that at about 45 us per write, four times per event: more than all the recommendation maths.
-``store_many`` + ``send_all_staged`` do the same work once per micro-batch: one encode per value
-(the same bytes go to RocksDB and to the changelog), one RocksDB write batch and one Kafka record
-batch per changelog partition, and one persisted-offset write per partition. The changelog records are exactly those Faust writes, so
+``store_many`` (``encode_many`` + ``store_staged``) and ``send_all_staged`` do the same work
+once per micro-batch: one encode per value (the same bytes go to RocksDB and to the
+changelog), one RocksDB write batch and one Kafka record batch per changelog partition, and one
+persisted-offset write per partition. The changelog records are exactly those Faust writes, so
 recovery, standbys and ``table_route`` are unchanged.
 """
 
@@ -123,35 +124,47 @@ class StrKeyTable(faust.Table):
                     out[pos] = loads(raw)
         return out
 
-    def store_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
-        """Write ``(key, value, partition)`` items to the local store; their changelog records
-        go out with ``send_all_staged``.
+    def encode_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
+        """``(key, value, partition)`` items encoded for ``store_staged``, not stored yet.
+
+        Values are encoded once with the table's JSON codec: the same bytes go to RocksDB and
+        to the changelog. Encoding is a snapshot: a value object changed afterwards (the next
+        micro-batch folding more events into a profile) does not change what is stored.
+        """
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        dumps = codecs.dumps_json
+        for key, value, partition in items:
+            by_partition[partition].append((key.encode("utf-8"), dumps(value)))
+        return StagedWrites(by_partition)
+
+    def store_staged(self, staged: "StagedWrites") -> "StagedWrites":
+        """Write encoded records to the local store, one RocksDB write batch per partition;
+        their changelog records go out with ``send_all_staged``.
 
         ``partition`` is the partition the key lives on (the event's partition for the
-        co-partitioned tables). Values are encoded once with the table's JSON codec. The
-        values are readable (served) as soon as this returns; a micro-batch stores every table
-        first and then sends all changelogs, so a changelog send waiting for the broker does not
-        delay what the batch makes visible. The producer flush before each offset commit
-        (kafka/transport.py) covers the sends, so an acknowledged event's state is in the
-        changelog before its offset is committed.
+        co-partitioned tables). The values are readable (served) as soon as this returns; a
+        micro-batch stores every table first and then sends all changelogs, so a changelog send
+        waiting for the broker does not delay what the batch makes visible. The producer flush
+        before each offset commit (kafka/transport.py) covers the sends, so an acknowledged
+        event's state is in the changelog before its offset is committed.
         """
         if self._changelog_error is not None:
             raise ChangelogWriteError(f"changelog of {self.name} failed earlier") from self._changelog_error
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-        if not items:
-            return StagedWrites(by_partition)
+        if not staged.by_partition:
+            return staged
         store = self._rocksdb_store()
-        dumps = codecs.dumps_json
         # Faust's key index (an LRU of 1,000 keys) is not kept up to date here: keeping it cost
         # 2.7% of the worker, and Faust's own lookups fall back to every partition's database.
-        for key, value, partition in items:
-            by_partition[partition].append((key.encode("utf-8"), dumps(value)))
-        for partition, records in by_partition.items():
+        for partition, records in staged.by_partition.items():
             batch = WriteBatch(raw_mode=True)
             for kb, vb in records:
                 batch.put(kb, vb)
             store._db_for_partition(partition).write(batch)
-        return StagedWrites(by_partition)
+        return staged
+
+    def store_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
+        """``encode_many`` and ``store_staged`` in one step."""
+        return self.store_staged(self.encode_many(items))
 
     def _staged_sends(self, staged: "StagedWrites") -> list[Any]:
         if not staged.by_partition:

@@ -16,9 +16,8 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from faust.types import EventT, TopicT
 
@@ -26,10 +25,9 @@ from .. import metrics
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
-from ..kafka.table import StrKeyTable, send_all_staged
-from ..model.als import FoldIn
-from ..model.scoring import BatchQuery, BatchResult, score_batch
-from ..model.serving import STRATEGY_ALS
+from ..kafka.table import StagedWrites, StrKeyTable, send_all_staged
+from ..model.scorer import InlineScorer, Scorer
+from ..model.serving import STRATEGY_ALS, ActiveModel
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
 from ..serving.recommend import POPULARITY_MODEL_VERSION
@@ -51,6 +49,64 @@ class _Accepted:
     record: EventT
 
 
+@dataclass
+class _Folded:
+    """A micro-batch folded into profiles and popularity, its scores on their way."""
+
+    seq: int
+    records: int
+    started: float
+    oldest: Optional[float]
+    marks: list[tuple[str, float]]
+    outcomes: Counter
+    touched: list[tuple[str, dict, int]]
+    profile_writes: StagedWrites
+    entry_writes: StagedWrites
+    active: Optional[ActiveModel]
+    rows: list[int]
+    scoring: Optional[asyncio.Future]
+
+
+class AheadOfStore:
+    """Values folded by batches not stored yet, for the batches folded after them.
+
+    The pipeline folds batch N+1 while batch N is being scored, before N is stored: N+1 must
+    start from N's profiles, not from the older ones in RocksDB. Each value is held under the
+    number of the last batch that changed it and released when that batch is stored, so the
+    map holds at most two batches' keys.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[int, Any]] = {}
+
+    def hold(self, seq: int, items: Sequence[tuple[str, Any]]) -> None:
+        for key, value in items:
+            self._values[key] = (seq, value)
+
+    def release(self, seq: int) -> None:
+        if self._values:
+            self._values = {k: v for k, v in self._values.items() if v[0] != seq}
+
+    def read_many(self, table: StrKeyTable, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
+        """``table.read_many`` with the values held here in place of the stored ones."""
+        if not self._values:
+            return table.read_many(keys)
+        out: list[Optional[Any]] = [None] * len(keys)
+        missing: list[int] = []
+        for pos, (key, _) in enumerate(keys):
+            held = self._values.get(key)
+            if held is None:
+                missing.append(pos)
+            else:
+                out[pos] = held[1]
+        for pos, value in zip(missing, table.read_many([keys[pos] for pos in missing])):
+            out[pos] = value
+        return out
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class UserEventProcessor:
     def __init__(
         self,
@@ -66,7 +122,7 @@ class UserEventProcessor:
         topic_for: Callable[[str], TopicT],
         partitions_of: Callable[[str], Optional[int]],
         drift: Optional[DriftMonitor] = None,
-        scoring_thread: Optional[Executor] = None,
+        scorer: Optional[Scorer] = None,
     ) -> None:
         self.settings = settings
         self.cfg = ProfileConfig.from_settings(settings)
@@ -80,22 +136,24 @@ class UserEventProcessor:
         self.topic_for = topic_for
         self.partitions_of = partitions_of
         self.drift = drift
-        self.scoring_thread = scoring_thread
+        # The ALS maths of a batch runs in a scoring process by default (model/scorer.py says
+        # why); packing the query and unpacking the result are Python and stay here.
+        self.scorer: Scorer = scorer if scorer is not None else InlineScorer()
+        self._seq = 0
+        self._profiles_ahead = AheadOfStore()
+        self._entries_ahead = AheadOfStore()
 
-    async def score(self, foldin: FoldIn, query: BatchQuery) -> BatchResult:
-        """``score_batch`` on the scoring thread, or inline without one.
+    async def process(self, records: Sequence[EventT]) -> Awaitable[None]:
+        """Fold a micro-batch into state up to its scoring; returns the rest to be awaited.
 
-        Its matrix product, comparisons and solves run in NumPy without the GIL, so on a
-        thread they overlap with the event loop (Faust's delivery, the table writes) on a
-        second core: measured 4,850 -> 5,400 events/s. Packing and unpacking, which are
-        Python, stay on the loop. The thread only reads the model snapshot it is handed.
+        Returns once the batch's profiles and popularity entries are folded and its ALS query
+        is handed to the scorer. The awaitable it returns waits for the scores and stores the
+        batch's four tables; the pipeline (streaming/pipeline.py) folds the next batch in
+        between, so the event loop works while the scoring process computes.
         """
-        if self.scoring_thread is None:
-            return score_batch(foldin, query)
-        return await asyncio.get_running_loop().run_in_executor(self.scoring_thread, score_batch, foldin, query)
-
-    async def process(self, records: Sequence[EventT]) -> None:
         started = time.perf_counter()
+        self._seq += 1
+        seq = self._seq
         oldest = min((rec.message.timestamp for rec in records if rec.message.timestamp), default=None)
         if oldest is not None:
             metrics.FRESHNESS.labels("started").observe(max(0.0, time.time() - oldest))
@@ -127,9 +185,9 @@ class UserEventProcessor:
         marks.append(("drift", time.perf_counter()))
         pop_updates: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []
-        profile_writes: list[tuple[str, Any, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
-        stored = self.profiles.read_many([(user_id, acc[-1].source[1]) for user_id, acc in by_user.items()])
+        stored = self._profiles_ahead.read_many(
+            self.profiles, [(user_id, acc[-1].source[1]) for user_id, acc in by_user.items()])
         for (user_id, accepted), profile in zip(by_user.items(), stored):
             profile = profile or new_profile(user_id)
             changed = False
@@ -142,13 +200,12 @@ class UserEventProcessor:
                 if acc.event.is_interaction and outcome != DUPLICATE:
                     pop_updates.setdefault(entry_key(acc.event.product_id, acc.source[1]), []).append(acc)
             if changed:
-                partition = accepted[-1].source[1]
-                profile_writes.append((user_id, profile, partition))
-                touched.append((user_id, profile, partition))
+                touched.append((user_id, profile, accepted[-1].source[1]))
 
         marks.append(("profiles", time.perf_counter()))
         local_entries = []
-        stored = self.popularity.read_many([(key, accs[0].source[1]) for key, accs in pop_updates.items()])
+        stored = self._entries_ahead.read_many(
+            self.popularity, [(key, accs[0].source[1]) for key, accs in pop_updates.items()])
         for (key, accs), entry in zip(pop_updates.items(), stored):
             entry = entry or new_entry(accs[0].event.product_id)
             changed = False
@@ -166,57 +223,82 @@ class UserEventProcessor:
                 local_entries.append((key, entry, accs[0].source[1]))
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
+        # Encoded now: the next batch may fold more events into these objects before this
+        # one is stored; until then it reads them from here rather than from RocksDB.
+        profile_writes = self.profiles.encode_many(touched)
+        entry_writes = self.popularity.encode_many(local_entries)
+        self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched])
+        self._entries_ahead.hold(seq, [(key, entry) for key, entry, _ in local_entries])
 
         marks.append(("popularity", time.perf_counter()))
-        # Fold-in and scoring of every touched user against one snapshot of the active model
-        # (on the scoring thread: see ``score``); popularity lists for the users it cannot score.
+        # Fold-in and scoring of every touched user against one snapshot of the active model,
+        # handed to the scorer now and awaited by ``_finish``.
         active = self.recommender.models.active
-        profiles = [profile for _, profile, _ in touched]
-        als: list[Optional[tuple[Columns, list[float]]]] = [None] * len(profiles)
-        if active is not None:
-            rows, query = self.recommender.pack(active, profiles)
+        scoring: Optional[asyncio.Future] = None
+        rows: list[int] = []
+        if active is not None and touched:
+            rows, query = self.recommender.pack(active, [profile for _, profile, _ in touched])
             if rows:
-                result = await self.score(active.foldin, query)
-                als = self.recommender.unpack(active, len(profiles), rows, result)
-        marks.append(("scoring", time.perf_counter()))
-        version = active.version if active is not None else POPULARITY_MODEL_VERSION
-        now = time.time()
-        factor_writes: list[tuple[str, Any, int]] = []
-        list_writes: list[tuple[str, Any, int]] = []
-        for (user_id, profile, partition), scored in zip(touched, als):
-            if scored is not None:
-                columns, vector = scored
-                strategy = STRATEGY_ALS
-                factor_writes.append((user_id, {"model_version": version, "vector": vector}, partition))
-            else:
-                columns, strategy = self.recommender.popular_columns(profile)
-            list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
-        # Every table is stored in one step with no await between (a reader never sees a
-        # profile newer than its list), and the changelogs are sent after, so a send waiting
-        # on the broker does not hold back what this batch makes visible.
-        staged = [
-            (self.profiles, self.profiles.store_many(profile_writes)),
-            (self.popularity, self.popularity.store_many(local_entries)),
-            (self.user_factors, self.user_factors.store_many(factor_writes)),
-            (self.recommendations, self.recommendations.store_many(list_writes)),
-        ]
-        for (topic, outcome), count in outcomes.items():  # counted once visible
+                scoring = self.scorer.submit(active.version, active.foldin, query)
+        marks.append(("pack", time.perf_counter()))
+        return self._finish(_Folded(
+            seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
+            touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
+            active=active, rows=rows, scoring=scoring))
+
+    async def _finish(self, b: "_Folded") -> None:
+        """The rest of a batch: its scores, the ready lists, and every table stored in one step."""
+        marks = b.marks
+        marks.append(("overlap", time.perf_counter()))
+        try:
+            als: list[Optional[tuple[Columns, list[float]]]] = [None] * len(b.touched)
+            if b.scoring is not None:
+                result = await b.scoring
+                marks.append(("scoring", time.perf_counter()))
+                als = self.recommender.unpack(b.active, len(b.touched), b.rows, result)
+            version = b.active.version if b.active is not None else POPULARITY_MODEL_VERSION
+            now = time.time()
+            factor_writes: list[tuple[str, Any, int]] = []
+            list_writes: list[tuple[str, Any, int]] = []
+            for (user_id, profile, partition), scored in zip(b.touched, als):
+                if scored is not None:
+                    columns, vector = scored
+                    strategy = STRATEGY_ALS
+                    factor_writes.append((user_id, {"model_version": version, "vector": vector}, partition))
+                else:
+                    columns, strategy = self.recommender.popular_columns(profile)
+                list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
+            # Every table is stored in one step with no await between (a reader never sees a
+            # profile newer than its list), and the changelogs are sent after, so a send waiting
+            # on the broker does not hold back what this batch makes visible.
+            staged = [
+                (self.profiles, self.profiles.store_staged(b.profile_writes)),
+                (self.popularity, self.popularity.store_staged(b.entry_writes)),
+                (self.user_factors, self.user_factors.store_many(factor_writes)),
+                (self.recommendations, self.recommendations.store_many(list_writes)),
+            ]
+        finally:
+            # Stored (or failed: the worker stops and the batch is read again): later batches
+            # read these keys from the tables again.
+            self._profiles_ahead.release(b.seq)
+            self._entries_ahead.release(b.seq)
+        for (topic, outcome), count in b.outcomes.items():  # counted once visible
             metrics.EVENTS.labels(topic, outcome).inc(count)
         marks.append(("store", time.perf_counter()))
-        if oldest is not None:
-            metrics.FRESHNESS.labels("visible").observe(max(0.0, time.time() - oldest))
+        if b.oldest is not None:
+            metrics.FRESHNESS.labels("visible").observe(max(0.0, time.time() - b.oldest))
         await send_all_staged(staged)
-        metrics.BATCH_SIZE.observe(len(records))
+        metrics.BATCH_SIZE.observe(b.records)
         marks.append(("changelog", time.perf_counter()))
-        elapsed = marks[-1][1] - started
+        elapsed = marks[-1][1] - b.started
         metrics.BATCH_SECONDS.observe(elapsed)
         if elapsed > SLOW_BATCH_S:
-            steps, last = [], started
+            steps, last = [], b.started
             for name, at in marks:
                 steps.append(f"{name} {1000 * (at - last):.1f}")
                 last = at
             log.warning("slow micro-batch: %d events, %d users in %.0f ms (%s ms)",
-                        len(records), len(touched), 1000 * elapsed, ", ".join(steps))
+                        b.records, len(b.touched), 1000 * elapsed, ", ".join(steps))
 
     async def _reroute(self, rec: EventT, event: Event) -> None:
         """Send a record that landed on the wrong partition to the one its user_id hashes to."""

@@ -13,8 +13,8 @@ def test_events_are_acked_in_order_only_after_their_batch_is_processed():
         await asyncio.sleep(0.01)  # the agent keeps taking meanwhile
         log.append(("done", tuple(batch)))
 
-    async def ack(event):
-        log.append(("ack", event))
+    def ack(events):
+        log.extend(("ack", event) for event in events)
 
     async def main():
         pipe = BatchPipeline(process, ack, depth=1)
@@ -37,8 +37,8 @@ def test_a_failed_batch_is_not_acked_and_the_error_reaches_the_agent():
         if 3 in batch:
             raise ValueError("boom")
 
-    async def ack(event):
-        acked.append(event)
+    def ack(events):
+        acked.extend(events)
 
     async def main():
         pipe = BatchPipeline(process, ack, depth=1)
@@ -52,3 +52,73 @@ def test_a_failed_batch_is_not_acked_and_the_error_reaches_the_agent():
 
     asyncio.run(main())
     assert acked == [1, 2]
+
+
+def test_a_batch_arriving_while_a_rest_waits_is_folded_but_completes_after_it():
+    log: list[tuple[str, object]] = []
+    release = {}
+
+    async def process(batch):
+        log.append(("fold", tuple(batch)))
+        gate = release[tuple(batch)] = asyncio.Event()
+
+        async def rest():
+            await gate.wait()  # the scores of this batch
+            log.append(("stored", tuple(batch)))
+        return rest()
+
+    def ack(events):
+        log.extend(("ack", event) for event in events)
+
+    async def main():
+        pipe = BatchPipeline(process, ack, depth=4)
+        await pipe.submit([1, 2])
+        await asyncio.sleep(0.01)          # batch 1 folded; its rest runs, waiting for its scores
+        await pipe.submit([3])
+        await asyncio.sleep(0.01)          # batch 2 is folded meanwhile
+        assert log == [("fold", (1, 2)), ("fold", (3,))]
+        release[(3,)].set()                # batch 2's scores first: it still waits for batch 1
+        await asyncio.sleep(0.01)
+        assert log == [("fold", (1, 2)), ("fold", (3,))]
+        release[(1, 2)].set()
+        await asyncio.sleep(0.01)
+        await pipe.close()
+
+    asyncio.run(main())
+    assert log == [("fold", (1, 2)), ("fold", (3,)), ("stored", (1, 2)), ("ack", 1), ("ack", 2),
+                   ("stored", (3,)), ("ack", 3)]
+
+
+def test_the_next_batch_is_folded_while_the_previous_one_waits_for_its_rest():
+    log: list[tuple[str, object]] = []
+    release = {}
+
+    async def process(batch):
+        log.append(("fold", tuple(batch)))
+        gate = release[tuple(batch)] = asyncio.Event()
+
+        async def rest():
+            await gate.wait()
+            log.append(("stored", tuple(batch)))
+        return rest()
+
+    def ack(events):
+        log.extend(("ack", event) for event in events)
+
+    async def main():
+        pipe = BatchPipeline(process, ack, depth=4)
+        # Two batches queued before the pipeline's task first runs: the second is folded
+        # before the first one's rest is awaited.
+        await pipe.submit([1])
+        await pipe.submit([2])
+        await asyncio.sleep(0.01)
+        assert log == [("fold", (1,)), ("fold", (2,))]
+        release[(2,)].set()                # out of order: batch 2's scores come first
+        await asyncio.sleep(0.01)
+        assert log == [("fold", (1,)), ("fold", (2,))]  # nothing completes before batch 1
+        release[(1,)].set()
+        await asyncio.sleep(0.01)
+        await pipe.close()
+
+    asyncio.run(main())
+    assert log == [("fold", (1,)), ("fold", (2,)), ("stored", (1,)), ("ack", 1), ("stored", (2,)), ("ack", 2)]

@@ -1,0 +1,69 @@
+"""The scoring process: ``score_batch`` for the worker that started it (model/scorer.py).
+
+Reads length-prefixed pickled ``(version, foldin or None, query)`` requests from stdin and
+writes ``("ok", BatchResult)``, ``("missing", version)`` (send the model along) or
+``("error", text)`` answers to stdout in the same order. Exits when stdin closes: the worker
+stopped, or died.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import traceback
+from typing import BinaryIO, Optional
+
+from .als import FoldIn
+from .scorer import FRAME_HEADER
+from .scoring import score_batch
+
+#: Model versions kept: the active one and the one it replaced (a batch packed against the old
+#: model may still be on its way when the new one arrives).
+MODELS_KEPT = 2
+
+
+def _read_frame(stream: BinaryIO) -> Optional[bytes]:
+    head = stream.read(FRAME_HEADER.size)
+    if len(head) < FRAME_HEADER.size:
+        return None
+    (size,) = FRAME_HEADER.unpack(head)
+    body = stream.read(size)
+    return body if len(body) == size else None
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    models: dict[str, FoldIn] = {}
+    while (frame := _read_frame(requests)) is not None:
+        try:
+            version, foldin, query = pickle.loads(frame)
+            if foldin is not None:
+                models.pop(version, None)
+                models[version] = foldin
+                while len(models) > MODELS_KEPT:
+                    del models[next(iter(models))]
+            model = models.get(version)
+            answer = ("ok", score_batch(model, query)) if model is not None else ("missing", version)
+        except Exception:  # noqa: BLE001 - the worker raises it with the batch
+            answer = ("error", traceback.format_exc(limit=8))
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        answers.write(FRAME_HEADER.pack(len(payload)) + payload)
+        answers.flush()
+
+
+def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the worker stops its child itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core for the maths; the other runs the worker's event loop
+    # Answers get the pipe to themselves: anything a library prints goes to stderr (the
+    # worker's log) instead of into the frames.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, answers)
+
+
+if __name__ == "__main__":
+    main()

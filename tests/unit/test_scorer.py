@@ -1,0 +1,151 @@
+"""The scorers against ``score_batch`` itself; the process scorer with a real child process."""
+
+import asyncio
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from recsys_faust.model.als import FoldIn
+from recsys_faust.model.scorer import ProcessScorer, ScoringProcessError, make_scorer
+from recsys_faust.model.scoring import BatchQuery, score_batch
+
+ITEMS, FACTORS = 300, 8
+
+
+def model(seed: int) -> FoldIn:
+    rng = np.random.default_rng(seed)
+    return FoldIn(rng.normal(size=(ITEMS, FACTORS)).astype(np.float32), regularization=0.5, alpha=10.0)
+
+
+def query(seed: int, users: int = 40) -> BatchQuery:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 12, size=users)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    items = rng.integers(0, ITEMS, size=offsets[-1]).astype(np.int64)
+    weights = rng.uniform(0.5, 3.0, size=offsets[-1])
+    return BatchQuery(items=items, weights=weights, offsets=offsets, seen=items, seen_offsets=offsets, n=20)
+
+
+def same(result, expected) -> bool:
+    return (np.array_equal(result.best, expected.best) and np.allclose(result.scores, expected.scores)
+            and np.allclose(result.vectors, expected.vectors))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def wait_for(predicate, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread", "process"])
+async def test_every_scorer_returns_what_score_batch_returns(mode):
+    scorer = make_scorer(mode)
+    scorer.start()
+    try:
+        m1, m2 = model(1), model(2)
+        # Submitted back to back (the pipeline does this): answers must match their requests.
+        futures = [scorer.submit(version, m, query(seed))
+                   for seed, (version, m) in enumerate([("v1", m1), ("v2", m2), ("v1", m1), ("v2", m2)])]
+        results = await asyncio.gather(*futures)
+        for seed, (result, m) in enumerate(zip(results, [m1, m2, m1, m2])):
+            assert same(result, score_batch(m, query(seed)))
+    finally:
+        scorer.close()
+
+
+async def test_process_scorer_resends_a_model_the_child_no_longer_holds():
+    scorer = ProcessScorer()
+    try:
+        models = {f"v{i}": model(i) for i in range(4)}
+        for version, m in models.items():  # the child keeps the last two
+            assert same(await scorer.score(version, m, query(7)), score_batch(m, query(7)))
+        assert same(await scorer.score("v0", models["v0"], query(8)), score_batch(models["v0"], query(8)))
+        assert scorer.restarts == 0
+    finally:
+        scorer.close()
+
+
+async def test_a_killed_scoring_process_is_replaced_and_the_batch_scored_again():
+    scorer = ProcessScorer()
+    try:
+        m = model(3)
+        await scorer.score("v1", m, query(1))
+        first = scorer.pid
+        os.kill(first, signal.SIGKILL)
+        await wait_for(lambda: not pid_alive(first))
+        result = await scorer.score("v1", m, query(2))  # the new child gets the model again
+        assert same(result, score_batch(m, query(2)))
+        assert scorer.restarts == 1 and scorer.pid not in (None, first)
+        assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1}
+    finally:
+        scorer.close()
+
+
+async def test_a_batch_the_child_cannot_score_raises_with_its_traceback_and_the_next_one_works():
+    scorer = ProcessScorer()
+    try:
+        m = model(4)
+        bad = query(5)
+        bad = BatchQuery(items=bad.items + ITEMS, weights=bad.weights, offsets=bad.offsets,
+                         seen=bad.seen, seen_offsets=bad.seen_offsets, n=bad.n)  # indices out of range
+        with pytest.raises(ScoringProcessError, match="IndexError"):
+            await scorer.score("v1", m, bad)
+        assert same(await scorer.score("v1", m, query(6)), score_batch(m, query(6)))
+        assert scorer.restarts == 0
+    finally:
+        scorer.close()
+
+
+async def test_closing_the_scorer_ends_the_scoring_process():
+    scorer = ProcessScorer()
+    await scorer.score("v1", model(5), query(1))
+    pid = scorer.pid
+    assert pid is not None and pid_alive(pid)
+    scorer.close()
+    await wait_for(lambda: not pid_alive(pid))
+    assert scorer.status()["pid"] is None
+
+
+def test_the_scoring_process_does_not_outlive_a_sigkilled_worker():
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", """
+import asyncio
+from recsys_faust.model.scorer import ProcessScorer
+
+async def main():
+    scorer = ProcessScorer()
+    scorer.start()
+    while scorer.pid is None:
+        await asyncio.sleep(0.02)
+    print(scorer.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert pid_alive(child)
+        parent.send_signal(signal.SIGKILL)  # the parent alone, not its process group
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(child), "the scoring process outlived its worker"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
