@@ -28,6 +28,18 @@ def test_settings_errors_name_the_variable(tmp_path):
         Settings.from_env(environ={"RECSYS_HOPPING_STEP_S": "7"}, dotenv=tmp_path / "none")
 
 
+def test_scoring_mode_is_checked_and_the_earlier_setting_still_works(tmp_path):
+    none = tmp_path / "none"
+    assert Settings.from_env(environ={}, dotenv=none).scoring == "process"
+    assert Settings.from_env(environ={"RECSYS_SCORING": "inline"}, dotenv=none).scoring == "inline"
+    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "true"}, dotenv=none).scoring == "thread"
+    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "false"}, dotenv=none).scoring == "inline"
+    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "false", "RECSYS_SCORING": "process"},
+                             dotenv=none).scoring == "process"  # the new name wins
+    with pytest.raises(SettingsError, match="RECSYS_SCORING='gpu'.*process, thread, inline"):
+        Settings.from_env(environ={"RECSYS_SCORING": "gpu"}, dotenv=none)
+
+
 def test_topics_yaml_declares_contract_topics_copartitioned():
     plan = load_topics(ROOT / "topics.yaml")
     names = {t.name for t in plan.topics}
