@@ -167,7 +167,7 @@ def build_worker(settings: Settings) -> RecsysApp:
             scorer.start()
 
         async def on_stop(self) -> None:
-            scorer.close()
+            await scorer.close()
 
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,

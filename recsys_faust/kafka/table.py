@@ -124,17 +124,21 @@ class StrKeyTable(faust.Table):
                     out[pos] = loads(raw)
         return out
 
-    def encode_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
+    def encode_many(self, items: Sequence[tuple[str, Any, int]],
+                    encoded: Sequence[tuple[str, bytes, int]] = ()) -> "StagedWrites":
         """``(key, value, partition)`` items encoded for ``store_staged``, not stored yet.
 
         Values are encoded once with the table's JSON codec: the same bytes go to RocksDB and
         to the changelog. Encoding is a snapshot: a value object changed afterwards (the next
         micro-batch folding more events into a profile) does not change what is stored.
+        ``encoded`` items carry their JSON bytes already (encoded by the scoring process).
         """
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         dumps = codecs.dumps_json
         for key, value, partition in items:
             by_partition[partition].append((key.encode("utf-8"), dumps(value)))
+        for key, raw, partition in encoded:
+            by_partition[partition].append((key.encode("utf-8"), raw))
         return StagedWrites(by_partition)
 
     def store_staged(self, staged: "StagedWrites") -> "StagedWrites":

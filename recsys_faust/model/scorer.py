@@ -1,19 +1,22 @@
 """Where a micro-batch's ALS maths runs: in a scoring process (default), a thread, or inline.
 
+A scorer takes a batch's packed query and returns the values to store for each scored user
+(``serving/ready_values.py``: fold-in, top-k, the ready list and the vector, encoded).
+
 ``score_batch`` is NumPy, and NumPy drops the GIL inside its larger calls, so a scoring thread
 was the first way to overlap the maths with the event loop. Measured on the full Amazon stream
 (py-spy, per-batch timers), the thread spent 110 ms of wall time on 38 ms of CPU per batch: it
 gives the GIL back at each of its ~150 NumPy calls and waits for a busy event loop to hand it
 over again, and the Python between those calls holds up the loop in turn. A child process has
 its own interpreter, so neither waits for the other: the same batch costs a 48 ms round trip
-(pickled index arrays out, vectors and top-k back: a few hundred KB), and the worker went from
-4,583 to 5,626-5,882 events/s in A/B runs on the same stream.
+(pickled index arrays out, encoded values back: a few hundred KB). The child also turns indices
+into product ids and encodes the values, work the event loop did before (5% of it).
 
-The model's item factors (2.2 MB for the Amazon catalogue at 64 factors) travel once per model
-version: the child keeps the last two versions it was handed, and a call naming a version it
-does not hold (a new child after a crash) is answered "missing" and repeated with
-the model. A child that dies is replaced and the batch scored again; scoring is a pure function
-of its inputs, so a repeat cannot change state twice.
+The model (item factors and catalogue: 2.5 MB for the Amazon catalogue at 64 factors) travels
+once per model version: the child keeps the last two versions it was handed, and a call naming
+a version it does not hold is answered "missing" and repeated with the model. A child that dies
+is replaced and the batch scored again; scoring is a pure function of its inputs, so a repeat
+cannot change state twice.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Optional, Protocol
 
+from ..serving.ready_values import ScoredValues, score_values
 from ..settings import SCORING_MODES
-from .als import FoldIn
-from .scoring import BatchQuery, BatchResult, score_batch
+from .scoring import BatchQuery
+from .serving import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,15 @@ FRAME_HEADER = struct.Struct(">Q")
 class Scorer(Protocol):
     mode: str
 
-    def submit(self, version: str, foldin: FoldIn, query: BatchQuery) -> "asyncio.Future[BatchResult]":
-        """Start scoring now (the event loop goes on with other work); the future has the result."""
+    def submit(self, model: ScoringModel, query: BatchQuery,
+               generated_at: float) -> "asyncio.Future[ScoredValues]":
+        """Start scoring now (the event loop goes on with other work); the future has the values."""
 
-    async def score(self, version: str, foldin: FoldIn, query: BatchQuery) -> BatchResult: ...
+    async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues: ...
 
     def start(self) -> None: ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
     def status(self) -> dict: ...
 
@@ -57,21 +62,22 @@ class InlineScorer:
 
     mode = "inline"
 
-    def submit(self, version: str, foldin: FoldIn, query: BatchQuery) -> "asyncio.Future[BatchResult]":
+    def submit(self, model: ScoringModel, query: BatchQuery,
+               generated_at: float) -> "asyncio.Future[ScoredValues]":
         fut = asyncio.get_running_loop().create_future()
         try:
-            fut.set_result(score_batch(foldin, query))
+            fut.set_result(score_values(model, query, generated_at))
         except Exception as exc:  # noqa: BLE001 - raised where the future is awaited
             fut.set_exception(exc)
         return fut
 
-    async def score(self, version: str, foldin: FoldIn, query: BatchQuery) -> BatchResult:
-        return await self.submit(version, foldin, query)
+    async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
+        return await self.submit(model, query, generated_at)
 
     def start(self) -> None:
         pass
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
     def status(self) -> dict:
@@ -90,14 +96,15 @@ class ThreadScorer:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-scoring")
 
-    def submit(self, version: str, foldin: FoldIn, query: BatchQuery) -> "asyncio.Future[BatchResult]":
+    def submit(self, model: ScoringModel, query: BatchQuery,
+               generated_at: float) -> "asyncio.Future[ScoredValues]":
         self.start()
-        return asyncio.get_running_loop().run_in_executor(self._executor, score_batch, foldin, query)
+        return asyncio.get_running_loop().run_in_executor(self._executor, score_values, model, query, generated_at)
 
-    async def score(self, version: str, foldin: FoldIn, query: BatchQuery) -> BatchResult:
-        return await self.submit(version, foldin, query)
+    async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
+        return await self.submit(model, query, generated_at)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._executor is not None:
             # A batch being scored finishes (the thread is joined at interpreter exit anyway).
             self._executor.shutdown(wait=False)
@@ -118,6 +125,7 @@ class _Child:
         self.proc = proc
         self.waiting: deque[asyncio.Future] = deque()
         self.models: set[str] = set()  # versions it holds
+        self.gone: Optional[ChildGone] = None  # set once its answers stopped for good
         self.reader = asyncio.ensure_future(self._read_answers())
 
     async def _read_answers(self) -> None:
@@ -134,26 +142,31 @@ class _Child:
             gone = ChildGone(self, f"the scoring process (pid {self.proc.pid}) exited: {exc!r}")
         except Exception as exc:  # noqa: BLE001 - handed to every waiting batch
             gone = ChildGone(self, f"reading from the scoring process failed: {exc!r}")
+        self.gone = gone
         while self.waiting:
             fut = self.waiting.popleft()
             if not fut.done():
                 fut.set_exception(gone)
 
-    def send(self, version: str, foldin: FoldIn, query: BatchQuery,
+    def send(self, model: ScoringModel, query: BatchQuery, generated_at: float,
              with_model: bool = False) -> "asyncio.Future[tuple]":
         """Write one request now; the future gets its answer."""
         stdin = self.proc.stdin
         assert stdin is not None
-        model = foldin if with_model or version not in self.models else None
-        payload = pickle.dumps((version, model, query), protocol=pickle.HIGHEST_PROTOCOL)
+        version = model.version
+        attached = model if with_model or version not in self.models else None
+        payload = pickle.dumps((version, attached, query, generated_at), protocol=pickle.HIGHEST_PROTOCOL)
         fut: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
+        if self.gone is not None:  # no answer would ever come
+            fut.set_exception(self.gone)
+            return fut
         try:
             # Not drained: at most a couple of batches (a few hundred KB each) are in flight.
             stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
         except (ConnectionError, RuntimeError) as exc:
             fut.set_exception(ChildGone(self, f"writing to the scoring process failed: {exc!r}"))
             return fut
-        if model is not None:
+        if attached is not None:
             self.models.add(version)
         self.waiting.append(fut)
         return fut
@@ -217,27 +230,28 @@ class ProcessScorer:
         assert self._child is not None
         return self._child
 
-    def submit(self, version: str, foldin: FoldIn, query: BatchQuery) -> "asyncio.Future[BatchResult]":
+    def submit(self, model: ScoringModel, query: BatchQuery,
+               generated_at: float) -> "asyncio.Future[ScoredValues]":
         first = None
         if self._child is not None:
             # The child is up: the request leaves now, before the loop turns to other work.
-            first = (self._child, self._child.send(version, foldin, query))
-        return asyncio.ensure_future(self._score(version, foldin, query, first))
+            first = (self._child, self._child.send(model, query, generated_at))
+        return asyncio.ensure_future(self._score(model, query, generated_at, first))
 
-    async def score(self, version: str, foldin: FoldIn, query: BatchQuery) -> BatchResult:
-        return await self.submit(version, foldin, query)
+    async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
+        return await self.submit(model, query, generated_at)
 
-    async def _score(self, version: str, foldin: FoldIn, query: BatchQuery,
-                     first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]) -> BatchResult:
+    async def _score(self, model: ScoringModel, query: BatchQuery, generated_at: float,
+                     first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]) -> ScoredValues:
         for attempt in (1, 2):
             try:
                 if first is None:
                     child = await self._ensure()
-                    first = (child, child.send(version, foldin, query))
+                    first = (child, child.send(model, query, generated_at))
                 child, sent = first
                 answer = await sent
                 if answer[0] == "missing":  # the child does not hold the model (any more)
-                    answer = await child.send(version, foldin, query, with_model=True)
+                    answer = await child.send(model, query, generated_at, with_model=True)
             except ChildGone as exc:
                 first = None
                 log.error("%s; starting another and scoring the batch again", exc)
@@ -257,14 +271,23 @@ class ProcessScorer:
             self.restarts += 1
         await child.kill()
 
-    def close(self) -> None:
-        """Close the child's stdin: it finishes the batch at hand and exits."""
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Close the child's stdin: it finishes the batch at hand and exits (killed if it does not)."""
         if self._starting is not None:
             self._starting.cancel()
             self._starting = None
         child, self._child = self._child, None
-        if child is not None and child.proc.stdin is not None and not child.proc.stdin.is_closing():
-            child.proc.stdin.close()
+        if child is None:
+            return
+        stdin = child.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+        try:
+            await asyncio.wait_for(child.proc.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("the scoring process (pid %d) did not exit in %.0f s; killing it", child.proc.pid, timeout_s)
+            await child.kill()
+        await asyncio.gather(child.reader, return_exceptions=True)
 
     def status(self) -> dict:
         return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts}

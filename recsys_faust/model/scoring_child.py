@@ -1,7 +1,7 @@
-"""The scoring process: ``score_batch`` for the worker that started it (model/scorer.py).
+"""The scoring process: ``score_values`` for the worker that started it (model/scorer.py).
 
-Reads length-prefixed pickled ``(version, foldin or None, query)`` requests from stdin and
-writes ``("ok", BatchResult)``, ``("missing", version)`` (send the model along) or
+Reads length-prefixed pickled ``(version, ScoringModel or None, query, generated_at)`` requests
+from stdin and writes ``("ok", ScoredValues)``, ``("missing", version)`` (send the model along) or
 ``("error", text)`` answers to stdout in the same order. Exits when stdin closes: the worker
 stopped, or died.
 """
@@ -15,9 +15,9 @@ import sys
 import traceback
 from typing import BinaryIO, Optional
 
-from .als import FoldIn
+from ..serving.ready_values import score_values
 from .scorer import FRAME_HEADER
-from .scoring import score_batch
+from .serving import ScoringModel
 
 #: Model versions kept: the active one and the one it replaced (a batch packed against the old
 #: model may still be on its way when the new one arrives).
@@ -34,17 +34,17 @@ def _read_frame(stream: BinaryIO) -> Optional[bytes]:
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    models: dict[str, FoldIn] = {}
+    models: dict[str, ScoringModel] = {}
     while (frame := _read_frame(requests)) is not None:
         try:
-            version, foldin, query = pickle.loads(frame)
-            if foldin is not None:
+            version, attached, query, generated_at = pickle.loads(frame)
+            if attached is not None:
                 models.pop(version, None)
-                models[version] = foldin
+                models[version] = attached
                 while len(models) > MODELS_KEPT:
                     del models[next(iter(models))]
             model = models.get(version)
-            answer = ("ok", score_batch(model, query)) if model is not None else ("missing", version)
+            answer = ("ok", score_values(model, query, generated_at)) if model is not None else ("missing", version)
         except Exception:  # noqa: BLE001 - the worker raises it with the batch
             answer = ("error", traceback.format_exc(limit=8))
         payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)

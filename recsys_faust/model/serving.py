@@ -18,6 +18,23 @@ log = logging.getLogger(__name__)
 STRATEGY_ALS = "als"
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """Item index -> product id and category (object arrays: one fancy index per batch)."""
+
+    item_ids: np.ndarray
+    categories: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """What scoring a micro-batch needs of a model: sent once per version to a scoring process."""
+
+    version: str
+    foldin: FoldIn
+    catalogue: Catalogue
+
+
 @dataclass
 class ActiveModel:
     artifact: ModelArtifact
@@ -31,6 +48,14 @@ class ActiveModel:
     @property
     def version(self) -> str:
         return self.artifact.version
+
+    @property
+    def scoring(self) -> ScoringModel:
+        model = self.__dict__.get("_scoring")
+        if model is None:
+            model = self.__dict__["_scoring"] = ScoringModel(
+                self.version, self.foldin, Catalogue(self.item_ids, self.categories))
+        return model
 
     @classmethod
     def build(cls, artifact: ModelArtifact, created_at: float = 0.0) -> "ActiveModel":

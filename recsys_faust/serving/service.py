@@ -15,10 +15,8 @@ from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
 from ..settings import Settings
+from .ready_values import Columns, columns_of, ready_entry
 from .recommend import POPULARITY_MODEL_VERSION, answer, popular_affinity, select
-
-
-Columns = tuple[list, list, list]  # a ranked list as (product ids, scores, categories)
 
 
 def to_columns(items: list[dict]) -> Columns:
@@ -116,28 +114,11 @@ class Recommender:
     @staticmethod
     def unpack(active: ActiveModel, n_profiles: int, rows: list[int],
                result: BatchResult) -> list[Optional[tuple[Columns, list[float]]]]:
-        """(columns, vector) per profile, None for those the model could not score.
-
-        Ids, categories, scores and vectors are converted for the whole batch at once (one
-        fancy index and one ``tolist`` each); only rows shorter than the list are sliced.
-        """
+        """(columns, vector) per profile, None for those the model could not score."""
         out: list[Optional[tuple[Columns, list[float]]]] = [None] * n_profiles
-        best = result.best
-        found = best >= 0
-        counts = found.sum(axis=1).tolist()
-        safe = np.where(found, best, 0)
-        ids = active.item_ids[safe].tolist()
-        cats = active.categories[safe].tolist()
-        scores = np.round(result.scores.astype(np.float64), 6).tolist()
         vectors = np.round(result.vectors.astype(np.float64), 6).tolist()
-        width = best.shape[1]
-        for r, pos in enumerate(rows):
-            k = counts[r]
-            if k < width:
-                columns = (ids[r][:k], scores[r][:k], cats[r][:k])
-            else:
-                columns = (ids[r], scores[r], cats[r])
-            out[pos] = (columns, vectors[r])
+        for pos, columns, vector in zip(rows, columns_of(active.scoring.catalogue, result), vectors):
+            out[pos] = (columns, vector)
         return out
 
     def als_lists(self, active: Optional[ActiveModel], profiles: list[dict], *, n: Optional[int] = None,
@@ -157,18 +138,7 @@ class Recommender:
                                           boost=self.settings.affinity_boost)
         return to_columns(items), strategy
 
-    @staticmethod
-    def ready_entry(columns: Columns, strategy: str, model_version: str, generated_at: float) -> dict[str, Any]:
-        """The value stored in the recommendations table for one user: the list as columns."""
-        ids, scores, categories = columns
-        return {
-            "ids": ids,
-            "scores": scores,
-            "categories": categories,
-            "strategy": strategy,
-            "model_version": model_version,
-            "generated_at": generated_at,
-        }
+    ready_entry = staticmethod(ready_entry)
 
     def recommend(
         self,

@@ -27,11 +27,12 @@ from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
 from ..kafka.table import StagedWrites, StrKeyTable, send_all_staged
 from ..model.scorer import InlineScorer, Scorer
-from ..model.serving import STRATEGY_ALS, ActiveModel
+from ..model.serving import ActiveModel
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
 from ..serving.recommend import POPULARITY_MODEL_VERSION
-from ..serving.service import Columns, Recommender
+from ..serving.ready_values import ready_entry
+from ..serving.service import Recommender
 from ..settings import Settings
 from .deadletters import DeadLetters
 from .drift import DriftMonitor
@@ -239,7 +240,7 @@ class UserEventProcessor:
         if active is not None and touched:
             rows, query = self.recommender.pack(active, [profile for _, profile, _ in touched])
             if rows:
-                scoring = self.scorer.submit(active.version, active.foldin, query)
+                scoring = self.scorer.submit(active.scoring, query, time.time())
         marks.append(("pack", time.perf_counter()))
         return self._finish(_Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
@@ -251,31 +252,35 @@ class UserEventProcessor:
         marks = b.marks
         marks.append(("overlap", time.perf_counter()))
         try:
-            als: list[Optional[tuple[Columns, list[float]]]] = [None] * len(b.touched)
+            # The scored users' values come encoded from the scorer; the others get a
+            # popularity list here.
+            scored: list[Optional[tuple[bytes, bytes]]] = [None] * len(b.touched)
             if b.scoring is not None:
-                result = await b.scoring
+                values = await b.scoring
                 marks.append(("scoring", time.perf_counter()))
-                als = self.recommender.unpack(b.active, len(b.touched), b.rows, result)
+                for pos, list_value, factor_value in zip(b.rows, values.lists, values.factors):
+                    scored[pos] = (list_value, factor_value)
             version = b.active.version if b.active is not None else POPULARITY_MODEL_VERSION
             now = time.time()
-            factor_writes: list[tuple[str, Any, int]] = []
             list_writes: list[tuple[str, Any, int]] = []
-            for (user_id, profile, partition), scored in zip(b.touched, als):
-                if scored is not None:
-                    columns, vector = scored
-                    strategy = STRATEGY_ALS
-                    factor_writes.append((user_id, {"model_version": version, "vector": vector}, partition))
+            list_values: list[tuple[str, bytes, int]] = []
+            factor_values: list[tuple[str, bytes, int]] = []
+            for (user_id, profile, partition), encoded in zip(b.touched, scored):
+                if encoded is not None:
+                    list_values.append((user_id, encoded[0], partition))
+                    factor_values.append((user_id, encoded[1], partition))
                 else:
                     columns, strategy = self.recommender.popular_columns(profile)
-                list_writes.append((user_id, self.recommender.ready_entry(columns, strategy, version, now), partition))
+                    list_writes.append((user_id, ready_entry(columns, strategy, version, now), partition))
             # Every table is stored in one step with no await between (a reader never sees a
             # profile newer than its list), and the changelogs are sent after, so a send waiting
             # on the broker does not hold back what this batch makes visible.
             staged = [
                 (self.profiles, self.profiles.store_staged(b.profile_writes)),
                 (self.popularity, self.popularity.store_staged(b.entry_writes)),
-                (self.user_factors, self.user_factors.store_many(factor_writes)),
-                (self.recommendations, self.recommendations.store_many(list_writes)),
+                (self.user_factors, self.user_factors.store_staged(self.user_factors.encode_many((), factor_values))),
+                (self.recommendations,
+                 self.recommendations.store_staged(self.recommendations.encode_many(list_writes, list_values))),
             ]
         finally:
             # Stored (or failed: the worker stops and the batch is read again): later batches
