@@ -115,7 +115,7 @@ class ThreadScorer:
 
 
 class ScoringProcessError(RuntimeError):
-    """The scoring process failed a batch, or died twice in a row."""
+    """The scoring process raised on a batch (a bug: the same maths would raise in the worker)."""
 
 
 class _Child:
@@ -197,10 +197,12 @@ class ProcessScorer:
 
     mode = "process"
 
-    def __init__(self) -> None:
+    def __init__(self, child_module: str = "recsys_faust.model.scoring_child") -> None:
+        self.child_module = child_module
         self._child: Optional[_Child] = None
         self._starting: Optional[asyncio.Future] = None
         self.restarts = 0
+        self.fallbacks = 0  # batches scored in the worker because no scoring process answered
 
     @property
     def pid(self) -> Optional[int]:
@@ -212,11 +214,18 @@ class ProcessScorer:
         """Start the child now (its imports take about a second) rather than on the first batch."""
         if self._child is None and self._starting is None:
             self._starting = asyncio.ensure_future(self._spawn())
+            self._starting.add_done_callback(self._spawned)
+
+    @staticmethod
+    def _spawned(task: "asyncio.Future[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # A batch waiting for this child gets the error too; this is the record of it.
+            log.error("could not start the scoring process: %r", task.exception())
 
     async def _spawn(self) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "recsys_faust.model.scoring_child",
+                sys.executable, "-m", self.child_module,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             self._child = _Child(proc)
             log.info("scoring process started (pid %d)", proc.pid)
@@ -252,12 +261,17 @@ class ProcessScorer:
                 answer = await sent
                 if answer[0] == "missing":  # the child does not hold the model (any more)
                     answer = await child.send(model, query, generated_at, with_model=True)
-            except ChildGone as exc:
+            except (ChildGone, OSError) as exc:  # OSError: a child could not be started
                 first = None
-                log.error("%s; starting another and scoring the batch again", exc)
-                await self._discard(exc.child)
+                if isinstance(exc, ChildGone):
+                    await self._discard(exc.child)
                 if attempt == 2:
-                    raise ScoringProcessError(str(exc)) from exc
+                    # Twice in a row: keep the worker going with the maths on its own loop
+                    # (slower, not wrong); the next batch tries a scoring process again.
+                    self.fallbacks += 1
+                    log.error("the scoring process failed twice (%s); scoring this batch in the worker", exc)
+                    return score_values(model, query, generated_at)
+                log.error("%s; starting another and scoring the batch again", exc)
                 continue
             if answer[0] == "error":
                 raise ScoringProcessError(f"the scoring process failed a batch: {answer[1]}")
@@ -290,7 +304,7 @@ class ProcessScorer:
         await asyncio.gather(child.reader, return_exceptions=True)
 
     def status(self) -> dict:
-        return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts}
+        return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts, "fallbacks": self.fallbacks}
 
 
 def make_scorer(mode: str) -> Scorer:

@@ -98,7 +98,7 @@ async def test_a_killed_scoring_process_is_replaced_and_the_batch_scored_again()
         result = await scorer.score(m, query(2), NOW)  # the new child gets the model again
         assert same(result, expected(m, query(2)))
         assert scorer.restarts == 1 and scorer.pid not in (None, first)
-        assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1}
+        assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1, "fallbacks": 0}
     finally:
         await scorer.close()
 
@@ -114,6 +114,18 @@ async def test_a_batch_the_child_cannot_score_raises_with_its_traceback_and_the_
             await scorer.score(m, bad, NOW)
         assert same(await scorer.score(m, query(6), NOW), expected(m, query(6)))
         assert scorer.restarts == 0
+    finally:
+        await scorer.close()
+
+
+async def test_without_a_working_scoring_process_batches_are_scored_in_the_worker():
+    scorer = ProcessScorer(child_module="recsys_faust.model.no_such_module")  # every child exits at once
+    try:
+        m = model(6)
+        for seed in (1, 2):
+            assert same(await scorer.score(m, query(seed), NOW), expected(m, query(seed)))
+        status = scorer.status()
+        assert status["fallbacks"] == 2 and status["restarts"] >= 2 and status["pid"] is None
     finally:
         await scorer.close()
 
