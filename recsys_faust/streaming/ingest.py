@@ -68,6 +68,20 @@ class _Folded:
     scoring: Optional[asyncio.Future]
 
 
+class _Rest:
+    """The rest of a folded batch: awaited to store it, or closed if it never will be."""
+
+    def __init__(self, processor: "UserEventProcessor", folded: _Folded) -> None:
+        self._processor = processor
+        self._folded = folded
+
+    def __await__(self) -> Any:
+        return self._processor._finish(self._folded).__await__()
+
+    def close(self) -> None:
+        self._processor._abandon(self._folded)
+
+
 class AheadOfStore:
     """Values folded by batches not stored yet, for the batches folded after them.
 
@@ -242,10 +256,18 @@ class UserEventProcessor:
             if rows:
                 scoring = self.scorer.submit(active.scoring, query, time.time())
         marks.append(("pack", time.perf_counter()))
-        return self._finish(_Folded(
+        return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
             active=active, rows=rows, scoring=scoring))
+
+    def _abandon(self, b: "_Folded") -> None:
+        """A batch that will not be stored (the pipeline closed): its folded values must not
+        stand in for the stored ones, or its events, read again, would look applied."""
+        self._profiles_ahead.release(b.seq)
+        self._entries_ahead.release(b.seq)
+        if b.scoring is not None:
+            b.scoring.cancel()
 
     async def _finish(self, b: "_Folded") -> None:
         """The rest of a batch: its scores, the ready lists, and every table stored in one step."""

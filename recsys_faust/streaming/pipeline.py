@@ -72,9 +72,9 @@ class BatchPipeline:
             self._task = None
 
     async def _run(self) -> None:
-        # The batch whose rest is outstanding: a coroutine until the pipeline has nothing else
-        # to do, then a task running beside the wait for the next batch.
-        pending: Optional[tuple[list[EventT], Awaitable[None]]] = None
+        # The batch whose rest is outstanding, with the task running it once the pipeline had
+        # nothing else to do (the rest then runs beside the wait for the next batch).
+        pending: Optional[tuple[list[EventT], Awaitable[None], Optional[asyncio.Future]]] = None
         try:
             while True:
                 if pending is None:
@@ -84,10 +84,11 @@ class BatchPipeline:
                 else:
                     # Nothing to overlap with yet: run the rest now (freshness), and fold the
                     # next batch as soon as it comes if the rest is still waiting for scores.
-                    rest = asyncio.ensure_future(pending[1])
-                    pending = (pending[0], rest)
+                    batch_p, rest, running = pending
+                    running = running or asyncio.ensure_future(rest)
+                    pending = (batch_p, rest, running)
                     get = asyncio.ensure_future(self._queue.get())
-                    await asyncio.wait({get, rest}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({get, running}, return_when=asyncio.FIRST_COMPLETED)
                     if not get.done():
                         get.cancel()
                         await self._complete(*pending)
@@ -104,19 +105,22 @@ class BatchPipeline:
                 if rest is None:
                     self._ack(batch)
                 else:
-                    pending = (batch, rest)
+                    pending = (batch, rest, None)
         finally:
             if pending is not None:
-                # Not completed: its events are not acked (they are read again).
-                if asyncio.iscoroutine(pending[1]):
-                    pending[1].close()
-                elif isinstance(pending[1], asyncio.Future):
-                    pending[1].cancel()
+                # Never completed: its events are not acked (they are read again), and the
+                # processor is told so (``close``) if its rest never ran to the end.
+                _, rest, running = pending
+                if running is not None:
+                    running.cancel()
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
 
-    async def _complete(self, batch: list[EventT], rest: Awaitable[None]) -> None:
-        await rest
+    async def _complete(self, batch: list[EventT], rest: Awaitable[None],
+                        running: Optional[asyncio.Future] = None) -> None:
+        await (running if running is not None else rest)
         self._ack(batch)
-
 
 def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
     """``stream.ack`` for every event of a batch, without a coroutine per event.

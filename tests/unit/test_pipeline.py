@@ -122,3 +122,33 @@ def test_the_next_batch_is_folded_while_the_previous_one_waits_for_its_rest():
 
     asyncio.run(main())
     assert log == [("fold", (1,)), ("fold", (2,)), ("stored", (1,)), ("ack", 1), ("stored", (2,)), ("ack", 2)]
+
+
+def test_closing_the_pipeline_tells_an_unfinished_rest_and_acks_nothing_of_it():
+    acked: list[int] = []
+    closed: list[tuple] = []
+
+    class Rest:
+        def __init__(self, batch):
+            self.batch = tuple(batch)
+
+        def __await__(self):
+            return asyncio.sleep(3600).__await__()  # its scores never come
+
+        def close(self):
+            closed.append(self.batch)
+
+    async def process(batch):
+        return Rest(batch)
+
+    def ack(events):
+        acked.extend(events)
+
+    async def main():
+        pipe = BatchPipeline(process, ack, depth=4)
+        await pipe.submit([1, 2])
+        await asyncio.sleep(0.01)
+        await pipe.close()
+
+    asyncio.run(main())
+    assert acked == [] and closed == [(1, 2)]
