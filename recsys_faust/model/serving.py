@@ -51,6 +51,8 @@ class ActiveModel:
 
     @property
     def scoring(self) -> ScoringModel:
+        """The part a scoring process needs, built once: the same object (and so one pickled
+        copy per child) for every batch scored against this model."""
         model = self.__dict__.get("_scoring")
         if model is None:
             model = self.__dict__["_scoring"] = ScoringModel(
