@@ -8,6 +8,9 @@ through ``store_many``/``send_all_staged``: one encode per value and one Kafka r
 changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
 at-least-once delivery.
+
+A batch is processed in two steps (``process`` folds it and hands its query to the scorer; the
+returned rest stores it), so that the pipeline folds the next batch while this one is scored.
 """
 
 from __future__ import annotations
@@ -152,7 +155,8 @@ class UserEventProcessor:
         self.partitions_of = partitions_of
         self.drift = drift
         # The ALS maths of a batch runs in a scoring process by default (model/scorer.py says
-        # why); packing the query and unpacking the result are Python and stay here.
+        # why): packing the query reads the profiles and stays here; the values to store come
+        # back encoded.
         self.scorer: Scorer = scorer if scorer is not None else InlineScorer()
         self._seq = 0
         self._profiles_ahead = AheadOfStore()

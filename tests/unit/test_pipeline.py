@@ -54,9 +54,10 @@ def test_a_failed_batch_is_not_acked_and_the_error_reaches_the_agent():
     assert acked == [1, 2]
 
 
-def test_a_batch_arriving_while_a_rest_waits_is_folded_but_completes_after_it():
+def two_step_batches():
+    """A processor whose rests wait for a gate per batch (its scores), and a log of it all."""
     log: list[tuple[str, object]] = []
-    release = {}
+    release: dict[tuple, asyncio.Event] = {}
 
     async def process(batch):
         log.append(("fold", tuple(batch)))
@@ -69,6 +70,12 @@ def test_a_batch_arriving_while_a_rest_waits_is_folded_but_completes_after_it():
 
     def ack(events):
         log.extend(("ack", event) for event in events)
+
+    return log, release, process, ack
+
+
+def test_a_batch_arriving_while_a_rest_waits_is_folded_but_completes_after_it():
+    log, release, process, ack = two_step_batches()
 
     async def main():
         pipe = BatchPipeline(process, ack, depth=4)
@@ -90,20 +97,7 @@ def test_a_batch_arriving_while_a_rest_waits_is_folded_but_completes_after_it():
 
 
 def test_the_next_batch_is_folded_while_the_previous_one_waits_for_its_rest():
-    log: list[tuple[str, object]] = []
-    release = {}
-
-    async def process(batch):
-        log.append(("fold", tuple(batch)))
-        gate = release[tuple(batch)] = asyncio.Event()
-
-        async def rest():
-            await gate.wait()
-            log.append(("stored", tuple(batch)))
-        return rest()
-
-    def ack(events):
-        log.extend(("ack", event) for event in events)
+    log, release, process, ack = two_step_batches()
 
     async def main():
         pipe = BatchPipeline(process, ack, depth=4)
