@@ -114,24 +114,19 @@ def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     return result.artifact.version
 
 
-def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
-    """Events/s of the full path against the broker limit and a minimal Faust agent.
-
-    Each worker reads the same events from a dev broker holding exactly them: the dev broker's
-    CPU per record grows with what it holds (see ``bench_freshness``), so a worker measured on
-    the broker the other one had just filled with its changelog would run beside a busier
-    broker on this two-core machine.
-    """
-    n = len(events)
-    click.echo(f"pipeline throughput: {n} events")
+def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
+                    raw: bool) -> tuple[float, float, Optional[float]]:
+    """(minimal agent events/s, its peak RSS in MiB, plain consume events/s if ``raw``), each
+    reading the events from a fresh dev broker holding exactly them."""
     import aiokafka
     from aiokafka import TopicPartition
 
+    n = len(events)
     baseline = DevStack(stack.workdir / "baseline", partitions=stack.partitions, database=False).start()
     try:
         _produce(baseline, events)
 
-        # 1. the broker limit: a plain aiokafka consumer without processing
+        # the broker limit: a plain aiokafka consumer without processing
         async def raw_consume() -> float:
             c = aiokafka.AIOKafkaConsumer(bootstrap_servers=baseline.broker.bootstrap, enable_auto_commit=False,
                                           auto_offset_reset="earliest", max_poll_records=5000)
@@ -147,8 +142,8 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
             await c.stop()
             return n / dt
 
-        raw_rate = asyncio.run(raw_consume())
-        # 2. Faust's per-event floor: table[key] += 1
+        raw_rate = asyncio.run(raw_consume()) if raw else None
+        # Faust's per-event floor: table[key] += 1
         minimal = WorkerProcess("bench-minimal", {**baseline.env, "BENCH_TOPIC": "amazon-purchases"},
                                 baseline.workdir / "bench-minimal" / "data",
                                 log_path=baseline.workdir / "bench-minimal.log",
@@ -160,6 +155,23 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
             minimal.stop()
     finally:
         baseline.stop()
+    return minimal_rate, minimal_rss, raw_rate
+
+
+def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
+    """Events/s of the full path against the broker limit and a minimal Faust agent.
+
+    Each worker reads the same events from a dev broker holding exactly them: the dev broker's
+    CPU per record grows with what it holds (see ``bench_freshness``), so a worker measured on
+    the broker the other one had just filled with its changelog would run beside a busier
+    broker on this two-core machine. The minimal agent runs before and after the full path and
+    the baseline is the mean of both: this machine's speed drifts within minutes, and a
+    baseline taken only before would tilt the ratio whichever way the machine moved.
+    """
+    n = len(events)
+    click.echo(f"pipeline throughput: {n} events")
+    minimal_before, minimal_rss, raw_rate = _baseline_rates(stack, events, raw=True)
+    click.echo(f"  minimal agent (before): {minimal_before:,.0f}/s")
     version = publish_model(stack, events)
     click.echo(f"  model {version} published")
     _produce(stack, events)
@@ -168,9 +180,13 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     worker = stack.add_worker("bench-full", wait=False, extra_env={"DATABASE_URL": ""})
     read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total", 'outcome="applied"')
     _, full_rate = _wait_count(read, n, 900, worker.alive)
+    click.echo(f"  full path: {full_rate:,.0f}/s")
+    minimal_after, _, _ = _baseline_rates(stack, events, raw=False)  # the full worker idles meanwhile
+    minimal_rate = (minimal_before + minimal_after) / 2
     report.add("pipeline events/s (full path, 1 worker)", f"{full_rate:,.0f}/s",
                f"minimal agent {minimal_rate:,.0f}/s", f"{full_rate / minimal_rate:.2f}x",
-               f"validate, profile, popularity, ALS fold-in + top-50, table writes; raw consume {raw_rate:,.0f}/s")
+               f"validate, profile, popularity, ALS fold-in + top-50, table writes; minimal agent before "
+               f"{minimal_before:,.0f}/s and after {minimal_after:,.0f}/s; raw consume {raw_rate:,.0f}/s")
     # The worker's memory includes its scoring process (RECSYS_SCORING=process).
     worker_rss = peak_rss_mib(worker.proc.pid)
     scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
