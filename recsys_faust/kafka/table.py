@@ -8,7 +8,7 @@ Batched writes: ``table[key] = value`` costs, per key, a JSON encode for the sto
 for the changelog, a FutureMessage through Faust's producer buffer, one ``producer.send`` and a
 RocksDB write of the persisted offset when the send completes. Profiling the event path showed
 that at about 45 us per write, four times per event: more than all the recommendation maths.
-``store_many`` (``encode_many`` + ``store_staged``) and ``send_all_staged`` do the same work
+``encode_many`` + ``store_staged`` and ``send_all_staged`` do the same work
 once per micro-batch: one encode per value (the same bytes go to RocksDB and to the
 changelog), one RocksDB write batch and one Kafka record batch per changelog partition, and one
 persisted-offset write per partition. The changelog records are exactly those Faust writes, so
@@ -40,7 +40,8 @@ class ChangelogWriteError(RuntimeError):
 
 @dataclass(frozen=True)
 class StagedWrites:
-    """Records stored locally by ``StrKeyTable.store_many``, their changelog not yet sent."""
+    """Encoded records (``StrKeyTable.encode_many``), stored by ``store_staged``, their changelog
+    sent by ``send_all_staged``."""
 
     by_partition: dict[int, list[tuple[bytes, bytes]]]
 
@@ -165,10 +166,6 @@ class StrKeyTable(faust.Table):
                 batch.put(kb, vb)
             store._db_for_partition(partition).write(batch)
         return staged
-
-    def store_many(self, items: Sequence[tuple[str, Any, int]]) -> "StagedWrites":
-        """``encode_many`` and ``store_staged`` in one step."""
-        return self.store_staged(self.encode_many(items))
 
     def _staged_sends(self, staged: "StagedWrites") -> list[Any]:
         if not staged.by_partition:

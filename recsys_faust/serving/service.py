@@ -15,7 +15,7 @@ from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import seen_items
 from ..settings import Settings
-from .ready_values import Columns, columns_of, ready_entry
+from .ready_values import Columns, columns_of
 from .recommend import POPULARITY_MODEL_VERSION, answer, popular_affinity, select
 
 
@@ -137,8 +137,6 @@ class Recommender:
         items, strategy = popular_affinity(profile, self.index, self.settings.rec_list_size,
                                           boost=self.settings.affinity_boost)
         return to_columns(items), strategy
-
-    ready_entry = staticmethod(ready_entry)
 
     def recommend(
         self,

@@ -4,7 +4,7 @@ Per batch: validate every record (bad ones to the dead-letter topic), re-route r
 sit on another partition than their user_id hashes to, fold each user's events into the
 profile (one read, one write per user), add interactions to the per-partition popularity
 entries (one write per touched item), and refresh each touched user's ready list. Writes go
-through ``store_many``/``send_all_staged``: one encode per value and one Kafka record batch per
+through ``encode_many``/``store_staged``/``send_all_staged``: one encode per value and one Kafka record batch per
 changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
 at-least-once delivery.

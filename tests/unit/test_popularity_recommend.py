@@ -83,12 +83,13 @@ def test_select_filters():
 
 def test_ready_lists_older_than_the_cache_epoch_are_not_served():
     from recsys_faust.serving.recommend import POPULARITY_MODEL_VERSION
+    from recsys_faust.serving.ready_values import ready_entry
     from recsys_faust.serving.service import Recommender
     from recsys_faust.settings import Settings
 
     idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
     idx.put("live@0", entry("live", "x", [(1000, 5.0)], 0))
-    ready = Recommender.ready_entry((["cached"], [9.0], ["x"]), "popular", POPULARITY_MODEL_VERSION, 100.0)
+    ready = ready_entry((["cached"], [9.0], ["x"]), "popular", POPULARITY_MODEL_VERSION, 100.0)
     rec = Recommender(Settings(), {}, {"u1": ready}, idx)
     first = rec.recommend("u1", 1)
     assert [i["product_id"] for i in first["items"]] == ["cached"] and first["generated_at"] == 100.0
@@ -135,6 +136,7 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
     general select-and-answer path gives, and a short list, an exclusion or a category still
     take the general path."""
     from recsys_faust.serving.recommend import POPULARITY_MODEL_VERSION, answer
+    from recsys_faust.serving.ready_values import ready_entry
     from recsys_faust.serving.service import Recommender, from_columns
     from recsys_faust.settings import Settings
 
@@ -142,7 +144,7 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
     n = settings.rec_list_size
     ids = [f"p{i}" for i in range(n)]
     cols = (ids, [float(n - i) for i in range(n)], ["a" if i % 3 else "b" for i in range(n)])
-    ready = Recommender.ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 42.0)
+    ready = ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 42.0)
     idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
     rec = Recommender(settings, {}, {"u1": ready}, idx)
     for k in (1, 10, n):
