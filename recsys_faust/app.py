@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import faust
 from faust.types import TransportT
@@ -19,6 +19,8 @@ class RecsysApp(faust.App):
     """A Faust app whose consumer verifies end offsets by fetch (see kafka/transport.py)."""
 
     settings: Settings
+    #: Awaited before every offset commit (kafka/transport.py): writes an acked event still owes.
+    before_commit: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> TransportT:
         return VerifiedTransport(self.conf.broker_consumer, self)
@@ -81,4 +83,5 @@ def create_app(settings: Settings) -> RecsysApp:
         topic_replication_factor=settings.replication_factor or 1,
     )
     app.settings = settings
+    app.before_commit = []
     return app

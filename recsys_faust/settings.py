@@ -117,7 +117,7 @@ class Settings:
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
-    fetch_max_wait_ms: int = 10    # fetch long-poll: an upper bound on produce -> processed latency
+    fetch_max_wait_ms: int = 25    # fetch long-poll: an upper bound on produce -> processed latency
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms

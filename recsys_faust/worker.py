@@ -175,6 +175,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         topic_for=lambda name: input_topics[name], partitions_of=partitions_of, drift=drift,
         scorer=scorer,
     )
+    app.before_commit.append(processor.changelog.drain)
 
     @app.timer(interval=max(0.5, settings.drift_window_s / 10))
     async def close_drift_windows() -> None:

@@ -223,3 +223,42 @@ async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) 
         await sends[0]
     elif sends:
         await asyncio.gather(*sends)
+
+
+class ChangelogPipe:
+    """Successive micro-batches' changelog sends, in order, each batch's awaited by the next one.
+
+    ``send_all_staged`` waits for the broker (aiokafka sends a partition's batch only once its
+    previous batch is acknowledged): measured 13 to 30 ms a micro-batch at 500 events/s on a
+    busy machine. A batch's state is readable once stored, but the pipeline completes batches
+    in order, so every later batch waited for that round trip too before it became visible.
+    Here a batch's sends start and the batch goes on; the next batch waits for them only after
+    it has stored its own state. So at most two batches' sends are outstanding (back-pressure
+    stays), and a partition's records still go out in order (each batch's sends start after the
+    previous batch's completed).
+
+    An event is acked once its batch is stored, before its changelog records are acknowledged:
+    ``drain`` runs before every offset commit (``RecsysApp.before_commit``), so a committed
+    offset still implies its state is in the changelog.
+    """
+
+    def __init__(self) -> None:
+        self._last: Optional[asyncio.Future] = None
+
+    async def send(self, staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+        """Start this batch's sends; returns when the previous batch's sends completed."""
+        previous = self._last
+        self._last = asyncio.ensure_future(self._after(previous, staged))
+        if previous is not None:
+            await asyncio.shield(previous)
+
+    async def drain(self) -> None:
+        """Wait for every send started so far (raises the first error)."""
+        if self._last is not None:
+            await asyncio.shield(self._last)
+
+    @staticmethod
+    async def _after(previous: Optional[asyncio.Future], staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+        if previous is not None:
+            await previous  # failed: this batch is not sent either (the worker is stopping)
+        await send_all_staged(staged)

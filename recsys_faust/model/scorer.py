@@ -17,6 +17,12 @@ once per model version: the child keeps the last two versions it was handed, and
 a version it does not hold is answered "missing" and repeated with the model. A child that dies
 is replaced and the batch scored again; scoring is a pure function of its inputs, so a repeat
 cannot change state twice.
+
+Small batches stay in the worker: their maths (0.6 ms for 4 users, about 1.6 ms for 32) costs
+less than the trip, and on a busy two-core machine each trip also waits for the scheduler to
+run the child and then the worker again (measured at 500 events/s, 4-user batches: 0.9 ms
+round trip on an idle machine, 20 to 50 ms beside the broker and a load generator; that wait
+was most of the freshness figure). Under load the batches grow and go to the child.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from .scoring import BatchQuery
 from .serving import ScoringModel
 
 log = logging.getLogger(__name__)
+
+#: Batches of at most this many users are scored on the event loop (see the module docstring).
+INLINE_MAX_USERS = 32
 
 #: A frame on the scoring process's pipes: an 8-byte big-endian length, then a pickle.
 FRAME_HEADER = struct.Struct(">Q")
@@ -197,8 +206,12 @@ class ProcessScorer:
 
     mode = "process"
 
-    def __init__(self, child_module: str = "recsys_faust.model.scoring_child") -> None:
+    def __init__(self, child_module: str = "recsys_faust.model.scoring_child", *,
+                 inline_max_users: int = INLINE_MAX_USERS) -> None:
         self.child_module = child_module
+        self.inline_max_users = inline_max_users
+        self._inline = InlineScorer()
+        self.inline_batches = 0  # small batches scored in the worker (counted for /api/health)
         self._child: Optional[_Child] = None
         self._starting: Optional[asyncio.Future] = None
         self.restarts = 0
@@ -241,6 +254,9 @@ class ProcessScorer:
 
     def submit(self, model: ScoringModel, query: BatchQuery,
                generated_at: float) -> "asyncio.Future[ScoredValues]":
+        if query.users <= self.inline_max_users:
+            self.inline_batches += 1
+            return self._inline.submit(model, query, generated_at)
         first = None
         if self._child is not None:
             # The child is up: the request leaves now, before the loop turns to other work.
@@ -304,7 +320,8 @@ class ProcessScorer:
         await asyncio.gather(child.reader, return_exceptions=True)
 
     def status(self) -> dict:
-        return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts, "fallbacks": self.fallbacks}
+        return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts, "fallbacks": self.fallbacks,
+                "inline_batches": self.inline_batches}
 
 
 def make_scorer(mode: str) -> Scorer:

@@ -4,8 +4,8 @@ Per batch: validate every record (bad ones to the dead-letter topic), re-route r
 sit on another partition than their user_id hashes to, fold each user's events into the
 profile (one read, one write per user), add interactions to the per-partition popularity
 entries (one write per touched item), and refresh each touched user's ready list. Writes go
-through ``encode_many``/``store_staged``/``send_all_staged``: one encode per value and one Kafka record batch per
-changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
+through ``encode_many``/``store_staged`` and a ``ChangelogPipe``: one encode per value and one Kafka record
+batch per changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
 at-least-once delivery.
 
@@ -28,7 +28,7 @@ from .. import metrics
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
-from ..kafka.table import StagedWrites, StrKeyTable, send_all_staged
+from ..kafka.table import ChangelogPipe, StagedWrites, StrKeyTable
 from ..model.scorer import InlineScorer, Scorer
 from ..model.serving import ActiveModel
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
@@ -161,6 +161,8 @@ class UserEventProcessor:
         self._seq = 0
         self._profiles_ahead = AheadOfStore()
         self._entries_ahead = AheadOfStore()
+        # Changelog sends run one batch behind; the worker drains them before each commit.
+        self.changelog = ChangelogPipe()
 
     async def process(self, records: Sequence[EventT]) -> Awaitable[None]:
         """Fold a micro-batch into state up to its scoring; returns the rest to be awaited.
@@ -318,7 +320,7 @@ class UserEventProcessor:
         marks.append(("store", time.perf_counter()))
         if b.oldest is not None:
             metrics.FRESHNESS.labels("visible").observe(max(0.0, time.time() - b.oldest))
-        await send_all_staged(staged)
+        await self.changelog.send(staged)
         metrics.BATCH_SIZE.observe(b.records)
         marks.append(("changelog", time.perf_counter()))
         elapsed = marks[-1][1] - b.started

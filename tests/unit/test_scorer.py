@@ -98,7 +98,8 @@ async def test_a_killed_scoring_process_is_replaced_and_the_batch_scored_again()
         result = await scorer.score(m, query(2), NOW)  # the new child gets the model again
         assert same(result, expected(m, query(2)))
         assert scorer.restarts == 1 and scorer.pid not in (None, first)
-        assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1, "fallbacks": 0}
+        assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1, "fallbacks": 0,
+                                   "inline_batches": 0}
     finally:
         await scorer.close()
 
