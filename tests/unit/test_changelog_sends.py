@@ -1,10 +1,13 @@
-"""send_all_staged: every table-partition's changelog send is in flight at once."""
+"""send_all_staged: every table-partition's changelog send is in flight at once.
+ChangelogPipe: a batch's changelog sends run behind it, in batch order, and are drained."""
 
 from __future__ import annotations
 
 import asyncio
 
-from recsys_faust.kafka.table import send_all_staged
+import pytest
+
+from recsys_faust.kafka.table import ChangelogPipe, send_all_staged
 
 
 class _Partitions:
@@ -37,3 +40,67 @@ async def test_every_partition_send_is_in_flight_before_any_completes():
 
 async def test_nothing_staged_sends_nothing():
     await send_all_staged([])
+
+
+class FakeTable:
+    """Stands in for StrKeyTable's ``_staged_sends``: each send is released by the test."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def _staged_sends(self, writes: str) -> list:
+        gate = self.gates.setdefault(writes, asyncio.Event())
+
+        async def send() -> None:
+            self.log.append(("start", writes))
+            await gate.wait()
+            if writes.startswith("bad"):
+                raise RuntimeError(f"send of {writes} failed")
+            self.log.append(("done", writes))
+        return [send()]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_batch_does_not_wait_for_its_own_sends_but_for_the_previous_batches():
+    log: list = []
+    table = FakeTable(log)
+    pipe = ChangelogPipe()
+    await asyncio.wait_for(pipe.send([(table, "b1")]), 1)  # returns with b1 still in flight
+    await settle()
+    assert log == [("start", "b1")]
+    second = asyncio.ensure_future(pipe.send([(table, "b2")]))
+    await settle()
+    assert not second.done(), "batch 2 went on before batch 1's sends completed"
+    assert ("start", "b2") not in log, "batch 2's sends started before batch 1's completed"
+    table.gates["b1"].set()
+    await asyncio.wait_for(second, 1)
+    await settle()
+    assert log == [("start", "b1"), ("done", "b1"), ("start", "b2")]
+    drained = asyncio.ensure_future(pipe.drain())
+    await settle()
+    assert not drained.done(), "drain returned with batch 2's sends outstanding"
+    table.gates["b2"].set()
+    await asyncio.wait_for(drained, 1)
+    assert log[-1] == ("done", "b2")
+
+
+async def test_a_failed_send_is_raised_by_drain_and_by_the_next_batch_and_stops_later_sends():
+    log: list = []
+    table = FakeTable(log)
+    pipe = ChangelogPipe()
+    await pipe.send([(table, "bad1")])
+    table.gates.setdefault("bad1", asyncio.Event()).set()
+    with pytest.raises(RuntimeError, match="bad1"):
+        await asyncio.wait_for(pipe.send([(table, "b2")]), 1)
+    with pytest.raises(RuntimeError, match="bad1"):
+        await asyncio.wait_for(pipe.drain(), 1)
+    assert ("start", "b2") not in log
+
+
+async def test_drain_with_nothing_sent_returns_at_once():
+    await asyncio.wait_for(ChangelogPipe().drain(), 1)
