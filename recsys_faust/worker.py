@@ -117,13 +117,12 @@ def build_worker(settings: Settings) -> RecsysApp:
         "item_popularity", default=None, partitions=n, key_type=str, options=dict(opts), help="Per-partition item popularity buckets",
     )
 
-    raw = dict(key_serializer="raw", value_serializer="raw")
-    input_topics = {name: app.topic(name, partitions=n, **raw) for name in INPUT_TOPICS}
-    requests_topic = app.topic(TOPIC_REQUESTS, partitions=n, **raw)
+    input_topics = {name: app.topic(name, partitions=n, schema=codecs.RawBytesSchema()) for name in INPUT_TOPICS}
+    requests_topic = app.topic(TOPIC_REQUESTS, partitions=n, schema=codecs.RawBytesSchema())
     responses_topic = app.topic(TOPIC_RESPONSES, key_serializer="str", value_serializer="json")
     dead_letters = app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json")
     dead_letter_sender = DeadLetters(dead_letters, settings.worker_name)
-    all_inputs = app.topic(*INPUT_TOPICS, **raw)
+    all_inputs = app.topic(*INPUT_TOPICS, schema=codecs.RawBytesSchema())
 
     index = PopularityIndex(
         window_s=settings.trending_window_s,
@@ -210,7 +209,6 @@ def build_worker(settings: Settings) -> RecsysApp:
                             max_backoff_s=settings.db_max_backoff_s)
         sinks = SinkProcessor(settings, sink, dead_letter_sender, stopping=lambda: app.should_stop)
         # raw values: the processor decodes them, so bad records are dead-lettered, not skipped
-        raw_topics = dict(key_serializer="raw", value_serializer="raw")
 
         @app.service
         class SinkPool(Service):
@@ -222,20 +220,20 @@ def build_worker(settings: Settings) -> RecsysApp:
             async def on_stop(self) -> None:
                 await sink.close()
 
-        @app.agent(app.topic(*INPUT_TOPICS, **raw), name="event_sink")
+        @app.agent(app.topic(*INPUT_TOPICS, schema=codecs.RawBytesSchema()), name="event_sink")
         async def event_sink(stream: Any) -> None:
             """Persist every valid event, a batch per transaction, acked once durable."""
             await run_batches(app, stream, sinks.events, size=settings.sink_batch_size,
                               within=settings.sink_batch_within, what="event sink")
 
-        @app.agent(app.topic(TOPIC_RESPONSES, **raw_topics), name="response_sink")
+        @app.agent(app.topic(TOPIC_RESPONSES, schema=codecs.RawBytesSchema()), name="response_sink")
         async def response_sink(stream: Any) -> None:
             """Persist every recommendation answer."""
             await run_batches(app, stream, sinks.responses, size=settings.sink_batch_size,
                               within=settings.sink_batch_within, what="response sink")
 
         @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
-                             **raw_topics), name="observation_sink")
+                             schema=codecs.RawBytesSchema()), name="observation_sink")
         async def observation_sink(stream: Any) -> None:
             """Persist model versions (manifests), drift alerts and metric snapshots."""
             await run_batches(app, stream, sinks.observations, size=100, within=settings.sink_batch_within,
