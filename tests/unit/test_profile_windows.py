@@ -92,3 +92,28 @@ def test_skipping_the_expiry_scan_gives_the_windows_a_full_scan_gives():
             add_to_windows(fast, spec, ts, kind, stream_time, previous)
             add_to_windows(full, spec, ts, kind, stream_time)  # no previous: always scans
             assert fast == full
+
+
+def test_window_counting_matches_the_specs_definitions():
+    """add_to_windows computes the unexpired windows containing ts as one range; over random
+    streams (late events, fractional times) it must count exactly the windows that
+    ``starts_for`` lists and ``is_expired`` keeps."""
+    import random
+
+    from recsys_faust.profiles.windows import expire_windows
+
+    rng = random.Random(5)
+    for spec in (WindowSpec(60, 60, 120), WindowSpec(60, 20, 40), WindowSpec(3600, 900, 21600), WindowSpec(60, 20, 0)):
+        fast, ref = {}, {}
+        stream_time = None
+        for _ in range(3000):
+            base = stream_time if stream_time is not None else 1_000.0
+            ts = max(0.0, base + rng.uniform(-3 * spec.size - spec.expires, spec.step / 2))
+            stream_time = ts if stream_time is None else max(stream_time, ts)
+            add_to_windows(fast, spec, ts, "view", stream_time)
+            for start in spec.starts_for(ts):
+                if not spec.is_expired(start, stream_time):
+                    bucket = ref.setdefault(str(start), {})
+                    bucket["view"] = bucket.get("view", 0) + 1
+            expire_windows(ref, spec, stream_time)
+            assert fast == ref
