@@ -118,6 +118,7 @@ class Settings:
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
     fetch_max_wait_ms: int = 25    # fetch long-poll: an upper bound on produce -> processed latency
+    fetch_min_interval_ms: int = 8  # a fetch starts at least this long after the previous answer (0: at once)
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms
@@ -286,6 +287,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.fetch_min_interval_ms < 0:
+            raise SettingsError(f"fetch_min_interval_ms must be >= 0 (0: off), got {self.fetch_min_interval_ms!r}")
         if self.loop_watch_interval_s < 0:
             raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
         if self.scoring not in SCORING_MODES:

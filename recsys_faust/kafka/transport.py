@@ -54,6 +54,43 @@ async def verified_end_offsets(
     return result
 
 
+class FetchPacer:
+    """Starts each fetch at least ``interval_s`` after the previous answer from the same broker.
+
+    aiokafka sends the next fetch as soon as an answer is in. With records arriving all the
+    time, answers come back with a record or two and the fetches never stop: measured at 500
+    events/s, 124 fetches a second, each built and parsed in Python for every assigned
+    partition (24 here), on the worker's consumer thread and in the broker. Waiting 8 ms
+    before the next one halves them (57 a second) and took 0.05 to 0.1 cores from the worker
+    and 0.07 to 0.12 from the dev broker; freshness p99 read 155, 76 and 80 ms against 220, 99
+    and 98 ms without, in alternated runs on this two-core machine. Under load nothing changes:
+    an answer then carries everything that arrived in between (up to the fetch size limits).
+    The wait adds at most ``interval_s`` to a record's delivery, like ``fetch.min.bytes`` with
+    a ``fetch.max.wait.ms`` in the Java client, but it never holds a record that is already in.
+    """
+
+    def __init__(self, fetcher: Any, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._send = fetcher._proc_fetch_request
+        self._answered: dict[Any, float] = {}  # node id -> loop time of its last answer
+        fetcher._proc_fetch_request = self.fetch  # aiokafka looks it up at every fetch
+
+    async def fetch(self, assignment: Any, node_id: Any, request: Any) -> bool:
+        loop = asyncio.get_running_loop()
+        wait = self._answered.get(node_id, 0.0) + self.interval_s - loop.time()
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                # As aiokafka's own fetch does when cancelled (closing, or the assignment
+                # changed): no new data. Raising would end its fetch routine.
+                return False
+        try:
+            return await self._send(assignment, node_id, request)
+        finally:
+            self._answered[node_id] = loop.time()
+
+
 class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         """Faust fixes the fetch long-poll at 1500 ms; the dev broker holds a fetch that long
@@ -64,6 +101,12 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
         if settings is not None:
             consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by the Fetcher at start()
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        settings = getattr(self.app, "settings", None)
+        if settings is not None and settings.fetch_min_interval_ms > 0:
+            FetchPacer(self._consumer._fetcher, settings.fetch_min_interval_ms / 1000)
 
     async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
         listed = await super()._highwaters(partitions)

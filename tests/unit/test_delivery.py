@@ -108,3 +108,51 @@ async def test_resume_propagates_errors_raised_after_the_suspension():
     fut.set_result(3)
     with pytest.raises(ValueError, match="bad 3"):
         await task
+
+
+class FakeFetcher:
+    """aiokafka's Fetcher as far as FetchPacer sees it: one fetch call per request."""
+
+    def __init__(self, answer_s: float = 0.0) -> None:
+        self.answer_s = answer_s
+        self.started: list[tuple[str, float]] = []
+
+    async def _proc_fetch_request(self, assignment, node_id, request):
+        self.started.append((node_id, asyncio.get_running_loop().time()))
+        await asyncio.sleep(self.answer_s)
+        return True
+
+
+async def test_a_paced_fetch_starts_no_sooner_than_the_interval_after_the_last_answer():
+    from recsys_faust.kafka.transport import FetchPacer
+
+    fetcher = FakeFetcher(answer_s=0.01)
+    FetchPacer(fetcher, 0.05)
+    loop = asyncio.get_running_loop()
+    assert await fetcher._proc_fetch_request(None, "n1", None) is True  # first: at once
+    answered = loop.time()
+    assert await fetcher._proc_fetch_request(None, "n1", None) is True
+    assert fetcher.started[1][1] - answered >= 0.045
+    # another broker is paced on its own answers
+    await fetcher._proc_fetch_request(None, "n2", None)
+    assert fetcher.started[2][1] - fetcher.started[1][1] < 0.045
+    # no wait once the interval has passed anyway
+    await asyncio.sleep(0.06)
+    before = loop.time()
+    await fetcher._proc_fetch_request(None, "n1", None)
+    assert fetcher.started[3][1] - before < 0.02
+
+
+async def test_a_paced_fetch_cancelled_while_waiting_returns_no_data_instead_of_raising():
+    from recsys_faust.kafka.transport import FetchPacer
+
+    fetcher = FakeFetcher()
+    FetchPacer(fetcher, 10.0)
+    await fetcher._proc_fetch_request(None, "n1", None)
+    waiting = asyncio.ensure_future(fetcher._proc_fetch_request(None, "n1", None))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    # aiokafka's fetch routine reads the result of a cancelled fetch: it must be False, as
+    # aiokafka's own fetch returns when cancelled, or the routine ends
+    assert await asyncio.wait_for(asyncio.shield(waiting), 1) is False
+    assert len(fetcher.started) == 1
