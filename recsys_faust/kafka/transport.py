@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Coroutine, Generator, List, Mapping, cast
+from typing import Any, Awaitable, Callable, Coroutine, Generator, List, Mapping, Optional, cast
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -69,18 +69,23 @@ class FetchPacer:
     a ``fetch.max.wait.ms`` in the Java client, but it never holds a record that is already in.
     """
 
-    def __init__(self, fetcher: Any, interval_s: float) -> None:
+    def __init__(self, fetcher: Any, interval_s: float, *, clock: Optional[Callable[[], float]] = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.interval_s = interval_s
+        self._clock = clock  # default: the running loop's clock
+        self._sleep = sleep
         self._send = fetcher._proc_fetch_request
-        self._answered: dict[Any, float] = {}  # node id -> loop time of its last answer
+        self._answered: dict[Any, float] = {}  # node id -> clock time of its last answer
         fetcher._proc_fetch_request = self.fetch  # aiokafka looks it up at every fetch
 
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
     async def fetch(self, assignment: Any, node_id: Any, request: Any) -> bool:
-        loop = asyncio.get_running_loop()
-        wait = self._answered.get(node_id, 0.0) + self.interval_s - loop.time()
+        wait = self._answered.get(node_id, float("-inf")) + self.interval_s - self._now()
         if wait > 0:
             try:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             except asyncio.CancelledError:
                 # As aiokafka's own fetch does when cancelled (closing, or the assignment
                 # changed): no new data. Raising would end its fetch routine.
@@ -88,7 +93,7 @@ class FetchPacer:
         try:
             return await self._send(assignment, node_id, request)
         finally:
-            self._answered[node_id] = loop.time()
+            self._answered[node_id] = self._now()
 
 
 class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -111,43 +111,57 @@ async def test_resume_propagates_errors_raised_after_the_suspension():
 
 
 class FakeFetcher:
-    """aiokafka's Fetcher as far as FetchPacer sees it: one fetch call per request."""
+    """aiokafka's Fetcher as far as FetchPacer sees it: one fetch call per request, which takes
+    ``answer_s`` on the test's clock."""
 
-    def __init__(self, answer_s: float = 0.0) -> None:
-        self.answer_s = answer_s
+    def __init__(self, clock: "FakeClock", answer_s: float = 0.0) -> None:
+        self.clock, self.answer_s = clock, answer_s
         self.started: list[tuple[str, float]] = []
 
     async def _proc_fetch_request(self, assignment, node_id, request):
-        self.started.append((node_id, asyncio.get_running_loop().time()))
-        await asyncio.sleep(self.answer_s)
+        self.started.append((node_id, self.clock.now))
+        self.clock.now += self.answer_s
         return True
+
+
+class FakeClock:
+    """Time that moves only when the code under test sleeps (or a fetch takes time)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 async def test_a_paced_fetch_starts_no_sooner_than_the_interval_after_the_last_answer():
     from recsys_faust.kafka.transport import FetchPacer
 
-    fetcher = FakeFetcher(answer_s=0.01)
-    FetchPacer(fetcher, 0.05)
-    loop = asyncio.get_running_loop()
-    assert await fetcher._proc_fetch_request(None, "n1", None) is True  # first: at once
-    answered = loop.time()
-    assert await fetcher._proc_fetch_request(None, "n1", None) is True
-    assert fetcher.started[1][1] - answered >= 0.045
-    # another broker is paced on its own answers
-    await fetcher._proc_fetch_request(None, "n2", None)
-    assert fetcher.started[2][1] - fetcher.started[1][1] < 0.045
-    # no wait once the interval has passed anyway
-    await asyncio.sleep(0.06)
-    before = loop.time()
+    clock = FakeClock()
+    fetcher = FakeFetcher(clock, answer_s=0.010)
+    FetchPacer(fetcher, 0.008, clock=clock, sleep=clock.sleep)
+    assert await fetcher._proc_fetch_request(None, "n1", None) is True  # the first: at once
+    assert clock.slept == []
+    answered = clock.now
+    assert await fetcher._proc_fetch_request(None, "n1", None) is True  # right after: waits
+    assert fetcher.started[1] == ("n1", pytest.approx(answered + 0.008))
+    await fetcher._proc_fetch_request(None, "n2", None)  # another broker: its own answers count
+    assert len(clock.slept) == 1
+    clock.now += 0.5  # long after the last answer: no wait
     await fetcher._proc_fetch_request(None, "n1", None)
-    assert fetcher.started[3][1] - before < 0.02
+    assert len(clock.slept) == 1 and len(fetcher.started) == 4
 
 
 async def test_a_paced_fetch_cancelled_while_waiting_returns_no_data_instead_of_raising():
     from recsys_faust.kafka.transport import FetchPacer
 
-    fetcher = FakeFetcher()
-    FetchPacer(fetcher, 10.0)
+    fetcher = FakeFetcher(FakeClock())
+    FetchPacer(fetcher, 10.0)  # the real clock and sleep
     await fetcher._proc_fetch_request(None, "n1", None)
     waiting = asyncio.ensure_future(fetcher._proc_fetch_request(None, "n1", None))
     await asyncio.sleep(0.01)
