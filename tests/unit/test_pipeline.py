@@ -146,3 +146,100 @@ def test_closing_the_pipeline_tells_an_unfinished_rest_and_acks_nothing_of_it():
 
     asyncio.run(main())
     assert acked == [] and closed == [(1, 2)]
+
+
+# --- take_batches: the agent's channel queue read in bulk ------------------------------------
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.tp = ("amazon-purchases", partition)
+
+
+class _Event:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.message = _Message(n % 4)
+
+
+class _Stream:
+    """What take_batches uses of a Faust stream: start, stop flag, the channel's queue."""
+
+    def __init__(self) -> None:
+        from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+        self.should_stop = False
+        self.started = False
+        flow = FlowControlEvent()
+        flow.resume()
+        self.channel = type("Channel", (), {})()
+        self.channel.queue = ThrowableQueue(maxsize=10_000, flow_control=flow)
+
+    async def maybe_start(self) -> None:
+        self.started = True
+
+
+class _App:
+    def __init__(self) -> None:
+        self.monitor = type("Monitor", (), {"stream_inbound_time": {}})()
+
+
+def test_a_backlog_is_taken_in_batches_of_size_without_waiting_and_in_order():
+    from recsys_faust.streaming.pipeline import take_batches
+
+    async def main():
+        app, stream, slept = _App(), _Stream(), []
+
+        async def sleep(s):
+            slept.append(s)
+
+        for n in range(1_200):
+            stream.channel.queue.put_nowait(_Event(n))
+        it = take_batches(app, stream, 500, 0.02, sleep=sleep)
+        first, second = await it.__anext__(), await it.__anext__()
+        return stream, app, slept, first, second, stream.channel.queue.qsize()
+
+    stream, app, slept, first, second, left = asyncio.run(main())
+    assert stream.started
+    assert [e.n for e in first] == list(range(500)) and [e.n for e in second] == list(range(500, 1_000))
+    assert slept == [], "a full batch waited for the window"
+    assert left == 200
+    assert set(app.monitor.stream_inbound_time) == {("amazon-purchases", p) for p in range(4)}
+
+
+def test_events_within_the_window_are_collected_and_a_late_event_is_taken_at_once():
+    from recsys_faust.streaming.pipeline import take_batches
+
+    async def main():
+        app, stream, slept = _App(), _Stream(), []
+        queue = stream.channel.queue
+
+        async def sleep(s):
+            slept.append(s)
+            for n in (2, 3, 4):  # arriving while the window is open
+                queue.put_nowait(_Event(n))
+
+        it = take_batches(app, stream, 500, 0.05, sleep=sleep)
+        queue.put_nowait(_Event(1))
+        windowed = await it.__anext__()
+        await asyncio.sleep(0.08)  # quiet for longer than the window
+        queue.put_nowait(_Event(5))
+        late = await it.__anext__()
+        return slept, windowed, late
+
+    slept, windowed, late = asyncio.run(main())
+    assert [e.n for e in windowed] == [1, 2, 3, 4]
+    assert [e.n for e in late] == [5]
+    assert len(slept) == 1 and 0 < slept[0] <= 0.05, "the late event waited for a window"
+
+
+def test_a_closed_channel_ends_the_batches_and_a_thrown_error_is_raised():
+    from recsys_faust.streaming.pipeline import take_batches
+
+    async def drain(exc):
+        stream = _Stream()
+        await stream.channel.queue.throw(exc)
+        return [b async for b in take_batches(_App(), stream, 10, 0.01)]
+
+    assert asyncio.run(drain(StopAsyncIteration())) == []
+    with pytest.raises(ValueError, match="broken channel"):
+        asyncio.run(drain(ValueError("broken channel")))
