@@ -288,7 +288,7 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.fetch_min_interval_ms < 0:
-            raise SettingsError(f"fetch_min_interval_ms must be >= 0 (0: off), got {self.fetch_min_interval_ms!r}")
+            raise SettingsError(f"RECSYS_FETCH_MIN_INTERVAL_MS must be >= 0 (0: off), got {self.fetch_min_interval_ms!r}")
         if self.loop_watch_interval_s < 0:
             raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
         if self.scoring not in SCORING_MODES:

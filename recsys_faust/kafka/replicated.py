@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: Once caught up, the tail reads at most this often. Read as fast as records came, it fetched
 #: after every micro-batch's changelog send (its own, mostly: skipped after decoding), and at
 #: 500 events/s these fetches cost the worker and the dev broker a measurable share of a core.
-#: What it feeds (other workers' popularity entries) can lag this much.
+#: What it feeds (other workers' popularity entries, a newly published model) can lag this much.
 TAIL_INTERVAL_S = 0.1
 
 Callback = Callable[[list[tuple[str, Optional[Any]]]], None]

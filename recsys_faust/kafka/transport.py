@@ -1,5 +1,5 @@
-"""The worker's Faust transport: verified end offsets, commits behind the changelogs, and a
-cheaper per-message delivery (``WorkerConsumer``). The benchmark's baseline agent gets only
+"""The worker's Faust transport: verified end offsets, commits behind the changelogs, paced
+fetches (``FetchPacer``) and a cheaper per-message delivery (``WorkerConsumer``). The benchmark's baseline agent gets only
 the first (``BaselineTransport``), so it measures Faust's own delivery.
 
 Table recovery reads each changelog up to ``consumer.highwaters()``, which Faust answers with

@@ -26,6 +26,9 @@ def test_settings_errors_name_the_variable(tmp_path):
         Settings.from_env(environ={"RECSYS_BATCH_SIZE": "lots"}, dotenv=tmp_path / "none")
     with pytest.raises(SettingsError, match="HOPPING"):
         Settings.from_env(environ={"RECSYS_HOPPING_STEP_S": "7"}, dotenv=tmp_path / "none")
+    with pytest.raises(SettingsError, match="RECSYS_FETCH_MIN_INTERVAL_MS must be >= 0"):
+        Settings.from_env(environ={"RECSYS_FETCH_MIN_INTERVAL_MS": "-1"}, dotenv=tmp_path / "none")
+    assert Settings.from_env(environ={"RECSYS_FETCH_MIN_INTERVAL_MS": "0"}, dotenv=tmp_path / "none").fetch_min_interval_ms == 0
 
 
 def test_scoring_mode_is_checked_and_the_earlier_setting_still_works(tmp_path):
