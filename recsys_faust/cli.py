@@ -144,7 +144,8 @@ def _quality_table(quality) -> None:
               help="CSV user_id,item_id,rating,timestamp[,category].")
 @_als_options
 def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind) -> None:
-    """Offline quality: leave-last-out NDCG@10, HR@10 and coverage of ALS and baselines."""
+    """Offline quality: leave-last-out NDCG@10, HR@10 and coverage of ALS, item transitions,
+    their blend and two popularity baselines."""
     from .model.evaluate import evaluate as run_eval
     from .model.train import load_dataset, params_from_settings
 

@@ -1,7 +1,8 @@
 """Offline quality: leave-last-out, full-catalogue ranking, seen items removed.
 
-ALS against two baselines computed on the same split: most-popular and the streaming core's
-first strategy (popularity x category affinity, ``serving.recommend.popular_affinity``).
+ALS, item transitions (``ranking/transitions.py``) and their per-user blend, against two
+baselines computed on the same split: most-popular and the streaming core's first strategy
+(popularity x category affinity, ``serving.recommend.popular_affinity``).
 """
 
 from __future__ import annotations
@@ -10,16 +11,24 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..events.model import Event
 from ..popularity.trending import PopularityIndex, apply_to_entry, new_entry
 from ..profiles.profile import ProfileConfig, apply_event, new_profile
 from ..serving.recommend import popular_affinity
+from ..ranking.transitions import TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix
 from .als import ALSParams, train_als
 from .dataset import Interactions, leave_last_out
 
 K = 10
 BATCH = 1024
+
+#: Blend weights of the z-scored ALS and transition scores. Chosen on a validation split carved
+#: from the training data (each user's last training interaction), never on the test items:
+#: ``recsys-faust evaluate --tune`` prints that grid.
+BLEND_ALS_WEIGHT = 1.0
+BLEND_TRANSITIONS_WEIGHT = 1.0
 
 
 @dataclass
@@ -62,8 +71,43 @@ def rank_by_scores(user_vecs: np.ndarray, item_factors: np.ndarray, seen: list[n
     return out
 
 
+def rank_matrix(score_rows: Callable[[np.ndarray], np.ndarray], seen: list[np.ndarray],
+                users: np.ndarray, k: int = K) -> np.ndarray:
+    """Top-k per user of any scorer (``score_rows(users chunk) -> dense scores``), seen removed."""
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    for start in range(0, len(users), BATCH):
+        chunk = users[start:start + BATCH]
+        scores = np.array(score_rows(chunk), dtype=np.float64)
+        for row, u in enumerate(chunk):
+            scores[row, seen[u]] = -np.inf
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        out[start:start + len(chunk)] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def transition_queries(data: Interactions, train: np.ndarray, tp: TransitionParams) -> sp.csr_matrix:
+    """users x items: 1 for each item of the user's latest active training day."""
+    rows, cols = [], []
+    order = np.lexsort((np.arange(len(data)), data.users))
+    order = order[train[order]]
+    u, i, t = data.users[order], data.items[order], data.ts[order]
+    bounds = np.flatnonzero(np.diff(u)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
+        if hi <= lo:
+            continue
+        latest = latest_day_items(zip(i[lo:hi].tolist(), t[lo:hi].tolist()), tp.day_s)
+        rows.extend([int(u[lo])] * len(latest))
+        cols.extend(latest)
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                         shape=(data.n_users, data.n_items))
+
+
 def evaluate(data: Interactions, params: ALSParams, *, progress: Optional[Callable[[str], None]] = None,
-             kind: str = "purchase") -> tuple[list[Quality], float]:
+             transitions: TransitionParams = TransitionParams(),
+             blend_weights: tuple[float, float] = (BLEND_ALS_WEIGHT, BLEND_TRANSITIONS_WEIGHT),
+             ) -> tuple[list[Quality], float]:
     say = progress or (lambda s: None)
     train, test_row = leave_last_out(data)
     users = np.flatnonzero(test_row >= 0)
@@ -73,6 +117,21 @@ def evaluate(data: Interactions, params: ALSParams, *, progress: Optional[Callab
     say(f"training ALS ({params.factors} factors, {params.iterations} iterations) on {int(train.sum())} interactions")
     user_f, item_f, seconds = train_als(data.matrix(train), params, show_progress=progress is not None)
     results = [_metrics("als", rank_by_scores(user_f, item_f, seen, users), target, data.n_items)]
+
+    say("item transitions from the training histories")
+    counts = counts_from_histories(data.users[train], data.items[train], data.ts[train], data.n_items, transitions)
+    queries = transition_queries(data, train, transitions)
+
+    def trans_rows(chunk: np.ndarray) -> np.ndarray:
+        return score_matrix(queries[chunk], counts, transitions)
+
+    results.append(_metrics("transitions", rank_matrix(trans_rows, seen, users), target, data.n_items))
+    wa, wt = blend_weights
+
+    def blend_rows(chunk: np.ndarray) -> np.ndarray:
+        return blend(user_f[chunk] @ item_f.T, trans_rows(chunk), als_weight=wa, transitions_weight=wt)
+
+    results.append(_metrics("als+transitions", rank_matrix(blend_rows, seen, users), target, data.n_items))
 
     say("most popular")
     counts = np.bincount(data.items[train], weights=data.weights[train], minlength=data.n_items)

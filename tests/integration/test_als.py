@@ -46,13 +46,16 @@ def worker(stack, tmp_path_factory):
     return stack.add_worker("w1", extra_env={"RECSYS_API_TOKEN": TOKEN, "RECSYS_MODELS_DIR": str(models_dir)})
 
 
+NAMES = ("als", "transitions", "als+transitions", "most_popular", "popular_affinity")
+
+
 def test_evaluate_prints_als_and_baselines(stack, shop_csv, tmp_path):
     path, _ = shop_csv
     out = cli(stack, "evaluate", "--data", str(path), "--factors", "32", models_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()
-            if line.split() and line.split()[0] in ("als", "most_popular", "popular_affinity")}
-    assert set(rows) == {"als", "most_popular", "popular_affinity"}
+            if line.split() and line.split()[0] in NAMES}
+    assert set(rows) == set(NAMES)
     assert float(rows["als"][1]) > float(rows["most_popular"][1])  # NDCG@10: ALS learns the categories
 
 
