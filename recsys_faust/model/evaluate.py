@@ -28,7 +28,7 @@ BATCH = 1024
 #: from the training data (each user's last training interaction), never on the test items:
 #: ``recsys-faust evaluate --tune`` prints that grid.
 BLEND_ALS_WEIGHT = 1.0
-BLEND_TRANSITIONS_WEIGHT = 1.0
+BLEND_TRANSITIONS_WEIGHT = 0.75
 
 
 @dataclass
