@@ -58,17 +58,8 @@ def _seen_lists(data: Interactions, train: np.ndarray) -> list[np.ndarray]:
 
 def rank_by_scores(user_vecs: np.ndarray, item_factors: np.ndarray, seen: list[np.ndarray],
                    users: np.ndarray, k: int = K) -> np.ndarray:
-    out = np.full((len(users), k), -1, dtype=np.int64)
-    for start in range(0, len(users), BATCH):
-        chunk = users[start:start + BATCH]
-        scores = user_vecs[chunk] @ item_factors.T
-        for row, u in enumerate(chunk):
-            scores[row, seen[u]] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        out[start:start + len(chunk)] = np.take_along_axis(part, order, axis=1)
-    return out
+    """Top-k per user of the factor scores, seen removed."""
+    return rank_matrix(lambda chunk: user_vecs[chunk] @ item_factors.T, seen, users, k)
 
 
 def rank_matrix(score_rows: Callable[[np.ndarray], np.ndarray], seen: list[np.ndarray],
