@@ -25,8 +25,8 @@ K = 10
 BATCH = 1024
 
 #: Blend weights of the z-scored ALS and transition scores. Chosen on a validation split carved
-#: from the training data (each user's last training interaction), never on the test items:
-#: ``recsys-faust evaluate --tune`` prints that grid.
+#: from the training data (each user's last training interaction held out), never on the test
+#: items; the grid and its figures are in the README ("Item transitions").
 BLEND_ALS_WEIGHT = 1.0
 BLEND_TRANSITIONS_WEIGHT = 0.75
 
