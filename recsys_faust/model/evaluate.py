@@ -17,7 +17,9 @@ from ..events.model import Event
 from ..popularity.trending import PopularityIndex, apply_to_entry, new_entry
 from ..profiles.profile import ProfileConfig, apply_event, new_profile
 from ..serving.recommend import popular_affinity
-from ..ranking.transitions import TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix
+from ..ranking.transitions import (
+    TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix, user_histories,
+)
 from .als import ALSParams, train_als
 from .dataset import Interactions, leave_last_out
 
@@ -80,16 +82,11 @@ def rank_matrix(score_rows: Callable[[np.ndarray], np.ndarray], seen: list[np.nd
 
 def transition_queries(data: Interactions, train: np.ndarray, tp: TransitionParams) -> sp.csr_matrix:
     """users x items: 1 for each item of the user's latest active training day."""
-    rows, cols = [], []
-    order = np.lexsort((np.arange(len(data)), data.users))
-    order = order[train[order]]
-    u, i, t = data.users[order], data.items[order], data.ts[order]
-    bounds = np.flatnonzero(np.diff(u)) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
-        if hi <= lo:
-            continue
-        latest = latest_day_items(zip(i[lo:hi].tolist(), t[lo:hi].tolist()), tp.day_s)
-        rows.extend([int(u[lo])] * len(latest))
+    rows: list[int] = []
+    cols: list[int] = []
+    for user, items, times in user_histories(data.users[train], data.items[train], data.ts[train]):
+        latest = latest_day_items(zip(items, times), tp.day_s)
+        rows.extend([user] * len(latest))
         cols.extend(latest)
     return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
                          shape=(data.n_users, data.n_items))

@@ -2,7 +2,7 @@
 
 Why: on the Amazon grocery data (leave-last-out, NDCG@10) the items a user takes next are far
 better predicted by what other users took right after the same items than by the ALS factors
-(0.058 against 0.038, measured by ``training/evaluate``), and a count is cheap to keep up to
+(0.057 against 0.038, measured by ``model/evaluate.py``), and a count is cheap to keep up to
 date on every event, which a batch-trained factor model is not.
 
 The pairs counted for one user's history, with ``day`` the event time at day resolution (the
@@ -19,7 +19,7 @@ next step, folded event by event in the stream (``pairs_for_event``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +35,8 @@ REVERSE_WEIGHT = 0.0
 
 @dataclass(frozen=True)
 class TransitionParams:
-    """How pairs are counted and scored (defaults chosen with ``evaluate`` on the training split)."""
+    """How pairs are counted and scored (defaults chosen with ``evaluate`` on a validation split
+    of the training data)."""
 
     day_s: int = DAY_S
     reverse_weight: float = REVERSE_WEIGHT
@@ -58,20 +59,29 @@ def pairs_for_event(history: Sequence[tuple[int, float]], item: int, ts: float,
     return out
 
 
+def user_histories(users: np.ndarray, items: np.ndarray,
+                   ts: np.ndarray) -> Iterator[tuple[int, list[int], list[float]]]:
+    """(user, items, times) per user, each history in the rows' order (interactions come in
+    time order, ties in arrival order)."""
+    order = np.lexsort((np.arange(len(users)), users))  # by user, the rows' order kept within
+    u, i, t = users[order], items[order], ts[order]
+    bounds = np.flatnonzero(np.diff(u)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
+        if hi > lo:
+            yield int(u[lo]), i[lo:hi].tolist(), t[lo:hi].tolist()
+
+
 def counts_from_histories(users: np.ndarray, items: np.ndarray, ts: np.ndarray, n_items: int,
                           params: TransitionParams = TransitionParams()) -> sp.csr_matrix:
     """items x items CSR of transition counts from interactions in time order.
 
     Folding ``pairs_for_event`` over each user's events in order gives the same counts (tested).
     """
-    order = np.lexsort((np.arange(len(users)), users))  # by user, time order kept within
-    u, i, t = users[order], items[order], ts[order]
-    bounds = np.flatnonzero(np.diff(u)) + 1
     src: list[int] = []
     dst: list[int] = []
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
+    for _user, history_items, history_ts in user_histories(users, items, ts):
         history: list[tuple[int, float]] = []
-        for item, when in zip(i[lo:hi].tolist(), t[lo:hi].tolist()):
+        for item, when in zip(history_items, history_ts):
             for a, b in pairs_for_event(history, item, when, params.day_s):
                 src.append(a)
                 dst.append(b)
