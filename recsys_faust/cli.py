@@ -146,8 +146,8 @@ def _quality_table(quality) -> None:
 def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind) -> None:
     """Offline quality: leave-last-out NDCG@10, HR@10 and coverage of ALS, item transitions,
     their blend and two popularity baselines."""
-    from .model.evaluate import evaluate as run_eval
-    from .model.train import load_dataset, params_from_settings
+    from .training.evaluate import evaluate as run_eval
+    from .training.train import load_dataset, params_from_settings
 
     settings = _settings()
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
@@ -168,7 +168,7 @@ def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind)
 def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regularization, alpha, iterations, seed,
           kind) -> None:
     """Train ALS, write models/<version> (npz + manifest), optionally publish it."""
-    from .model.train import load_database, load_dataset, params_from_settings, publish as publish_model, train_dataset
+    from .training.train import load_database, load_dataset, params_from_settings, publish as publish_model, train_dataset
 
     settings = _settings()
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-#: Where a micro-batch's ALS maths runs (RECSYS_SCORING; model/scorer.py).
+#: Where a micro-batch's ALS maths runs (RECSYS_SCORING; ranking/scorer.py).
 SCORING_MODES = ("process", "thread", "inline")
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,11 @@ class Settings:
     rec_list_size: int = 50             # items kept in each user's ready list
     affinity_boost: float = 1.0
     weights: EventWeights = field(default_factory=EventWeights)
+
+    # --- ranking: item transitions and the blend (README, "Item transitions") -------------------
+    transitions_max_successors: int = 100  # successors kept per item and partition (memory bound)
+    blend_als_weight: float = 1.0          # weight of the z-scored ALS scores
+    blend_transitions_weight: float = 0.75  # weight of the z-scored transition scores (0: off)
 
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
     drift_window_s: float = 300.0      # tumbling window (processing time) of the drift detector
@@ -283,6 +288,7 @@ class Settings:
             "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold", "gil_switch_interval_s",
             "loop_stall_log_s",
             "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
+            "transitions_max_successors",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -291,6 +297,8 @@ class Settings:
             raise SettingsError(f"RECSYS_FETCH_MIN_INTERVAL_MS must be >= 0 (0: off), got {self.fetch_min_interval_ms!r}")
         if self.loop_watch_interval_s < 0:
             raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
+        if self.blend_als_weight < 0 or self.blend_transitions_weight < 0:
+            raise SettingsError("RECSYS_BLEND_ALS_WEIGHT and RECSYS_BLEND_TRANSITIONS_WEIGHT must be >= 0")
         if self.scoring not in SCORING_MODES:
             raise SettingsError(f"RECSYS_SCORING={self.scoring!r}: expected one of {', '.join(SCORING_MODES)}")
         if self.hopping_window_s % self.hopping_step_s:

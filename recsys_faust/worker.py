@@ -35,11 +35,13 @@ from .loop_watch import LoopWatch
 from .popularity.trending import PopularityIndex
 from mode import Service
 
-from .model.payload import decode as decode_model
-from .model.scorer import make_scorer
+from .ranking.payload import decode as decode_model
+from .ranking.scorer import make_scorer
 from .sink.writer import PostgresSink, summarize
 from .streaming.sink import SinkProcessor
-from .model.serving import ModelHolder
+from .ranking.active import ModelHolder
+from .ranking.ranker import Ranker
+from .ranking.transition_index import TransitionIndex
 from .serving.service import Recommender
 from .settings import Settings
 from .streaming.deadletters import DeadLetters
@@ -116,6 +118,11 @@ def build_worker(settings: Settings) -> RecsysApp:
     popularity = app.Table(
         "item_popularity", default=None, partitions=n, key_type=str, options=dict(opts), help="Per-partition item popularity buckets",
     )
+    # The same ownership and replication as item_popularity (ranking/transition_index.py).
+    transitions = app.Table(
+        "item_transitions", default=None, partitions=n, key_type=str, options=dict(opts),
+        help="Per-partition item successor counts (what users took next)",
+    )
 
     input_topics = {name: app.topic(name, partitions=n, schema=codecs.RawBytesSchema()) for name in INPUT_TOPICS}
     requests_topic = app.topic(TOPIC_REQUESTS, partitions=n, schema=codecs.RawBytesSchema())
@@ -133,9 +140,15 @@ def build_worker(settings: Settings) -> RecsysApp:
     popularity.on_changelog_sent = own_popularity.add
     replica = ReplicatedChangelog(settings, popularity.changelog_topic.get_topic_name(), index.put_many,
                                   skip=own_popularity.contains)
-    models = ModelHolder()
+    transition_index = TransitionIndex()
+    own_transitions = OwnWrites()
+    transitions.on_changelog_sent = own_transitions.add
+    transition_replica = ReplicatedChangelog(settings, transitions.changelog_topic.get_topic_name(),
+                                             transition_index.put_many, skip=own_transitions.contains)
+    models = ModelHolder(settings.transitions_max_successors)
     model_updates = ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: _offer_models(models, recs))
-    recommender = Recommender(settings, profiles, recommendations, index, models)
+    ranker = Ranker(settings, index, transition_index, models)
+    recommender = Recommender(settings, profiles, recommendations, ranker)
     control = ReplicatedChangelog(settings, TOPIC_CONTROL, lambda recs: _apply_control(recommender, recs))
     control_topic = app.topic(TOPIC_CONTROL, key_serializer="str", value_serializer=codecs.JSON_CODEC)
 
@@ -170,7 +183,8 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     processor = UserEventProcessor(
         settings, profiles=profiles, recommendations=recommendations, popularity=popularity,
-        user_factors=user_factors, index=index, recommender=recommender, dead_letters=dead_letter_sender,
+        transitions=transitions, user_factors=user_factors, index=index, ranker=ranker,
+        dead_letters=dead_letter_sender,
         topic_for=lambda name: input_topics[name], partitions_of=partitions_of, drift=drift,
         scorer=scorer,
     )
@@ -284,6 +298,10 @@ def build_worker(settings: Settings) -> RecsysApp:
             "popularity": {"items": index.n_items(), "caught_up": replica.caught_up.is_set(),
                            "changelog_records_applied": replica.records_seen,
                            "own_records_skipped": replica.records_skipped},
+            "transitions": {"entries": len(transition_index), "pairs": transition_index.pairs,
+                            "caught_up": transition_replica.caught_up.is_set(),
+                            "changelog_records_applied": transition_replica.records_seen,
+                            "own_records_skipped": transition_replica.records_skipped},
         }
 
     register_views(
@@ -310,6 +328,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     @app.task
     async def announce() -> None:
         await app.add_runtime_dependency(replica)
+        await app.add_runtime_dependency(transition_replica)
         await app.add_runtime_dependency(model_updates)
         await app.add_runtime_dependency(control)
         gc.collect()
@@ -324,8 +343,4 @@ def build_worker(settings: Settings) -> RecsysApp:
         if not settings.persistence_enabled:
             log.warning("DATABASE_URL is not set: PERSISTENCE IS OFF (events are not written to PostgreSQL)")
 
-    app.recsys = {  # handles for tests and tools; not used by the processing path
-        "profiles": profiles, "recommendations": recommendations, "popularity": popularity,
-        "index": index, "replica": replica, "plan": plan, "models": models, "scorer": scorer,
-    }
     return app

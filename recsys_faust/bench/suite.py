@@ -106,8 +106,8 @@ def peak_rss_mib(pid: int) -> float:
 
 def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     """Train a 64-factor ALS on the events and publish it, so workers fold users in."""
-    from ..model.als import ALSParams
-    from ..model.train import publish, train_events
+    from ..training.als import ALSParams
+    from ..training.train import publish, train_events
 
     settings = stack.settings.with_overrides(models_dir=stack.workdir / "models")
     result = train_events(settings, events, ALSParams(factors=64), "bench events")
@@ -320,7 +320,7 @@ def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: P
     from threadpoolctl import threadpool_limits
 
     from ..model.als import ALSParams, FoldIn, train_als
-    from ..model.dataset import load_csv
+    from ..training.dataset import load_csv
     from ..settings import Settings
 
     click.echo("training and fold-in")
@@ -334,7 +334,7 @@ def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: P
     matrix = dataset.matrix()
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from ..model.train import load_dataset, train_dataset
+    from ..training.train import load_dataset, train_dataset
 
     # Each fit writes a model (10 MB at 128 factors): into a directory removed afterwards.
     models = tempfile.TemporaryDirectory(prefix="train-models-", dir=workdir)
@@ -373,9 +373,9 @@ def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: P
     fold = FoldIn(item_f, regularization=1.0, alpha=10.0)
     rng = np.random.default_rng(0)
     histories = [rng.choice(dataset.n_items, size=rng.integers(3, 30), replace=False) for _ in range(2000)]
-    from ..model.scoring import BatchQuery, score_batch
+    from ..ranking.scoring import BatchQuery, score_batch
 
-    # the production scoring path (model/scoring.py), one event at a time: a batch of one
+    # the production scoring path (ranking/scoring.py), one event at a time: a batch of one
     queries = [BatchQuery(h.astype(np.int64), np.ones(len(h)), np.array([0, len(h)]), h.astype(np.int64),
                           np.array([0, len(h)]), 50) for h in histories]
     with threadpool_limits(1, "blas"):

@@ -114,8 +114,8 @@ def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: in
         with click.progressbar(length=len(events), label=f"streaming {source}") as bar:
             asyncio.run(replay_events(stack.settings, events, rate=rate, on_progress=bar.update))
         click.echo("training a first ALS model on the demo events and publishing it ...")
-        from ..model.als import ALSParams
-        from ..model.train import publish, train_events
+        from ..training.als import ALSParams
+        from ..training.train import publish, train_events
 
         settings = stack.settings.with_overrides(models_dir=stack.workdir / "models")
         trained = train_events(settings, events, ALSParams(factors=64), source)

@@ -245,10 +245,14 @@ class ChangelogPipe:
     def __init__(self) -> None:
         self._last: Optional[asyncio.Future] = None
 
-    async def send(self, staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
-        """Start this batch's sends; returns when the previous batch's sends completed."""
+    async def send(self, *phases: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+        """Start this batch's sends; returns when the previous batch's sends completed.
+
+        Each phase is sent once the one before it is acknowledged (an order the changelogs must
+        keep, ``streaming/ingest.py`` says which); a phase's own sends go out together.
+        """
         previous = self._last
-        self._last = asyncio.ensure_future(self._after(previous, staged))
+        self._last = asyncio.ensure_future(self._after(previous, phases))
         if previous is not None:
             await asyncio.shield(previous)
 
@@ -258,7 +262,9 @@ class ChangelogPipe:
             await asyncio.shield(self._last)
 
     @staticmethod
-    async def _after(previous: Optional[asyncio.Future], staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+    async def _after(previous: Optional[asyncio.Future],
+                     phases: Sequence[Sequence[tuple[StrKeyTable, "StagedWrites"]]]) -> None:
         if previous is not None:
             await previous  # failed: this batch is not sent either (the worker is stopping)
-        await send_all_staged(staged)
+        for staged in phases:
+            await send_all_staged(staged)

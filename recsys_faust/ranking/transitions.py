@@ -2,7 +2,7 @@
 
 Why: on the Amazon grocery data (leave-last-out, NDCG@10) the items a user takes next are far
 better predicted by what other users took right after the same items than by the ALS factors
-(0.057 against 0.038, measured by ``model/evaluate.py``), and a count is cheap to keep up to
+(0.057 against 0.038, measured by ``training/evaluate.py``), and a count is cheap to keep up to
 date on every event, which a batch-trained factor model is not.
 
 The pairs counted for one user's history, with ``day`` the event time at day resolution (the

@@ -1,66 +1,11 @@
-"""Recommendation strategies and top-k selection, pure.
-
-The first strategy is popularity personalised by the user's category affinities: an item's
-score is its trending score times ``1 + boost * share`` where ``share`` is the user's share of
-affinity for the item's category; items the user has already interacted with are removed.
-Users with no interactions get plain trending (``popular``). The ALS strategy (issue 3)
-plugs in ahead of these and falls back to them.
-"""
+"""Top-k selection and the contract's answer shape, pure (the read path's last step)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, Iterable, Optional
 
-from ..popularity.trending import PopularityIndex
-from ..profiles.profile import Profile, seen_items, top_categories
-
-STRATEGY_POPULAR = "popular"
-STRATEGY_AFFINITY = "popular_affinity"
-POPULARITY_MODEL_VERSION = "popularity-v1"
-
 Item = dict[str, Any]  # {"product_id", "score", "category"?}
-
-
-def popular_affinity(
-    profile: Optional[Profile],
-    index: PopularityIndex,
-    n: int,
-    *,
-    boost: float = 1.0,
-    n_categories: int = 3,
-) -> tuple[list[Item], str]:
-    """Up to ``n`` ranked items for this user and the strategy that produced them."""
-    seen = seen_items(profile)
-    cats = dict(top_categories(profile, n_categories))
-    if not cats:
-        items = [
-            {"product_id": r.product_id, "score": r.score, "category": r.category}
-            for r in index.top(n, exclude=seen)
-        ]
-        return items, STRATEGY_POPULAR
-    # Candidates: the overall head plus the head of each favourite category; an item outside
-    # both cannot outrank them, because boosting only multiplies scores up.
-    cands: dict[str, Any] = {}
-    for r in index.top(n, exclude=seen):
-        cands[r.product_id] = r
-    for cat in cats:
-        for r in index.top(n, category=cat, exclude=seen):
-            cands[r.product_id] = r
-    scored = []
-    for pos, r in enumerate(sorted(cands.values(), key=lambda r: _rank_key(index, r))):
-        share = cats.get(r.category, 0.0) if r.category else 0.0
-        scored.append((round(r.score * (1.0 + boost * share), 6), pos, r))
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    items = [
-        {"product_id": r.product_id, "score": s, "category": r.category} for s, _, r in scored[:n]
-    ]
-    return items, STRATEGY_AFFINITY
-
-
-def _rank_key(index: PopularityIndex, r: Any) -> int:
-    """The index's own order (trending score, all-time weight, id) breaks ties."""
-    return index.rank_of(r.product_id)
 
 
 def select(

@@ -1,27 +1,21 @@
 """Answers from table state: the ready list when it serves the query, else computed live.
 
 Shared by the HTTP views and the request/response agent so both give the same answer.
-Tables are passed in as mappings (``.get``), which keeps this testable without Faust.
+Tables are passed in as mappings (``.get``), which keeps this testable without Faust. Lists are
+ranked by ``ranking.Ranker``; this module only reads.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
-import numpy as np
-
-from ..model.scoring import BatchQuery, BatchResult, score_batch
-from ..model.serving import STRATEGY_ALS, ActiveModel, ModelHolder
-from ..popularity.trending import PopularityIndex
-from ..profiles.profile import seen_items
+from ..ranking.ranker import Ranker
+from ..ranking.strategies import POPULARITY_MODEL_VERSION
 from ..settings import Settings
-from .ready_values import Columns, columns_of
-from .recommend import POPULARITY_MODEL_VERSION, answer, popular_affinity, select
+from .recommend import answer, select
 
-
-def to_columns(items: list[dict]) -> Columns:
-    return ([i["product_id"] for i in items], [i["score"] for i in items],
-            [i.get("category") or "" for i in items])
+#: The kinds of ``GET /api/products/{id}/similar``: factor similarity, and what users took next.
+SIMILAR_KINDS = ("factors", "next")
 
 
 def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
@@ -36,14 +30,14 @@ class Recommender:
         settings: Settings,
         profiles: Mapping[str, Any],
         ready_lists: Mapping[str, Any],
-        index: PopularityIndex,
-        models: Optional[ModelHolder] = None,
+        ranker: Ranker,
     ) -> None:
         self.settings = settings
         self.profiles = profiles
         self.ready_lists = ready_lists
-        self.index = index
-        self.models = models or ModelHolder()
+        self.ranker = ranker
+        self.models = ranker.models
+        self.index = ranker.popularity
         # Ready lists generated before this wall-clock time are not served (POST /api/clear-cache,
         # cluster-wide through the control topic); each is rebuilt on the user's next event.
         self.cache_epoch = 0.0
@@ -57,87 +51,6 @@ class Recommender:
         active = self.models.active
         return active.version if active is not None else POPULARITY_MODEL_VERSION
 
-    def build_list(self, profile: Optional[dict], n: int, *, category: Optional[str] = None) -> tuple[list[dict], str]:
-        """One user's list, live: ALS when a model knows the user's items, else popularity."""
-        active = self.models.active
-        if active is not None and profile:
-            scored = self.als_lists(active, [profile], n=n, category=category)[0]
-            if scored is not None:
-                ids, scores, cats = scored[0]
-                return ([{"product_id": i, "score": s, "category": c} for i, s, c in zip(ids, scores, cats)],
-                        STRATEGY_ALS)
-        if category:
-            return self._category_list(profile, category, n)
-        return popular_affinity(profile, self.index, n, boost=self.settings.affinity_boost)
-
-    def pack(self, active: ActiveModel, profiles: list[dict], *, n: Optional[int] = None,
-             category: Optional[str] = None) -> tuple[list[int], BatchQuery]:
-        """The profiles the model can score (their positions) and their packed query."""
-        index, weights = active.index, self.settings.weights
-        rows: list[int] = []
-        items: list[int] = []
-        conf: list[float] = []
-        offsets = [0]
-        seen: list[int] = []
-        seen_offsets = [0]
-        get = index.get
-        # ALS weight per (kind, rating): a handful of pairs, computed once per batch.
-        weight_of: dict[tuple[str, Any], float] = {}
-        for pos, p in enumerate(profiles):
-            recent = p["recent"] if p else None
-            if not recent:
-                continue
-            merged: dict[int, float] = {}
-            for r in recent:
-                i = get(r[0])
-                if i is not None:
-                    key = (r[1], r[4] if len(r) > 4 else None)
-                    w = weight_of.get(key)
-                    if w is None:
-                        w = weight_of[key] = weights.als_weight(*key)
-                    merged[i] = merged.get(i, 0.0) + w
-            if not merged:
-                continue
-            rows.append(pos)
-            items.extend(merged)
-            conf.extend(merged.values())
-            offsets.append(len(items))
-            # Every recent item the model knows is in ``merged``: exactly the seen items to mask.
-            seen.extend(merged)
-            seen_offsets.append(len(seen))
-        q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
-                       np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
-                       np.asarray(seen_offsets, dtype=np.int64), n or self.settings.rec_list_size,
-                       None if category is None else active.categories == category)
-        return rows, q
-
-    @staticmethod
-    def unpack(active: ActiveModel, n_profiles: int, rows: list[int],
-               result: BatchResult) -> list[Optional[tuple[Columns, list[float]]]]:
-        """(columns, vector) per profile, None for those the model could not score."""
-        out: list[Optional[tuple[Columns, list[float]]]] = [None] * n_profiles
-        vectors = np.round(result.vectors.astype(np.float64), 6).tolist()
-        for pos, columns, vector in zip(rows, columns_of(active.scoring.catalogue, result), vectors):
-            out[pos] = (columns, vector)
-        return out
-
-    def als_lists(self, active: Optional[ActiveModel], profiles: list[dict], *, n: Optional[int] = None,
-                  category: Optional[str] = None) -> list[Optional[tuple[Columns, list[float]]]]:
-        """(columns, vector) per profile from ``active`` (None where it knows none of the items):
-        a micro-batch's ready lists, or one live list (``n``, ``category``)."""
-        if active is None:
-            return [None] * len(profiles)
-        rows, q = self.pack(active, profiles, n=n, category=category)
-        if not rows:
-            return [None] * len(profiles)
-        return self.unpack(active, len(profiles), rows, score_batch(active.foldin, q))
-
-    def popular_columns(self, profile: Optional[dict]) -> tuple[Columns, str]:
-        """The popularity-based ready list of a user the model cannot score (event loop only)."""
-        items, strategy = popular_affinity(profile, self.index, self.settings.rec_list_size,
-                                          boost=self.settings.affinity_boost)
-        return to_columns(items), strategy
-
     def recommend(
         self,
         user_id: str,
@@ -148,9 +61,8 @@ class Recommender:
     ) -> dict[str, Any]:
         exclude = tuple(exclude)
         ready = self.ready_lists.get(user_id)
-        # An entry without "ids" predates the columnar format, one older than the cache epoch was
-        # cleared: both are computed live below, like a miss.
-        if (ready is not None and ready["model_version"] == self.model_version and "ids" in ready
+        # One older than the cache epoch was cleared: computed live below, like a miss.
+        if (ready is not None and ready["model_version"] == self.model_version
                 and ready["generated_at"] >= self.cache_epoch):
             # A list shorter than its size limit already held every candidate there was.
             holds_all = len(ready["ids"]) < self.settings.rec_list_size
@@ -172,19 +84,28 @@ class Recommender:
         # No ready list, one from an older model, or a filter it cannot serve: compute live.
         profile = self.profiles.get(user_id)
         need = max(k + len(exclude), self.settings.rec_list_size)
-        items, strategy = self.build_list(profile, need, category=category)
+        items, strategy = self.ranker.build_list(profile, need, category=category)
         chosen = select(items, k, exclude=exclude, category=category)
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
-    def _category_list(self, profile: Optional[dict], category: str, n: int) -> tuple[list[dict], str]:
-        seen = seen_items(profile)
-        ranked = self.index.top(n, category=category, exclude=seen)
-        items = [{"product_id": r.product_id, "score": r.score, "category": r.category} for r in ranked]
-        return items, ("popular_affinity" if profile and profile.get("affinity") else "popular")
+    def similar(self, product_id: str, k: int, kind: str = "factors") -> Optional[dict[str, Any]]:
+        """Items like ``product_id`` by ``kind`` (``SIMILAR_KINDS``); None for an unknown item.
 
-    def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
+        ``factors``: cosine similarity of the item factors (needs a model). ``next``: what users
+        took after the item, from the transitions (shipped with the model and streamed).
+        """
         active = self.models.active
-        return None if active is None else active.similar(product_id, k)
+        if kind == "next":
+            known = self.ranker.transitions.knows(product_id) or (active is not None and product_id in active.index)
+            if not known:
+                return None
+            ranked = self.ranker.transitions.next_items(product_id, active, k)
+            return {"items": [{"product_id": p, "score": round(c, 6)} for p, c in ranked],
+                    "model_version": self.model_version}
+        if active is None:
+            raise LookupError("no ALS model is loaded yet (train --publish one)")
+        items = active.similar(product_id, k)
+        return None if items is None else {"items": items, "model_version": active.version}
 
     def trending(self, k: int = 10, category: Optional[str] = None) -> dict[str, Any]:
         ranked = self.index.top(k, category=category)

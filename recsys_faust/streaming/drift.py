@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from .. import metrics
 from ..drift.detector import DriftConfig, DriftDetector
 from ..events.model import Event
-from ..model.serving import ModelHolder
+from ..ranking.active import ModelHolder
 from ..settings import Settings
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 Per batch: validate every record (bad ones to the dead-letter topic), re-route records that
 sit on another partition than their user_id hashes to, fold each user's events into the
-profile (one read, one write per user), add interactions to the per-partition popularity
-entries (one write per touched item), and refresh each touched user's ready list. Writes go
+profile (one read, one write per user), add interactions to the per-partition popularity and
+transition entries (one write per touched item), and refresh each touched user's ready list. Writes go
 through ``encode_many``/``store_staged`` and a ``ChangelogPipe``: one encode per value and one Kafka record
 batch per changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
 skipped by the offsets and event ids the state records, so state is exact under Faust's
@@ -29,13 +29,14 @@ from ..events.model import Event, Invalid
 from ..events.validate import validate_event
 from ..kafka.partitioning import user_partition
 from ..kafka.table import ChangelogPipe, StagedWrites, StrKeyTable
-from ..model.scorer import InlineScorer, Scorer
-from ..model.serving import ActiveModel
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
-from ..serving.recommend import POPULARITY_MODEL_VERSION
-from ..serving.ready_values import ready_entry
-from ..serving.service import Recommender
+from ..ranking import transition_index as tix
+from ..ranking.active import ActiveModel
+from ..ranking.ranker import Ranker
+from ..ranking.ready_values import ready_entry
+from ..ranking.scorer import InlineScorer, Scorer
+from ..ranking.strategies import POPULARITY_MODEL_VERSION
 from ..settings import Settings
 from .deadletters import DeadLetters
 from .drift import DriftMonitor
@@ -66,6 +67,7 @@ class _Folded:
     touched: list[tuple[str, dict, int]]
     profile_writes: StagedWrites
     entry_writes: StagedWrites
+    transition_writes: StagedWrites
     active: Optional[ActiveModel]
     rows: list[int]
     scoring: Optional[asyncio.Future]
@@ -133,9 +135,10 @@ class UserEventProcessor:
         profiles: StrKeyTable,
         recommendations: StrKeyTable,
         popularity: StrKeyTable,
+        transitions: StrKeyTable,
         user_factors: StrKeyTable,
         index: PopularityIndex,
-        recommender: Recommender,
+        ranker: Ranker,
         dead_letters: DeadLetters,
         topic_for: Callable[[str], TopicT],
         partitions_of: Callable[[str], Optional[int]],
@@ -147,20 +150,22 @@ class UserEventProcessor:
         self.profiles = profiles
         self.recommendations = recommendations
         self.popularity = popularity
+        self.transitions = transitions
         self.user_factors = user_factors
         self.index = index
-        self.recommender = recommender
+        self.ranker = ranker
         self.dead_letters = dead_letters
         self.topic_for = topic_for
         self.partitions_of = partitions_of
         self.drift = drift
-        # The ALS maths of a batch runs in a scoring process by default (model/scorer.py says
+        # The ALS maths of a batch runs in a scoring process by default (ranking/scorer.py says
         # why): packing the query reads the profiles and stays here; the values to store come
         # back encoded.
         self.scorer: Scorer = scorer if scorer is not None else InlineScorer()
         self._seq = 0
         self._profiles_ahead = AheadOfStore()
         self._entries_ahead = AheadOfStore()
+        self._transitions_ahead = AheadOfStore()
         # Changelog sends run one batch behind; the worker drains them before each commit.
         self.changelog = ChangelogPipe()
 
@@ -205,6 +210,8 @@ class UserEventProcessor:
 
         marks.append(("drift", time.perf_counter()))
         pop_updates: dict[str, list[_Accepted]] = {}
+        trans_updates: dict[str, list[tuple[tuple[str, int, int], list[str]]]] = {}
+        day_s = tix.DAY_S
         touched: list[tuple[str, dict, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
         stored = self._profiles_ahead.read_many(
@@ -213,7 +220,17 @@ class UserEventProcessor:
             profile = profile or new_profile(user_id)
             changed = False
             for acc in accepted:
-                outcome = apply_event(profile, acc.event, acc.source, self.cfg)
+                ev = acc.event
+                # The pairs this interaction makes with the user's history before it; counted
+                # only when the profile takes the event: a transition entry is never behind its
+                # profile (its changelog is sent first, see _finish), so for a replayed event
+                # (the profile has it) the entries have it too.
+                pairs = (tix.successor_updates(profile["recent"], ev.product_id, ev.ts, day_s)
+                         if ev.is_interaction else None)
+                outcome = apply_event(profile, ev, acc.source, self.cfg)
+                if pairs and outcome == APPLIED:
+                    for src, dsts in pairs.items():
+                        trans_updates.setdefault(tix.entry_key(src, acc.source[1]), []).append((acc.source, dsts))
                 outcomes[(acc.source[0], outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
@@ -242,36 +259,49 @@ class UserEventProcessor:
                 )
             if changed:
                 local_entries.append((key, entry, accs[0].source[1]))
+        local_transitions = []
+        stored = self._transitions_ahead.read_many(
+            self.transitions, [(key, ups[0][0][1]) for key, ups in trans_updates.items()])
+        cap = self.settings.transitions_max_successors
+        for (key, ups), entry in zip(trans_updates.items(), stored):
+            entry = entry or tix.new_entry(key.rpartition("@")[0])
+            changed = False
+            for source, dsts in sorted(ups, key=lambda u: (u[0][0], u[0][2])):
+                changed |= tix.apply_successors(entry, dsts, source, cap)
+            if changed:
+                local_transitions.append((key, entry, ups[0][0][1]))
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
+        self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
         # Encoded now: the next batch may fold more events into these objects before this
         # one is stored; until then it reads them from here rather than from RocksDB.
         profile_writes = self.profiles.encode_many(touched)
         entry_writes = self.popularity.encode_many(local_entries)
+        transition_writes = self.transitions.encode_many(local_transitions)
         self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched])
         self._entries_ahead.hold(seq, [(key, entry) for key, entry, _ in local_entries])
+        self._transitions_ahead.hold(seq, [(key, entry) for key, entry, _ in local_transitions])
 
         marks.append(("popularity", time.perf_counter()))
         # Fold-in and scoring of every touched user against one snapshot of the active model,
         # handed to the scorer now and awaited by ``_finish``.
-        active = self.recommender.models.active
+        active = self.ranker.models.active
         scoring: Optional[asyncio.Future] = None
         rows: list[int] = []
         if active is not None and touched:
-            rows, query = self.recommender.pack(active, [profile for _, profile, _ in touched])
+            rows, query = self.ranker.pack(active, [profile for _, profile, _ in touched])
             if rows:
                 scoring = self.scorer.submit(active.scoring, query, time.time())
         marks.append(("pack", time.perf_counter()))
         return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
-            active=active, rows=rows, scoring=scoring))
+            transition_writes=transition_writes, active=active, rows=rows, scoring=scoring))
 
     def _abandon(self, b: "_Folded") -> None:
         """A batch that will not be stored (the pipeline closed): its folded values must not
         stand in for the stored ones, or its events, read again, would look applied."""
-        self._profiles_ahead.release(b.seq)
-        self._entries_ahead.release(b.seq)
+        self._release(b.seq)
         if b.scoring is not None:
             b.scoring.cancel()
 
@@ -282,7 +312,7 @@ class UserEventProcessor:
         try:
             # The scored users' values come encoded from the scorer; the others get a
             # popularity list here.
-            scored: list[Optional[tuple[bytes, bytes]]] = [None] * len(b.touched)
+            scored: list[Optional[tuple[bytes, Optional[bytes]]]] = [None] * len(b.touched)
             if b.scoring is not None:
                 values = await b.scoring
                 marks.append(("scoring", time.perf_counter()))
@@ -296,16 +326,23 @@ class UserEventProcessor:
             for (user_id, profile, partition), encoded in zip(b.touched, scored):
                 if encoded is not None:
                     list_values.append((user_id, encoded[0], partition))
-                    factor_values.append((user_id, encoded[1], partition))
+                    if encoded[1] is not None:
+                        factor_values.append((user_id, encoded[1], partition))
                 else:
-                    columns, strategy = self.recommender.popular_columns(profile)
+                    columns, strategy = self.ranker.fallback(profile)
                     list_writes.append((user_id, ready_entry(columns, strategy, version, now), partition))
             # Every table is stored in one step with no await between (a reader never sees a
             # profile newer than its list), and the changelogs are sent after, so a send waiting
             # on the broker does not hold back what this batch makes visible.
-            staged = [
-                (self.profiles, self.profiles.store_staged(b.profile_writes)),
+            # The item entries' changelogs go first and the users' after they are acknowledged:
+            # a transition entry is counted only with its profile's event, so it must never be
+            # behind that profile in the changelog (a rebuild would then skip its pairs).
+            items_first = [
                 (self.popularity, self.popularity.store_staged(b.entry_writes)),
+                (self.transitions, self.transitions.store_staged(b.transition_writes)),
+            ]
+            users_after = [
+                (self.profiles, self.profiles.store_staged(b.profile_writes)),
                 (self.user_factors, self.user_factors.store_staged(self.user_factors.encode_many((), factor_values))),
                 (self.recommendations,
                  self.recommendations.store_staged(self.recommendations.encode_many(list_writes, list_values))),
@@ -313,14 +350,13 @@ class UserEventProcessor:
         finally:
             # Stored (or failed: the worker stops and the batch is read again): later batches
             # read these keys from the tables again.
-            self._profiles_ahead.release(b.seq)
-            self._entries_ahead.release(b.seq)
+            self._release(b.seq)
         for (topic, outcome), count in b.outcomes.items():  # counted once visible
             metrics.EVENTS.labels(topic, outcome).inc(count)
         marks.append(("store", time.perf_counter()))
         if b.oldest is not None:
             metrics.FRESHNESS.labels("visible").observe(max(0.0, time.time() - b.oldest))
-        await self.changelog.send(staged)
+        await self.changelog.send(items_first, users_after)
         metrics.BATCH_SIZE.observe(b.records)
         marks.append(("changelog", time.perf_counter()))
         elapsed = marks[-1][1] - b.started
@@ -332,6 +368,11 @@ class UserEventProcessor:
                 last = at
             log.warning("slow micro-batch: %d events, %d users in %.0f ms (%s ms)",
                         b.records, len(b.touched), 1000 * elapsed, ", ".join(steps))
+
+    def _release(self, seq: int) -> None:
+        self._profiles_ahead.release(seq)
+        self._entries_ahead.release(seq)
+        self._transitions_ahead.release(seq)
 
     async def _reroute(self, rec: EventT, event: Event) -> None:
         """Send a record that landed on the wrong partition to the one its user_id hashes to."""

@@ -27,7 +27,7 @@ from ..events.model import KIND_TOPICS
 from ..kafka.partitioning import user_partition
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import ProfileConfig, profile_view
-from ..serving.service import Recommender
+from ..serving.service import SIMILAR_KINDS, Recommender
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -227,12 +227,17 @@ def register_views(app: Any, ctx: WebContext) -> None:
     class Similar(ApiView):
         async def get(self, request: Request, product_id: str) -> Response:
             k = _int_arg(request, "k", 10, 1, 100)
-            if ctx.models is None or ctx.models.active is None:
-                raise ApiError(503, "no_model", "no ALS model is loaded yet (train --publish one)")
-            items = ctx.recommender.similar(product_id, k)
-            if items is None:
-                raise ApiError(404, "not_found", f"product '{product_id}' is not in model {ctx.models.active.version}")
-            return self.json({"product_id": product_id, "items": items, "model_version": ctx.models.active.version})
+            kind = request.query.get("kind") or "factors"
+            if kind not in SIMILAR_KINDS:
+                raise ApiError(400, "bad_request", f"'kind' must be one of {', '.join(SIMILAR_KINDS)}, got {kind!r}")
+            try:
+                found = ctx.recommender.similar(product_id, k, kind)
+            except LookupError as exc:
+                raise ApiError(503, "no_model", str(exc))
+            if found is None:
+                where = "the transitions" if kind == "next" else f"model {ctx.recommender.model_version}"
+                raise ApiError(404, "not_found", f"product '{product_id}' is not known to {where}")
+            return self.json({"product_id": product_id, "kind": kind, **found})
 
     def require_token(request: Request) -> None:
         if not settings.api_token:
@@ -244,7 +249,7 @@ def register_views(app: Any, ctx: WebContext) -> None:
     class ReloadModels(ApiView):
         async def post(self, request: Request) -> Response:
             require_token(request)
-            from ..model.artifact import latest, load
+            from ..ranking.artifact import latest, load
 
             path = latest(settings.models_dir)
             if path is None:

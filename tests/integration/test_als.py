@@ -121,8 +121,8 @@ def test_streamed_foldin_reaches_90_percent_of_batch_ndcg(stack, worker, tmp_pat
     worker, and rank: the folded-in answers must reach 90% of the batch user factors' NDCG@10."""
     import numpy as np
 
-    from recsys_faust.model.artifact import load
-    from recsys_faust.model.dataset import from_rows, leave_last_out
+    from recsys_faust.ranking.artifact import load
+    from recsys_faust.training.dataset import from_rows, leave_last_out
 
     events = synthetic_events(ShopSpec(users=300, items=200, categories=8, events_per_user=12, seed=33), end=END)
     rows = [(o["user_id"], o["product_id"], 1.0, o["timestamp"], o["category"]) for k, o in events if k != "user-event"]

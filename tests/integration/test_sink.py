@@ -151,8 +151,8 @@ def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survi
 
     import numpy as np
 
-    from recsys_faust.model.artifact import ModelArtifact
-    from recsys_faust.model.train import publish
+    from recsys_faust.ranking.artifact import ModelArtifact
+    from recsys_faust.training.train import publish
 
     from .helpers import produce, read_topic
 

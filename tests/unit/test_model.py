@@ -2,12 +2,14 @@ import pytest
 import numpy as np
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
-from recsys_faust.model import artifact as art
-from recsys_faust.model.als import STACK_MIN_USERS, ALSParams, FoldIn, top_k, top_k_rows, train_als
-from recsys_faust.model.dataset import from_rows, leave_last_out
-from recsys_faust.model.evaluate import _seen_lists, rank_by_scores
-from recsys_faust.model.payload import decode, encode
-from recsys_faust.model.serving import ModelHolder
+from recsys_faust.ranking import artifact as art
+from recsys_faust.ranking.foldin import STACK_MIN_USERS, FoldIn
+from recsys_faust.ranking.topk import top_k, top_k_rows
+from recsys_faust.training.als import ALSParams, train_als
+from recsys_faust.training.dataset import from_rows, leave_last_out
+from recsys_faust.training.evaluate import _seen_lists, rank_by_scores
+from recsys_faust.ranking.payload import decode, encode
+from recsys_faust.ranking.active import ModelHolder
 
 PARAMS = ALSParams(factors=16, regularization=0.5, alpha=10.0, iterations=10, seed=3)
 
@@ -135,7 +137,7 @@ def test_model_holder_switches_only_forward():
 def test_training_manifest_carries_the_drift_reference(tmp_path):
     from collections import Counter
 
-    from recsys_faust.model.train import train_events
+    from recsys_faust.training.train import train_events
     from recsys_faust.settings import Settings
 
     events = [e for e in synthetic_events(ShopSpec(users=40, items=60, categories=4, events_per_user=10, seed=2))
@@ -152,10 +154,11 @@ def test_training_manifest_carries_the_drift_reference(tmp_path):
 
 
 def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
-    from recsys_faust.model.serving import ActiveModel
+    from recsys_faust.ranking.active import ActiveModel
     from recsys_faust.popularity.trending import PopularityIndex
     from recsys_faust.profiles.profile import new_profile
-    from recsys_faust.serving.service import Recommender
+    from recsys_faust.ranking.ranker import Ranker
+    from recsys_faust.ranking.transition_index import TransitionIndex
     from recsys_faust.settings import Settings
 
     rng = np.random.default_rng(9)
@@ -168,7 +171,7 @@ def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
     holder = ModelHolder()
     holder.offer(artifact, 1.0)
     settings = Settings()
-    rec = Recommender(settings, {}, {}, PopularityIndex(window_s=10, bucket_s=1), holder)
+    rec = Ranker(settings, PopularityIndex(window_s=10, bucket_s=1), TransitionIndex(), holder)
     fold = FoldIn(Y, regularization=1.0, alpha=10.0)
     profiles = []
     for u in range(4):
@@ -187,10 +190,10 @@ def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
         order = [i for i in np.lexsort((np.arange(120), -scores)) if np.isfinite(scores[i])]
         return [ids[i] for i in order[:n]]
 
-    lists = rec.als_lists(active, profiles)
+    lists = rec.score(active, profiles)
     assert lists[-1] is None
-    for p, (columns, _vector) in zip(profiles[:-1], lists[:-1]):
-        assert columns[0] == brute(p, 50)
+    for p, (columns, strategy) in zip(profiles[:-1], lists[:-1]):
+        assert strategy == "als" and columns[0] == brute(p, 50)
         assert columns[2] == [cats[ids.index(i)] for i in columns[0]]
         live, strategy = rec.build_list(p, 5, category="c1")
         assert strategy == "als" and [i["product_id"] for i in live] == brute(p, 5, "c1")
@@ -199,7 +202,7 @@ def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
 def test_scoring_in_chunks_of_users_gives_the_whole_batch_result():
     """score_batch splits large batches into chunks of users (memory); every chunk boundary,
     including users with no seen items and a category filter, must give the same result."""
-    from recsys_faust.model.scoring import BatchQuery, score_batch
+    from recsys_faust.ranking.scoring import BatchQuery, score_batch
 
     rng = np.random.default_rng(4)
     items, users = 90, 23

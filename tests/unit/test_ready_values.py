@@ -4,10 +4,11 @@ import numpy as np
 import orjson
 
 from recsys_faust.kafka.codecs import dumps_json, loads_json
-from recsys_faust.model.als import FoldIn
-from recsys_faust.model.scoring import BatchQuery, BatchResult, score_batch
-from recsys_faust.model.serving import STRATEGY_ALS, Catalogue, ScoringModel
-from recsys_faust.serving.ready_values import (columns_of, encode_scored, factor_entry, factor_vector,
+from recsys_faust.ranking.foldin import FoldIn
+from recsys_faust.ranking.scoring import BatchQuery, BatchResult, score_batch
+from recsys_faust.ranking.active import Catalogue, ScoringModel
+from recsys_faust.ranking.strategies import STRATEGY_ALS
+from recsys_faust.ranking.ready_values import (columns_of, encode_scored, factor_entry, factor_vector,
                                                ready_entry, score_values)
 
 
@@ -43,18 +44,17 @@ def test_encoded_lists_are_the_ready_entries_of_the_top_k_rows():
         assert np.array_equal(factor_vector(value), result.vectors[row])
 
 
-def test_factor_values_read_back_in_both_formats_and_are_compact():
+def test_factor_values_read_back_and_are_compact():
     vector = np.random.default_rng(2).normal(size=64).astype(np.float32)
     value = factor_entry("m1", vector)
     assert np.array_equal(factor_vector(loads_json(orjson.dumps(value))), vector)
     assert len(orjson.dumps(value)) < len(orjson.dumps({"model_version": "m1", "vector": vector.tolist()})) * 0.6
-    assert np.allclose(factor_vector({"model_version": "m0", "vector": [0.5, -1.0]}), [0.5, -1.0])
-    assert factor_vector({"model_version": "m0"}) is None
 
 
 def test_encode_scored_of_an_empty_batch_is_empty():
     model = ScoringModel("v", FoldIn(np.ones((3, 2), np.float32), regularization=1.0, alpha=1.0),
                          Catalogue(np.asarray(["a", "b", "c"], dtype=object), np.asarray(["", "", ""], dtype=object)))
     empty = BatchResult(np.zeros((0, 2), np.float32), np.zeros((0, 3), np.int32), np.zeros((0, 3), np.float32))
-    values = encode_scored(model, empty, 1.0)
+    no_users = BatchQuery(*(np.zeros(n, np.int64) for n in (0, 0, 1, 0, 1)), n=3)
+    values = encode_scored(model, no_users, empty, 1.0)
     assert values.lists == [] and values.factors == []

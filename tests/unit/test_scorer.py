@@ -7,11 +7,11 @@ import signal
 import numpy as np
 import pytest
 
-from recsys_faust.model.als import FoldIn
-from recsys_faust.model.scorer import ProcessScorer, ScoringProcessError, make_scorer
-from recsys_faust.model.scoring import BatchQuery
-from recsys_faust.model.serving import Catalogue, ScoringModel
-from recsys_faust.serving.ready_values import score_values
+from recsys_faust.ranking.foldin import FoldIn
+from recsys_faust.ranking.scorer import ProcessScorer, ScoringProcessError, make_scorer
+from recsys_faust.ranking.scoring import BatchQuery
+from recsys_faust.ranking.active import Catalogue, ScoringModel
+from recsys_faust.ranking.ready_values import score_values
 
 ITEMS, FACTORS = 300, 8
 
@@ -120,7 +120,7 @@ async def test_a_batch_the_child_cannot_score_raises_with_its_traceback_and_the_
 
 
 async def test_without_a_working_scoring_process_batches_are_scored_in_the_worker():
-    scorer = ProcessScorer(child_module="recsys_faust.model.no_such_module")  # every child exits at once
+    scorer = ProcessScorer(child_module="recsys_faust.ranking.no_such_module")  # every child exits at once
     try:
         m = model(6)
         for seed in (1, 2):
@@ -148,7 +148,7 @@ def test_the_scoring_process_does_not_outlive_a_sigkilled_worker():
 
     parent = subprocess.Popen([sys.executable, "-c", """
 import asyncio
-from recsys_faust.model.scorer import ProcessScorer
+from recsys_faust.ranking.scorer import ProcessScorer
 
 async def main():
     scorer = ProcessScorer()

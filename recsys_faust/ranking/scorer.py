@@ -36,10 +36,10 @@ from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Optional, Protocol
 
-from ..serving.ready_values import ScoredValues, score_values
+from .ready_values import ScoredValues, score_values
 from ..settings import SCORING_MODES
 from .scoring import BatchQuery
-from .serving import ScoringModel
+from .active import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ChildGone(Exception):
 
 
 class ProcessScorer:
-    """In a child process (``python -m recsys_faust.model.scoring_child``) over its stdin/stdout.
+    """In a child process (``python -m recsys_faust.ranking.scoring_child``) over its stdin/stdout.
 
     Not ``multiprocessing``: its spawn start re-imports the parent's main script (a worker run
     from a script without a ``__main__`` guard would fail to start its child) and fork is unsafe
@@ -206,7 +206,7 @@ class ProcessScorer:
 
     mode = "process"
 
-    def __init__(self, child_module: str = "recsys_faust.model.scoring_child", *,
+    def __init__(self, child_module: str = "recsys_faust.ranking.scoring_child", *,
                  inline_max_users: int = INLINE_MAX_USERS) -> None:
         self.child_module = child_module
         self.inline_max_users = inline_max_users

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from ..events.model import Event
 from ..popularity.trending import PopularityIndex, apply_to_entry, new_entry
 from ..profiles.profile import ProfileConfig, apply_event, new_profile
-from ..serving.recommend import popular_affinity
+from ..ranking.popular import popular_affinity
 from ..ranking.transitions import (
     TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix, user_histories,
 )

@@ -1,7 +1,7 @@
 """The values a micro-batch stores per scored user: the ready list and the folded-in vector.
 
 Built from a ``BatchResult`` and the model's catalogue, and encoded to the bytes the tables
-store, by the scoring process (model/scorer.py): turning item indices into product ids and
+store, by the scoring process (ranking/scorer.py): turning item indices into product ids and
 encoding two JSON values per user was 5% of a busy worker's event loop, and the scoring
 process has a core that is mostly idle. Pure (NumPy and orjson, no Faust), so it runs the same
 in the child, on a thread or inline.
@@ -23,8 +23,9 @@ from typing import Any, Optional
 import numpy as np
 import orjson
 
-from ..model.scoring import BatchQuery, BatchResult, score_batch
-from ..model.serving import STRATEGY_ALS, Catalogue, ScoringModel
+from .scoring import BatchQuery, BatchResult, score_batch
+from .active import Catalogue, ScoringModel
+from .strategies import STRATEGY_ALS, STRATEGY_BLEND, STRATEGY_TRANSITIONS
 
 Columns = tuple[list, list, list]  # a ranked list as (product ids, scores, categories)
 
@@ -34,7 +35,7 @@ class ScoredValues:
     """Encoded values per scored row of a batch, in the rows' order."""
 
     lists: list[bytes]
-    factors: list[bytes]
+    factors: list[Optional[bytes]]  # None for a row the model could not fold in (transitions only)
 
 
 def ready_entry(columns: Columns, strategy: str, model_version: str, generated_at: float) -> dict[str, Any]:
@@ -56,13 +57,9 @@ def factor_entry(model_version: str, vector: np.ndarray) -> dict[str, str]:
     return {"model_version": model_version, "f32": base64.b64encode(data).decode("ascii")}
 
 
-def factor_vector(value: dict[str, Any]) -> Optional[np.ndarray]:
-    """The vector of a user_factors value (either format ever written), None if it has none."""
-    if "f32" in value:
-        return np.frombuffer(base64.b64decode(value["f32"]), dtype="<f4").astype(np.float32)
-    if "vector" in value:  # the earlier format: a JSON list
-        return np.asarray(value["vector"], dtype=np.float32)
-    return None
+def factor_vector(value: dict[str, Any]) -> np.ndarray:
+    """The vector of a user_factors value."""
+    return np.frombuffer(base64.b64decode(value["f32"]), dtype="<f4").astype(np.float32)
 
 
 def columns_of(catalogue: Catalogue, result: BatchResult) -> list[Columns]:
@@ -88,19 +85,27 @@ def columns_of(catalogue: Catalogue, result: BatchResult) -> list[Columns]:
     return out
 
 
-def encode_scored(model: ScoringModel, result: BatchResult, generated_at: float) -> ScoredValues:
+def row_strategies(query: BatchQuery) -> list[str]:
+    """The strategy of each row of a scored batch: which of the two signals it had."""
+    names = {(True, True): STRATEGY_BLEND, (True, False): STRATEGY_ALS, (False, True): STRATEGY_TRANSITIONS}
+    return [names[pair] for pair in zip(query.has_als().tolist(), query.has_transitions().tolist())]
+
+
+def encode_scored(model: ScoringModel, query: BatchQuery, result: BatchResult,
+                  generated_at: float) -> ScoredValues:
     """Every row's ready list and vector, encoded as the tables store them.
 
     orjson directly, not ``kafka.codecs.dumps_json`` (which imports Faust, a second of start-up
     in the scoring process): for these plain values both write the same bytes (tested).
     """
     dumps, version = orjson.dumps, model.version
-    lists = [dumps(ready_entry(columns, STRATEGY_ALS, version, generated_at))
-             for columns in columns_of(model.catalogue, result)]
-    factors = [dumps(factor_entry(version, vector)) for vector in result.vectors]
+    lists = [dumps(ready_entry(columns, strategy, version, generated_at))
+             for columns, strategy in zip(columns_of(model.catalogue, result), row_strategies(query))]
+    factors = [dumps(factor_entry(version, vector)) if has else None
+               for vector, has in zip(result.vectors, query.has_als().tolist())]
     return ScoredValues(lists, factors)
 
 
 def score_values(model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
-    """A micro-batch's scoring, as a scorer runs it: fold-in, top-k, values encoded."""
-    return encode_scored(model, score_batch(model.foldin, query), generated_at)
+    """A micro-batch's scoring, as a scorer runs it: fold-in, blend, top-k, values encoded."""
+    return encode_scored(model, query, score_batch(model.foldin, query), generated_at)

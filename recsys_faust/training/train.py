@@ -13,7 +13,7 @@ import numpy as np
 from ..drift.detector import training_reference
 from ..settings import Settings
 from .als import ALSParams, train_als
-from .artifact import ModelArtifact, new_version, save
+from ..ranking.artifact import ModelArtifact, new_version, save
 from .dataset import Interactions, load_csv
 from .evaluate import Quality, evaluate
 
@@ -105,7 +105,7 @@ async def publish(settings: Settings, artifact: ModelArtifact) -> int:
 
     from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES
     from ..kafka.clients import client_kwargs
-    from .payload import encode
+    from ..ranking.payload import encode
 
     value = json.dumps(encode(artifact, created_at=artifact.manifest.get("created_at"))).encode()
     if len(value) > settings.max_model_bytes:

@@ -1,53 +1,15 @@
-"""ALS training with implicit, and the closed-form fold-in used on the hot path.
+"""The closed-form ALS fold-in used on the hot path: a user's vector from the fixed item factors.
 
-implicit's solver minimises sum c_ui (p_ui - x_u.y_i)^2 + reg (|x|^2 + |y|^2) with confidence
-c_ui = alpha * r_ui for observed pairs (and 1 elsewhere). Folding a user in is that problem for
-one row with Y fixed:  (Y'Y + sum_i (c_i - 1) y_i y_i' + reg I) x = sum_i c_i y_i, one small
-solve per event, no retraining.
+Folding a user in is implicit's problem for one row with Y fixed:
+(Y'Y + sum_i (c_i - 1) y_i y_i' + reg I) x = sum_i c_i y_i, one small solve per user, no
+retraining, so a user's first event already has a vector.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
 import numpy as np
-import scipy.sparse as sp
-
-
-@dataclass(frozen=True)
-class ALSParams:
-    factors: int = 128
-    regularization: float = 1.0
-    alpha: float = 10.0
-    iterations: int = 15
-    seed: int = 42
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def train_als(user_items: sp.csr_matrix, params: ALSParams, *, show_progress: bool = False):
-    """Fit implicit ALS on a users x items weight matrix; returns (user_factors, item_factors, seconds)."""
-    from implicit.cpu.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
-
-    started = time.perf_counter()
-    # implicit parallelises over users itself; a threaded BLAS underneath only contends.
-    with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(
-            factors=params.factors,
-            regularization=params.regularization,
-            alpha=params.alpha,
-            iterations=params.iterations,
-            random_state=params.seed,
-            calculate_training_loss=False,
-        )
-        model.fit(user_items.tocsr().astype(np.float32), show_progress=show_progress)
-    seconds = time.perf_counter() - started
-    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
-            np.ascontiguousarray(model.item_factors, dtype=np.float32), seconds)
 
 
 #: Below this many users of one padded width a stack costs more than the loop it replaces
@@ -146,58 +108,3 @@ class FoldIn:
         if self._binv is None:
             self._binv = np.linalg.inv(self.YtY + self.reg * self._eye)
         return self._binv
-
-
-def top_k(scores: np.ndarray, k: int, exclude: Optional[Iterable[int]] = None) -> np.ndarray:
-    """Indices of the k best scores (descending), never one of ``exclude``."""
-    scores = scores.copy() if exclude is not None else scores
-    if exclude is not None:
-        ex = np.fromiter(exclude, dtype=np.int64)
-        if len(ex):
-            scores[ex] = -np.inf
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    order = part[np.argsort(-scores[part], kind="stable")]
-    return order[np.isfinite(scores[order])]
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``scores`` the column indices and scores of its k best finite entries, best
-    first: ``(best, values)``, both rows x min(k, columns), ``best`` is -1 (and the value 0)
-    past the last candidate of a row with fewer than k.
-
-    Exact, ties broken by the lower index. A partition of every row (numpy's introselect) cost
-    about 100 us a row on the 8.7k-item Amazon catalogue, more than the matrix product. Instead
-    each row gets a lower bound for its k-th best score from the maxima of about 2k blocks: the
-    k-th largest block maximum is one of k distinct entries, so at least k entries reach it.
-    Only the entries at or above it (about 80 a row there) are sorted, all rows in one sort,
-    and scattered into the output by their rank within the row (no loop over rows).
-    """
-    n_rows, n = scores.shape
-    k = min(k, n)
-    best = np.full((n_rows, max(k, 0)), -1, dtype=np.int32)
-    values = np.zeros((n_rows, max(k, 0)), dtype=scores.dtype)
-    if k <= 0 or n_rows == 0:
-        return best, values
-    if n < 4 * k:
-        thresholds = np.partition(scores, n - k, axis=1)[:, n - k]
-    else:
-        size = -(-n // (2 * k))
-        block_max = np.maximum.reduceat(scores, np.arange(0, n, size), axis=1)
-        n_blocks = block_max.shape[1]  # >= 4k / (2 + 1/k) >= k blocks, see the bound above
-        thresholds = np.partition(block_max, n_blocks - k, axis=1)[:, n_blocks - k]
-    # flatnonzero + divmod: np.nonzero on a 2-d mask was a third of the time here. Positions
-    # come out row-major, so a stable sort by (row, -score) leaves ties in column order.
-    rows, cols = np.divmod(np.flatnonzero(scores >= thresholds[:, None]), n)
-    vals = scores[rows, cols]
-    order = np.lexsort((-vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)   # position within its row
-    # -inf (excluded) entries sort last in their row, so dropping them shifts no rank.
-    keep = (rank < k) & np.isfinite(vals)
-    rows, rank = rows[keep], rank[keep]
-    best[rows, rank] = cols[keep]
-    values[rows, rank] = vals[keep]
-    return best, values

@@ -1,4 +1,4 @@
-"""The scoring process: ``score_values`` for the worker that started it (model/scorer.py).
+"""The scoring process: ``score_values`` for the worker that started it (ranking/scorer.py).
 
 Reads length-prefixed pickled ``(version, ScoringModel or None, query, generated_at)`` requests
 from stdin and writes ``("ok", ScoredValues)``, ``("missing", version)`` (send the model along) or
@@ -15,9 +15,9 @@ import sys
 import traceback
 from typing import BinaryIO, Optional
 
-from ..serving.ready_values import score_values
+from .ready_values import score_values
 from .scorer import FRAME_HEADER
-from .serving import ScoringModel
+from .active import ScoringModel
 
 #: Model versions kept: the active one and the one it replaced (a batch packed against the old
 #: model may still be on its way when the new one arrives).

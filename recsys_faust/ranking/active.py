@@ -1,6 +1,6 @@
 """The active ALS model of a worker (item factors, catalogue, similar items), switched atomically.
 
-Scoring users against it is ``model/scoring.py``."""
+Scoring users against it is ``ranking/scoring.py``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Optional
 
 import numpy as np
 
-from .als import FoldIn, top_k
+from .foldin import FoldIn
+from .topk import top_k
 from .artifact import ModelArtifact
+from .transition_index import MAX_SUCCESSORS, TransitionCounts
 
 log = logging.getLogger(__name__)
-STRATEGY_ALS = "als"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ActiveModel:
     item_ids: np.ndarray         # item index -> product id, object array (fast fancy indexing)
     unit_factors: np.ndarray     # rows normalised, for similar items
     created_at: float
+    transitions: Optional[TransitionCounts] = None  # shipped with the model, capped like the stream's
 
     @property
     def version(self) -> str:
@@ -60,7 +62,8 @@ class ActiveModel:
         return model
 
     @classmethod
-    def build(cls, artifact: ModelArtifact, created_at: float = 0.0) -> "ActiveModel":
+    def build(cls, artifact: ModelArtifact, created_at: float = 0.0,
+              max_successors: int = MAX_SUCCESSORS) -> "ActiveModel":
         params = artifact.params or {}
         Y = artifact.item_factors
         norms = np.linalg.norm(Y, axis=1, keepdims=True)
@@ -73,6 +76,8 @@ class ActiveModel:
             item_ids=np.asarray(list(artifact.item_ids), dtype=object),
             unit_factors=np.ascontiguousarray(Y / np.maximum(norms, 1e-9), dtype=np.float32),
             created_at=created_at,
+            transitions=None if artifact.transitions is None
+            else TransitionCounts.capped(artifact.transitions, max_successors),
         )
 
     def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
@@ -87,8 +92,9 @@ class ActiveModel:
 class ModelHolder:
     """Holds the newest model; readers take one reference, so a switch is atomic for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_successors: int = MAX_SUCCESSORS) -> None:
         self._active: Optional[ActiveModel] = None
+        self._max_successors = max_successors
         self._lock = threading.Lock()
 
     @property
@@ -101,7 +107,7 @@ class ModelHolder:
             cur = self._active
             if cur is not None and (created_at, artifact.version) <= (cur.created_at, cur.version):
                 return False
-            self._active = ActiveModel.build(artifact, created_at)
+            self._active = ActiveModel.build(artifact, created_at, self._max_successors)
         log.info("model %s active (%d items, %d factors)", artifact.version, len(artifact.item_ids), artifact.factors)
         return True
 

@@ -1,0 +1,100 @@
+"""Versioned model artifacts: ``models/<version>/model.npz`` (no pickles) + ``manifest.json``.
+
+The same arrays travel on amazon-model-updates (``payload.py``): ``arrays`` and ``from_arrays``
+are the one definition of the format.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class ModelArtifact:
+    version: str
+    item_ids: list[str]
+    item_factors: np.ndarray                 # items x factors, float32, C-contiguous
+    user_ids: list[str] = field(default_factory=list)
+    user_factors: Optional[np.ndarray] = None
+    item_category: list[Optional[str]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    # items x items successor counts of the training data (ranking/transitions.py), or None
+    transitions: Optional[sp.csr_matrix] = None
+
+    @property
+    def factors(self) -> int:
+        return int(self.item_factors.shape[1])
+
+
+def new_version(now: Optional[float] = None) -> str:
+    return time.strftime("als-%Y%m%dT%H%M%SZ", time.gmtime(now or time.time()))
+
+
+def arrays(artifact: ModelArtifact, *, with_users: bool) -> dict[str, np.ndarray]:
+    """The artifact as named arrays (strings as unicode arrays: loadable without pickles)."""
+    out: dict[str, np.ndarray] = {
+        "item_ids": np.asarray(artifact.item_ids, dtype=np.str_),
+        "item_factors": np.ascontiguousarray(artifact.item_factors, dtype=np.float32),
+        "item_category": np.asarray([c or "" for c in artifact.item_category], dtype=np.str_),
+    }
+    if artifact.transitions is not None:
+        t = artifact.transitions.tocsr()
+        out.update(transitions_indptr=t.indptr.astype(np.int64), transitions_indices=t.indices.astype(np.int32),
+                   transitions_data=t.data.astype(np.float32))
+    if with_users and artifact.user_factors is not None:
+        out["user_ids"] = np.asarray(artifact.user_ids, dtype=np.str_)
+        out["user_factors"] = np.ascontiguousarray(artifact.user_factors, dtype=np.float32)
+    return out
+
+
+def from_arrays(npz: Any, *, version: str, params: dict[str, Any], manifest: dict[str, Any]) -> ModelArtifact:
+    """The artifact of ``arrays`` (an open npz or a dict)."""
+    names = set(npz.files if hasattr(npz, "files") else npz)
+    item_ids = npz["item_ids"].tolist()
+    transitions = None
+    if "transitions_indptr" in names:
+        transitions = sp.csr_matrix((npz["transitions_data"], npz["transitions_indices"], npz["transitions_indptr"]),
+                                    shape=(len(item_ids), len(item_ids)))
+    return ModelArtifact(
+        version=version,
+        item_ids=item_ids,
+        item_factors=np.ascontiguousarray(npz["item_factors"], dtype=np.float32),
+        user_ids=npz["user_ids"].tolist() if "user_ids" in names else [],
+        user_factors=npz["user_factors"] if "user_factors" in names else None,
+        item_category=[c or None for c in npz["item_category"].tolist()],
+        params=params,
+        manifest=manifest,
+        transitions=transitions,
+    )
+
+
+def save(artifact: ModelArtifact, models_dir: Path) -> Path:
+    out = models_dir / artifact.version
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "model.tmp.npz"
+    np.savez(tmp, **arrays(artifact, with_users=True))  # float factors barely compress; compressing cost more than the fit
+    tmp.replace(out / "model.npz")
+    manifest = {"version": artifact.version, "params": artifact.params, **artifact.manifest,
+                "n_items": len(artifact.item_ids), "n_users": len(artifact.user_ids), "factors": artifact.factors}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+def load(path: Path) -> ModelArtifact:
+    """Load ``path`` (a version directory) without ever unpickling."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    with np.load(path / "model.npz", allow_pickle=False) as npz:
+        return from_arrays(npz, version=manifest["version"], params=manifest.get("params", {}), manifest=manifest)
+
+
+def latest(models_dir: Path) -> Optional[Path]:
+    versions = sorted(p for p in models_dir.glob("*/manifest.json"))
+    return versions[-1].parent if versions else None

@@ -1,0 +1,161 @@
+"""A user's state -> a ranked list: the one place the strategies are chosen and combined.
+
+The event processor asks it for a micro-batch's query (``pack``: scored in the scoring process)
+and for the lists of users the model cannot score (``fallback``); the read path asks it for a
+live list (``build_list``: a category filter, or a user without a ready list). Both therefore
+rank exactly alike. Strategies, in order (``strategies.py``): the blend of the ALS fold-in and
+the user's transitions, either alone, then popularity x category affinity, then popularity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..popularity.trending import PopularityIndex
+from ..profiles.profile import Profile, seen_items
+from ..settings import Settings
+from .active import ActiveModel, ModelHolder
+from .popular import Item, popular_affinity
+from .ready_values import Columns, columns_of, row_strategies
+from .scoring import BatchQuery, score_batch
+from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
+from .transition_index import TransitionIndex, query_items
+
+_EMPTY_I = np.zeros(0, dtype=np.int64)
+
+
+def to_columns(items: list[Item]) -> Columns:
+    return ([i["product_id"] for i in items], [i["score"] for i in items],
+            [i.get("category") or "" for i in items])
+
+
+def to_items(columns: Columns) -> list[Item]:
+    return [{"product_id": p, "score": s, "category": c} for p, s, c in zip(*columns)]
+
+
+class Ranker:
+    def __init__(self, settings: Settings, popularity: PopularityIndex, transitions: TransitionIndex,
+                 models: ModelHolder) -> None:
+        self.settings = settings
+        self.popularity = popularity
+        self.transitions = transitions
+        self.models = models
+        self.blend_weights = (settings.blend_als_weight, settings.blend_transitions_weight)
+
+    # -- the model path: fold-in + transitions + blend ------------------------------------------
+    def pack(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
+             category: Optional[str] = None) -> tuple[list[int], BatchQuery]:
+        """The profiles the model can score (their positions) and their packed query.
+
+        A profile is scored when the model knows one of its items (fold-in) or one of its
+        latest day's items has successors in the catalogue (transitions).
+        """
+        index, weights = active.index, self.settings.weights
+        use_transitions = self.blend_weights[1] > 0
+        rows: list[int] = []
+        items: list[int] = []
+        conf: list[float] = []
+        offsets = [0]
+        seen: list[int] = []
+        seen_offsets = [0]
+        t_items: list[np.ndarray] = []
+        t_scores: list[np.ndarray] = []
+        t_offsets = [0]
+        get = index.get
+        # ALS weight per (kind, rating): a handful of pairs, computed once per batch.
+        weight_of: dict[tuple[str, Any], float] = {}
+        for pos, p in enumerate(profiles):
+            recent = p["recent"] if p else None
+            if not recent:
+                continue
+            merged: dict[int, float] = {}
+            for r in recent:
+                i = get(r[0])
+                if i is not None:
+                    key = (r[1], r[4])
+                    w = weight_of.get(key)
+                    if w is None:
+                        w = weight_of[key] = weights.als_weight(*key)
+                    merged[i] = merged.get(i, 0.0) + w
+            width = t_offsets[-1]
+            if use_transitions:
+                for pid in query_items(recent):
+                    idx, counts = self.transitions.rows(pid, active)
+                    if len(idx):
+                        t_items.append(idx)
+                        t_scores.append(counts)
+                        width += len(idx)
+            if not merged and width == t_offsets[-1]:
+                continue
+            rows.append(pos)
+            items.extend(merged)
+            conf.extend(merged.values())
+            offsets.append(len(items))
+            # Every recent item the model knows is in ``merged``: exactly the seen items to mask.
+            seen.extend(merged)
+            seen_offsets.append(len(seen))
+            t_offsets.append(width)
+        has_t = t_offsets[-1] > 0
+        q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
+                       np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
+                       np.asarray(seen_offsets, dtype=np.int64), n or self.settings.rec_list_size,
+                       None if category is None else active.categories == category,
+                       trans_items=np.concatenate(t_items) if has_t else None,
+                       trans_scores=np.concatenate(t_scores) if has_t else None,
+                       trans_offsets=np.asarray(t_offsets, dtype=np.int64) if has_t else None,
+                       blend_weights=self.blend_weights)
+        return rows, q
+
+    def score(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
+              category: Optional[str] = None) -> list[Optional[tuple[Columns, str]]]:
+        """(columns, strategy) per profile from ``active``, here and now (None where it has
+        nothing for the profile): a live list, or a test's reference for the scorers."""
+        out: list[Optional[tuple[Columns, str]]] = [None] * len(profiles)
+        rows, q = self.pack(active, profiles, n=n, category=category)
+        if rows:
+            result = score_batch(active.foldin, q)
+            for pos, columns, strategy in zip(rows, columns_of(active.scoring.catalogue, result), row_strategies(q)):
+                out[pos] = (columns, strategy)
+        return out
+
+    # -- without the model -----------------------------------------------------------------------
+    def fallback(self, profile: Optional[Profile], n: Optional[int] = None,
+                 category: Optional[str] = None) -> tuple[Columns, str]:
+        """The list of a user the model cannot score: their transitions over every streamed item
+        (with no model, or items the model lacks), else popularity (event loop only)."""
+        n = n or self.settings.rec_list_size
+        seen = seen_items(profile)
+        if profile and profile["recent"] and self.blend_weights[1] > 0:
+            scores: dict[str, float] = {}
+            for pid in query_items(profile["recent"]):
+                for item, count in self.transitions.successors(pid).items():
+                    if item not in seen:
+                        scores[item] = scores.get(item, 0) + count
+            if scores:
+                cat_of = self.popularity.category_of
+                ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+                chosen = [(pid, float(s), cat_of(pid) or "") for pid, s in ranked
+                          if category is None or cat_of(pid) == category][:n]
+                if chosen:
+                    return ([c[0] for c in chosen], [c[1] for c in chosen], [c[2] for c in chosen]), \
+                        STRATEGY_TRANSITIONS
+        if category:
+            ranked_pop = self.popularity.top(n, category=category, exclude=seen)
+            return ([r.product_id for r in ranked_pop], [r.score for r in ranked_pop],
+                    [r.category or "" for r in ranked_pop]), \
+                (STRATEGY_AFFINITY if profile and profile.get("affinity") else STRATEGY_POPULAR)
+        items, strategy = popular_affinity(profile, self.popularity, n, boost=self.settings.affinity_boost)
+        return to_columns(items), strategy
+
+    def build_list(self, profile: Optional[Profile], n: int, *,
+                   category: Optional[str] = None) -> tuple[list[Item], str]:
+        """One user's list, live, by the strategies in order."""
+        active = self.models.active
+        if active is not None and profile:
+            scored = self.score(active, [profile], n=n, category=category)[0]
+            if scored is not None:
+                return to_items(scored[0]), scored[1]
+        columns, strategy = self.fallback(profile, n, category)
+        return to_items(columns), strategy
