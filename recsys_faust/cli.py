@@ -147,14 +147,14 @@ def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind)
     """Offline quality: leave-last-out NDCG@10, HR@10 and coverage of ALS, item transitions,
     their blend and two popularity baselines."""
     from .training.evaluate import evaluate as run_eval
-    from .training.train import load_dataset, params_from_settings
+    from .training.train import eval_options, load_dataset, params_from_settings
 
     settings = _settings()
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
                                   iterations=iterations, seed=seed)
     dataset = load_dataset(data, settings, kind)
     click.echo(f"{data}: {len(dataset)} interactions, {dataset.n_users} users, {dataset.n_items} items")
-    quality, seconds = run_eval(dataset, params, progress=click.echo)
+    quality, seconds = run_eval(dataset, params, progress=click.echo, **eval_options(settings))
     click.echo(f"ALS {params.as_dict()} fitted in {seconds:.2f}s")
     _quality_table(quality)
 

@@ -123,10 +123,13 @@ class Ranker:
     # -- without the model -----------------------------------------------------------------------
     def fallback(self, profile: Optional[Profile], n: Optional[int] = None,
                  category: Optional[str] = None) -> tuple[Columns, str]:
-        """The list of a user the model cannot score: their transitions over every streamed item
-        (with no model, or items the model lacks), else popularity (event loop only)."""
+        """The list of a user the model cannot score (event loop only): their transitions over
+        every streamed item (with no model, or for items the model lacks), the rest of the list
+        filled from popularity with score 0 (so a user with three successors still gets a full
+        list, ranked transitions first); popularity alone when there are no transitions."""
         n = n or self.settings.rec_list_size
         seen = seen_items(profile)
+        popular, strategy = self._popular(profile, n, category, seen)
         if profile and profile["recent"] and self.blend_weights[1] > 0:
             scores: dict[str, float] = {}
             for pid in query_items(profile["recent"]):
@@ -136,18 +139,21 @@ class Ranker:
             if scores:
                 cat_of = self.popularity.category_of
                 ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-                chosen = [(pid, float(s), cat_of(pid) or "") for pid, s in ranked
-                          if category is None or cat_of(pid) == category][:n]
+                chosen = [{"product_id": pid, "score": float(c), "category": cat_of(pid) or ""}
+                          for pid, c in ranked if category is None or cat_of(pid) == category][:n]
                 if chosen:
-                    return ([c[0] for c in chosen], [c[1] for c in chosen], [c[2] for c in chosen]), \
-                        STRATEGY_TRANSITIONS
+                    taken = {i["product_id"] for i in chosen}
+                    chosen += [{**i, "score": 0.0} for i in popular if i["product_id"] not in taken]
+                    return to_columns(chosen[:n]), STRATEGY_TRANSITIONS
+        return to_columns(popular), strategy
+
+    def _popular(self, profile: Optional[Profile], n: int, category: Optional[str],
+                 seen: set[str]) -> tuple[list[Item], str]:
         if category:
-            ranked_pop = self.popularity.top(n, category=category, exclude=seen)
-            return ([r.product_id for r in ranked_pop], [r.score for r in ranked_pop],
-                    [r.category or "" for r in ranked_pop]), \
-                (STRATEGY_AFFINITY if profile and profile.get("affinity") else STRATEGY_POPULAR)
-        items, strategy = popular_affinity(profile, self.popularity, n, boost=self.settings.affinity_boost)
-        return to_columns(items), strategy
+            ranked = self.popularity.top(n, category=category, exclude=seen)
+            return ([{"product_id": r.product_id, "score": r.score, "category": r.category or ""} for r in ranked],
+                    STRATEGY_AFFINITY if profile and profile.get("affinity") else STRATEGY_POPULAR)
+        return popular_affinity(profile, self.popularity, n, boost=self.settings.affinity_boost)
 
     def build_list(self, profile: Optional[Profile], n: int, *,
                    category: Optional[str] = None) -> tuple[list[Item], str]:

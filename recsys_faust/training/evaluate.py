@@ -1,8 +1,9 @@
 """Offline quality: leave-last-out, full-catalogue ranking, seen items removed.
 
-ALS, item transitions (``ranking/transitions.py``) and their per-user blend, against two
-baselines computed on the same split: most-popular and the streaming core's first strategy
-(popularity x category affinity, ``serving.recommend.popular_affinity``).
+ALS, item transitions (``ranking/transitions.py``, capped per item as the stream and the
+shipped counts are) and their per-user blend, against two baselines computed on the same split:
+most-popular and the popularity fallback (popularity x category affinity,
+``ranking.popular.popular_affinity``).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from ..ranking.popular import popular_affinity
 from ..ranking.transitions import (
     TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix, user_histories,
 )
+from ..ranking.transition_index import MAX_SUCCESSORS, TransitionCounts
 from .als import ALSParams, train_als
 from .dataset import Interactions, leave_last_out
 
 K = 10
 BATCH = 1024
 
-#: Blend weights of the z-scored ALS and transition scores. Chosen on a validation split carved
-#: from the training data (each user's last training interaction held out), never on the test
-#: items; the grid and its figures are in the README ("Item transitions").
+#: Blend weights of the z-scored ALS and transition scores: the defaults of the settings
+#: RECSYS_BLEND_ALS_WEIGHT and RECSYS_BLEND_TRANSITIONS_WEIGHT. Chosen on a validation split
+#: carved from the training data (each user's last training interaction held out), never on the
+#: test items; the grid and its figures are in the README ("Item transitions").
 BLEND_ALS_WEIGHT = 1.0
 BLEND_TRANSITIONS_WEIGHT = 0.75
 
@@ -95,6 +98,7 @@ def transition_queries(data: Interactions, train: np.ndarray, tp: TransitionPara
 def evaluate(data: Interactions, params: ALSParams, *, progress: Optional[Callable[[str], None]] = None,
              transitions: TransitionParams = TransitionParams(),
              blend_weights: tuple[float, float] = (BLEND_ALS_WEIGHT, BLEND_TRANSITIONS_WEIGHT),
+             max_successors: int = MAX_SUCCESSORS,
              ) -> tuple[list[Quality], float]:
     say = progress or (lambda s: None)
     train, test_row = leave_last_out(data)
@@ -107,7 +111,8 @@ def evaluate(data: Interactions, params: ALSParams, *, progress: Optional[Callab
     results = [_metrics("als", rank_by_scores(user_f, item_f, seen, users), target, data.n_items)]
 
     say("item transitions from the training histories")
-    counts = counts_from_histories(data.users[train], data.items[train], data.ts[train], data.n_items, transitions)
+    counts = TransitionCounts.capped(counts_from_histories(
+        data.users[train], data.items[train], data.ts[train], data.n_items, transitions), max_successors).matrix
     queries = transition_queries(data, train, transitions)
 
     def trans_rows(chunk: np.ndarray) -> np.ndarray:

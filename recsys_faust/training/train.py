@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..drift.detector import training_reference
+from ..ranking.transitions import counts_from_histories
 from ..settings import Settings
 from .als import ALSParams, train_als
 from ..ranking.artifact import ModelArtifact, new_version, save
@@ -23,6 +24,12 @@ def params_from_settings(s: Settings, **overrides: object) -> ALSParams:
                 iterations=s.als_iterations, seed=s.als_seed)
     base.update({k: v for k, v in overrides.items() if v is not None})
     return ALSParams(**base)  # type: ignore[arg-type]
+
+
+def eval_options(s: Settings) -> dict[str, object]:
+    """``evaluate``'s options as the workers rank: the blend weights and the successor cap."""
+    return dict(blend_weights=(s.blend_als_weight, s.blend_transitions_weight),
+                max_successors=s.transitions_max_successors)
 
 
 def load_dataset(path: Path, settings: Settings, kind: str = "purchase") -> Interactions:
@@ -75,13 +82,17 @@ def train_dataset(
     quality: list[Quality] = []
     if evaluate_first:
         say("offline evaluation (leave-last-out) ...")
-        quality, _ = evaluate(data, params, progress=say if show_progress else None)
+        quality, _ = evaluate(data, params, progress=say if show_progress else None, **eval_options(settings))
     say(f"training ALS on all {len(data)} interactions ...")
     user_f, item_f, fit_seconds = train_als(data.matrix(), params, show_progress=show_progress)
+    # Shipped so that a fresh deployment ranks by transitions from its first event (workers cap
+    # each item's successors as their stream does, RECSYS_TRANSITIONS_MAX_SUCCESSORS).
+    transitions = counts_from_histories(data.users, data.items, data.ts, data.n_items)
     version = new_version()
     artifact = ModelArtifact(
         version=version, item_ids=data.item_ids, item_factors=item_f, user_ids=data.user_ids,
         user_factors=user_f, item_category=data.item_category, params=params.as_dict(),
+        transitions=transitions,
         manifest={
             "created_at": time.time(),
             "data": {"source": source, "interactions": len(data), "users": data.n_users, "items": data.n_items,
@@ -90,6 +101,7 @@ def train_dataset(
             "offline_metrics": {q.name: {"ndcg@10": round(q.ndcg, 5), "hr@10": round(q.hr, 5),
                                          "coverage": round(q.coverage, 5)} for q in quality},
             "fit_seconds": round(fit_seconds, 3),
+            "transition_pairs": int(transitions.nnz),
             # what the workers' drift detector compares live traffic with (drift/detector.py)
             "reference": training_reference(np.asarray(data.item_category, dtype=object)[data.items]
                                             if len(data) else []),

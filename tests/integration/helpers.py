@@ -22,6 +22,8 @@ TUMBLING = (3600, 3600, 86400)
 HOPPING = (3600, 900, 21600)
 TRENDING_WINDOW, BUCKET = 7 * 86400, 3600
 
+DAY = 86400
+
 TOPIC_OF = {"view": "amazon-product-views", "purchase": "amazon-purchases", "review": "amazon-reviews",
             "user-event": "amazon-user-events"}
 
@@ -195,7 +197,63 @@ class Model:
             ranked = [p for p in ranked if items[p]["category"] == category]
         return ranked[:k]
 
+    def successors(self) -> dict[str, Counter]:
+        """Item transitions, from the rule's definition: each interaction pairs with the user's
+        earlier ones (in arrival order, a repeated event_id counted once) of the same day both
+        ways, and with those of the user's latest earlier active day forwards."""
+        out: dict[str, Counter] = defaultdict(Counter)
+        history: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        ids: dict[str, set] = defaultdict(set)
+        for kind, obj in self.events:
+            user = obj["user_id"]
+            if kind == "user-event" or obj["event_id"] in ids[user]:
+                continue
+            ids[user].add(obj["event_id"])
+            pid, day = obj["product_id"], obj["timestamp"] // DAY
+            h = history[user]
+            for other, ts in h:
+                if ts // DAY == day and other != pid:
+                    out[other][pid] += 1
+                    out[pid][other] += 1
+            earlier = [ts // DAY for _, ts in h if ts // DAY < day]
+            if earlier:
+                for other, ts in h:
+                    if ts // DAY == max(earlier) and other != pid:
+                        out[other][pid] += 1
+            h.append((pid, obj["timestamp"]))
+        return {p: c for p, c in out.items() if c}
+
+    def next_items(self, product_id: str, k: int) -> list[tuple[str, float]]:
+        succ = self.successors().get(product_id, Counter())
+        return sorted(((p, float(c)) for p, c in succ.items()), key=lambda kv: (-kv[1], kv[0]))[:k]
+
     def recommendations(self, user: str, k: int) -> list[tuple[str, float]]:
+        """Without a model: the user's transitions (from their latest active day's items), the
+        rest of the list from popularity x affinity with score 0; popularity alone without any."""
+        popular = self.popular_recommendations(user, k + 50)
+        interactions = [o for kind, o in self.by_user.get(user, []) if kind != "user-event"]
+        if not interactions:
+            return popular[:k]
+        last = max(o["timestamp"] // DAY for o in interactions)
+        query = {o["product_id"] for o in interactions if o["timestamp"] // DAY == last}
+        seen = self.seen(user)
+        scores: Counter = Counter()
+        succ = self.successors()
+        for q in query:
+            for p, c in succ.get(q, Counter()).items():
+                if p not in seen:
+                    scores[p] += c
+        if not scores:
+            return popular[:k]
+        ranked = sorted(((p, float(c)) for p, c in scores.items()), key=lambda kv: (-kv[1], kv[0]))
+        ranked += [(p, 0.0) for p, _ in popular if p not in scores]
+        return ranked[:k]
+
+    def strategy(self, user: str) -> str:
+        return "transitions" if self.recommendations(user, 1) and any(
+            s > 0 for _, s in self.recommendations(user, 1)) else "popular_affinity"
+
+    def popular_recommendations(self, user: str, k: int) -> list[tuple[str, float]]:
         items = self.item_table()
         ranked = sorted(items, key=lambda p: (-items[p]["trend"], -items[p]["total"], p))
         position = {p: i for i, p in enumerate(ranked)}

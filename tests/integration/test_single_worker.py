@@ -114,15 +114,34 @@ def refreshed(worker, stack, model):
     return users
 
 
-def test_recommendations_follow_affinity_and_skip_seen_items(worker, model, refreshed):
+def test_recommendations_follow_transitions_then_affinity_and_skip_seen_items(worker, model, refreshed):
+    strategies = set()
     for user in refreshed:
         status, body = get(f"{worker.url}/api/recommendations/{user}?k=10")
         assert status == 200, body
-        assert body["strategy"] == "popular_affinity" and body["user_id"] == user
+        assert body["strategy"] == model.strategy(user) and body["user_id"] == user
+        strategies.add(body["strategy"])
         expected = model.recommendations(user, 10)
         assert [i["product_id"] for i in body["items"]] == [p for p, _ in expected]
         assert [i["score"] for i in body["items"]] == pytest.approx([s for _, s in expected])
         assert not {i["product_id"] for i in body["items"]} & model.seen(user)
+    assert "transitions" in strategies  # the data makes transitions for most users
+
+
+def test_what_users_took_next_matches_the_model(worker, model):
+    """GET /api/products/{id}/similar?kind=next: the stream-learned transitions, exactly."""
+    successors = model.successors()
+    assert len(successors) > 50
+    for pid in sorted(successors):
+        status, body = get(f"{worker.url}/api/products/{pid}/similar?kind=next&k=100")
+        assert status == 200 and body["kind"] == "next", body
+        assert [(i["product_id"], i["score"]) for i in body["items"]] == model.next_items(pid, 100), pid
+    status, body = get(f"{worker.url}/api/products/no-such-item/similar?kind=next")
+    assert status == 404 and body["error"] == "not_found"
+    status, body = get(f"{worker.url}/api/products/{sorted(successors)[0]}/similar?kind=sideways")
+    assert status == 400 and "kind" in body["detail"]
+    status, health = get(f"{worker.url}/api/health")
+    assert health["transitions"]["pairs"] >= sum(len(c) for c in successors.values())
 
 
 def test_recommendation_filters_and_cold_start(worker, model, refreshed):
@@ -327,13 +346,15 @@ def test_client_producers_validate_and_key_by_user(worker, stack):
     assert resp["user_id"] == user and len(resp["items"]) == 3
 
 
-def _snapshot(worker, users):
+def _snapshot(worker, users, items=()):
     out = {}
     for u in users:
         status, prof = get(f"{worker.url}/api/users/{u}/profile")
         status2, recs = get(f"{worker.url}/api/recommendations/{u}?k=10")
         recs.pop("generated_at", None)
         out[u] = (status, prof, recs)
+    for pid in items:
+        out[f"next:{pid}"] = get(f"{worker.url}/api/products/{pid}/similar?kind=next&k=100")
     return out
 
 
@@ -363,15 +384,21 @@ def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, mo
 
     Runs last in this module: it replaces the module's worker."""
     users = sorted(model.by_user)
-    before = _snapshot(worker, users)
+    items = sorted(model.successors())
+    before = _snapshot(worker, users, items)
+    assert before[f"next:{items[0]}"][0] == 200
     worker.stop()
     same_dir = stack.add_worker("w1")  # same name -> same data dir, same RocksDB files
     assert (stack.workdir / "w1" / "data").exists()
-    assert _snapshot(same_dir, users) == before
+    wait_until(lambda: get(f"{same_dir.url}/api/health")[1]["transitions"]["caught_up"], 30,
+               what="the transitions changelog read back")
+    assert _snapshot(same_dir, users, items) == before
     same_dir.stop()
     shutil.rmtree(stack.workdir / "w1" / "data")
     rebuilt = stack.add_worker("w1")  # empty data dir: everything from the changelogs
-    assert _snapshot(rebuilt, users) == before
+    wait_until(lambda: get(f"{rebuilt.url}/api/health")[1]["transitions"]["caught_up"], 30,
+               what="the transitions changelog read back")
+    assert _snapshot(rebuilt, users, items) == before
     log = rebuilt.log_path.read_text(errors="replace")
     assert "ConsistencyError" not in log
 

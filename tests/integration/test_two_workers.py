@@ -90,11 +90,24 @@ def test_every_user_is_served_correctly_from_either_port(workers, model):
             status, prof = get(f"{w.url}/api/users/{u}/profile")
             assert status == 200 and prof["counts"] == model.counts(u), (u, w.name)
             status, recs = get(f"{w.url}/api/recommendations/{u}?k=10")
-            assert status == 200 and recs["strategy"] == "popular_affinity"
+            assert status == 200 and recs["strategy"] in ("transitions", "popular_affinity")
             assert not {i["product_id"] for i in recs["items"]} & model.seen(u)
             answers.append([i["product_id"] for i in recs["items"]])
         assert answers[0] == answers[1], u
     assert by_owner["w1"] > 0 and by_owner["w2"] > 0 and sum(by_owner.values()) >= 200
+
+
+def test_transitions_are_exact_on_both_workers(workers, model):
+    """Each worker counts its own partitions' pairs and reads the other's from the changelog:
+    both answer "what users took next" exactly, replays in the rebalance included."""
+    successors = model.successors()
+    assert len(successors) > 50
+    for w in workers:
+        def exact() -> bool:
+            return all([(i["product_id"], i["score"]) for i in
+                        get(f"{w.url}/api/products/{pid}/similar?kind=next&k=100")[1]["items"]]
+                       == model.next_items(pid, 100) for pid in sorted(successors))
+        wait_until(exact, 30, interval=1, what=f"every item's successors on {w.name}")
 
 
 def test_clear_cache_on_one_worker_reaches_the_other(workers, model):
