@@ -25,7 +25,6 @@ from ..devstack.demo_data import ShopSpec, dataset_events, synthetic_events
 from ..devstack.stack import DevStack
 from ..devstack.workers import WorkerProcess
 
-AMAZON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "amazon-grocery" / "interactions.csv"
 
 
 @dataclass
@@ -319,9 +318,10 @@ def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Pat
 def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: Path) -> None:
     from threadpoolctl import threadpool_limits
 
-    from ..model.als import ALSParams, FoldIn, train_als
-    from ..training.dataset import load_csv
+    from ..ranking.foldin import FoldIn
     from ..settings import Settings
+    from ..training.als import ALSParams, train_als
+    from ..training.dataset import load_csv
 
     click.echo("training and fold-in")
     if data is None or not data.exists():
@@ -389,6 +389,82 @@ def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: P
         dot = (time.perf_counter() - t0) / len(histories)
     report.add("fold-in + top-50 per event", f"{per * 1e6:.0f} us", f"scoring dot only {dot * 1e6:.0f} us",
                f"{per / dot:.1f}x", f"64 factors, {dataset.n_items} items, 1 BLAS thread; target < 1 ms")
+    bench_ranking(report, dataset, fold)
+
+
+def bench_ranking(report: Report, dataset, fold) -> None:
+    """The whole ranking step per event (fold-in + transitions + blend + top-50) against fold-in +
+    top-50 alone, and the transitions index's memory against the item factors'.
+
+    The index is built as the workers build it: every interaction's pairs folded into
+    per-partition entries (4 partitions), bounded, then merged; each user's query is the latest
+    day of their real history, with the real counts as candidates.
+    """
+    import tracemalloc
+
+    from threadpoolctl import threadpool_limits
+
+    from ..kafka.partitioning import user_partition
+    from ..ranking.active import ActiveModel
+    from ..ranking.artifact import ModelArtifact
+    from ..ranking.scoring import BatchQuery, score_batch
+    from ..ranking.transition_index import (
+        MAX_SUCCESSORS, TransitionIndex, apply_successors, entry_key, new_entry, query_items, successor_updates,
+    )
+    from ..ranking.transitions import user_histories
+
+    ids, users = dataset.item_ids, dataset.user_ids
+    tracemalloc.start()
+    entries: dict[str, dict] = {}
+    recent_of: dict[int, list] = {}
+    for n, (u, i, t) in enumerate(zip(dataset.users.tolist(), dataset.items.tolist(), dataset.ts.tolist())):
+        rows = recent_of.setdefault(u, [])
+        part = user_partition(users[u], 4)
+        for src, dsts in successor_updates(rows, ids[i], t).items():
+            key = entry_key(src, part)
+            entry = entries.get(key) or entries.setdefault(key, new_entry(src))
+            apply_successors(entry, dsts, ("t", part, n), MAX_SUCCESSORS)
+        rows.append([ids[i], "purchase", t, None, None])
+        del rows[:-50]
+    index = TransitionIndex()
+    index.put_many(entries.items())
+    del recent_of
+    index_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    model = ActiveModel.build(ModelArtifact("bench", ids, fold.Y, item_category=[None] * len(ids)))
+    rng = np.random.default_rng(0)
+    histories = list(user_histories(dataset.users, dataset.items, dataset.ts))
+    picks = [histories[j] for j in rng.choice(len(histories), size=min(2000, len(histories)), replace=False)]
+    queries, plain = [], []
+    for _u, items, times in picks:
+        h = np.asarray(items[-50:], dtype=np.int64)
+        rows = [(ids[i], "purchase", t) for i, t in zip(items[-50:], times[-50:])]
+        cands = [index.rows(pid, model) for pid in query_items(rows)]
+        t_items = np.concatenate([c[0] for c in cands]) if cands else np.zeros(0, np.int64)
+        t_scores = np.concatenate([c[1] for c in cands]) if cands else np.zeros(0)
+        off = np.array([0, len(h)])
+        queries.append(BatchQuery(h, np.ones(len(h)), off, h, off, 50, trans_items=t_items, trans_scores=t_scores,
+                                  trans_offsets=np.array([0, len(t_items)]), blend_weights=(1.0, 0.75)))
+        plain.append(BatchQuery(h, np.ones(len(h)), off, h, off, 50))
+    with threadpool_limits(1, "blas"):
+        timings = {}
+        for name, qs in (("plain", plain), ("blend", queries), ("plain2", plain), ("blend2", queries)):
+            t0 = time.perf_counter()
+            for q in qs:
+                score_batch(fold, q)
+            timings[name] = (time.perf_counter() - t0) / len(qs)
+    blend_us = min(timings["blend"], timings["blend2"]) * 1e6
+    plain_us = min(timings["plain"], timings["plain2"]) * 1e6
+    candidates = np.mean([len(q.trans_items) for q in queries])
+    report.add("ranking per event (fold-in + transitions + blend + top-50)", f"{blend_us:.0f} us",
+               f"fold-in + top-50 {plain_us:.0f} us", f"{blend_us / plain_us:.2f}x",
+               f"{len(queries)} real users, {candidates:.0f} transition candidates each on average; "
+               f"{dataset.n_items} items, 64 factors, 1 BLAS thread")
+    factor_bytes = fold.Y.nbytes
+    report.add("transitions index memory", f"{index_bytes / 2**20:.1f} MiB", f"item factors {factor_bytes / 2**20:.1f} MiB",
+               f"{index_bytes / factor_bytes:.2f}x",
+               f"{len(index)} entries, {index.pairs:,} successor counts (at most {MAX_SUCCESSORS} per item and "
+               f"partition) from {len(dataset):,} interactions, 4 partitions; Python dicts as a worker holds them")
 
 
 def bench_sink(stack: DevStack, report: Report, n: int) -> None:
@@ -420,7 +496,9 @@ def bench_sink(stack: DevStack, report: Report, n: int) -> None:
 
 
 def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
-    data = data if data is not None else (AMAZON if AMAZON.exists() else None)
+    from ..training.dataset import amazon_csv
+
+    data = data if data is not None else amazon_csv()
     n_events = 20_000 if quick else 121_892
     report = Report()
     stack = DevStack(workdir, partitions=4).start()

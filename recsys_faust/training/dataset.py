@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -107,3 +108,14 @@ def leave_last_out(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
     train = np.ones(len(data), dtype=bool)
     train[test_row[test_row >= 0]] = False
     return train, test_row
+
+
+def amazon_csv() -> Optional[Path]:
+    """The Amazon grocery interactions, when this machine has them: ``RECSYS_AMAZON_CSV``, else
+    ``shared/data/amazon-grocery/interactions.csv`` beside the repository or the working
+    directory (the data is never copied into the repository)."""
+    env = os.environ.get("RECSYS_AMAZON_CSV")
+    rel = Path("shared") / "data" / "amazon-grocery" / "interactions.csv"
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[3] / rel, Path.cwd().parent / rel]
+    return next((p for p in candidates if p.is_file()), None)
