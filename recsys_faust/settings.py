@@ -7,7 +7,6 @@ isolated configurations. Nothing else in the package reads ``os.environ``.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from dataclasses import dataclass, field, fields, replace
@@ -18,7 +17,6 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: Where a micro-batch's ALS maths runs (RECSYS_SCORING; ranking/scorer.py).
 SCORING_MODES = ("process", "thread", "inline")
 
-log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -261,11 +259,6 @@ class Settings:
         put("kafka_ssl_cafile", "KAFKA_SSL_CAFILE")
         put("kafka_ssl_certfile", "KAFKA_SSL_CERTFILE")
         put("kafka_ssl_keyfile", "KAFKA_SSL_KEYFILE")
-        if env.get("RECSYS_SCORE_IN_THREAD") and not env.get("RECSYS_SCORING"):
-            # The setting before RECSYS_SCORING: true meant a thread, false inline.
-            in_thread = _coerce("bool", env["RECSYS_SCORE_IN_THREAD"], "RECSYS_SCORE_IN_THREAD")
-            kwargs["scoring"] = "thread" if in_thread else "inline"
-            log.warning("RECSYS_SCORE_IN_THREAD is deprecated: use RECSYS_SCORING=%s", kwargs["scoring"])
         # Every remaining field is reachable as RECSYS_<FIELD NAME IN CAPITALS>.
         for name in names:
             if name not in kwargs and name != "weights":

@@ -405,13 +405,15 @@ def bench_ranking(report: Report, dataset, fold) -> None:
     from threadpoolctl import threadpool_limits
 
     from ..kafka.partitioning import user_partition
-    from ..ranking.active import ActiveModel
+    from ..popularity.trending import PopularityIndex
+    from ..ranking.active import ModelHolder
     from ..ranking.artifact import ModelArtifact
-    from ..ranking.scoring import BatchQuery, score_batch
+    from ..ranking.ranker import Ranker
     from ..ranking.transition_index import (
-        MAX_SUCCESSORS, TransitionIndex, apply_successors, entry_key, new_entry, query_items, successor_updates,
+        MAX_SUCCESSORS, TransitionIndex, apply_successors, entry_key, new_entry, successor_updates,
     )
-    from ..ranking.transitions import user_histories
+    from ..ranking.transitions import counts_from_histories, user_histories
+    from ..settings import Settings
 
     ids, users = dataset.item_ids, dataset.user_ids
     tracemalloc.start()
@@ -431,35 +433,41 @@ def bench_ranking(report: Report, dataset, fold) -> None:
     del recent_of
     index_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    model = ActiveModel.build(ModelArtifact("bench", ids, fold.Y, item_category=[None] * len(ids)))
+    shipped = counts_from_histories(dataset.users, dataset.items, dataset.ts, dataset.n_items)
+    holder = ModelHolder()
+    holder.offer(ModelArtifact("bench", ids, fold.Y, item_category=[None] * len(ids), transitions=shipped), 1.0)
+    model = holder.active
+    popularity = PopularityIndex(window_s=10**9, bucket_s=10**9)
+    settings = Settings()
+    blend = Ranker(settings, popularity, index, holder)
+    plain = Ranker(settings.with_overrides(blend_transitions_weight=0.0), popularity, index, holder)
     rng = np.random.default_rng(0)
     histories = list(user_histories(dataset.users, dataset.items, dataset.ts))
     picks = [histories[j] for j in rng.choice(len(histories), size=min(2000, len(histories)), replace=False)]
-    queries, plain = [], []
-    for _u, items, times in picks:
-        h = np.asarray(items[-50:], dtype=np.int64)
-        rows = [(ids[i], "purchase", t) for i, t in zip(items[-50:], times[-50:])]
-        cands = [index.rows(pid, model) for pid in query_items(rows)]
-        t_items = np.concatenate([c[0] for c in cands]) if cands else np.zeros(0, np.int64)
-        t_scores = np.concatenate([c[1] for c in cands]) if cands else np.zeros(0)
-        off = np.array([0, len(h)])
-        queries.append(BatchQuery(h, np.ones(len(h)), off, h, off, 50, trans_items=t_items, trans_scores=t_scores,
-                                  trans_offsets=np.array([0, len(t_items)]), blend_weights=(1.0, 0.75)))
-        plain.append(BatchQuery(h, np.ones(len(h)), off, h, off, 50))
+    profiles = [{"recent": [[ids[i], "purchase", t, None, None] for i, t in zip(items[-50:], times[-50:])]}
+                for _u, items, times in picks]
     with threadpool_limits(1, "blas"):
-        timings = {}
-        for name, qs in (("plain", plain), ("blend", queries), ("plain2", plain), ("blend2", queries)):
+        timings: dict[str, list[float]] = {"plain": [], "blend": []}
+        for _ in range(2):
+            for name, ranker in (("plain", plain), ("blend", blend)):
+                t0 = time.perf_counter()
+                for p in profiles:  # one event at a time: pack, fold-in, blend, top-50
+                    ranker.score(model, [p], n=50)
+                timings[name].append((time.perf_counter() - t0) / len(profiles))
+        for name, ranker in (("plain", plain), ("blend", blend)):  # micro-batches of 200 users
             t0 = time.perf_counter()
-            for q in qs:
-                score_batch(fold, q)
-            timings[name] = (time.perf_counter() - t0) / len(qs)
-    blend_us = min(timings["blend"], timings["blend2"]) * 1e6
-    plain_us = min(timings["plain"], timings["plain2"]) * 1e6
-    candidates = np.mean([len(q.trans_items) for q in queries])
+            for lo in range(0, len(profiles), 200):
+                ranker.score(model, profiles[lo:lo + 200], n=50)
+            timings[name + " batched"] = [(time.perf_counter() - t0) / len(profiles)]
+    blend_us, plain_us = min(timings["blend"]) * 1e6, min(timings["plain"]) * 1e6
+    batched = timings["blend batched"][0] * 1e6, timings["plain batched"][0] * 1e6
+    packed = [blend.pack(model, [p])[1].trans_items for p in profiles]
+    candidates = np.mean([0 if t is None else len(t) for t in packed])
     report.add("ranking per event (fold-in + transitions + blend + top-50)", f"{blend_us:.0f} us",
                f"fold-in + top-50 {plain_us:.0f} us", f"{blend_us / plain_us:.2f}x",
-               f"{len(queries)} real users, {candidates:.0f} transition candidates each on average; "
-               f"{dataset.n_items} items, 64 factors, 1 BLAS thread")
+               f"{len(profiles)} real users' last 50 items, one at a time (pack + score; in micro-batches of 200: "
+               f"{batched[0]:.0f} vs {batched[1]:.0f} us a user), {candidates:.0f} streamed candidates each on average "
+               f"plus the shipped counts; {dataset.n_items} items, 64 factors, 1 BLAS thread")
     factor_bytes = fold.Y.nbytes
     report.add("transitions index memory", f"{index_bytes / 2**20:.1f} MiB", f"item factors {factor_bytes / 2**20:.1f} MiB",
                f"{index_bytes / factor_bytes:.2f}x",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import scipy.sparse as sp
 
 from .foldin import FoldIn
 from .topk import top_k
@@ -34,6 +35,7 @@ class ScoringModel:
     version: str
     foldin: FoldIn
     catalogue: Catalogue
+    transitions: Optional[sp.csr_matrix] = None  # shipped counts, capped (score_batch's ``shipped``)
 
 
 @dataclass
@@ -58,7 +60,8 @@ class ActiveModel:
         model = self.__dict__.get("_scoring")
         if model is None:
             model = self.__dict__["_scoring"] = ScoringModel(
-                self.version, self.foldin, Catalogue(self.item_ids, self.categories))
+                self.version, self.foldin, Catalogue(self.item_ids, self.categories),
+                None if self.transitions is None else self.transitions.matrix)
         return model
 
     @classmethod

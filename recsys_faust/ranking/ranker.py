@@ -23,7 +23,8 @@ from .scoring import BatchQuery, score_batch
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
 from .transition_index import TransitionIndex, query_items
 
-_EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_I = np.zeros(0, dtype=np.int32)
+_EMPTY_F = np.zeros(0, dtype=np.float32)
 
 
 def to_columns(items: list[Item]) -> Columns:
@@ -50,19 +51,24 @@ class Ranker:
         """The profiles the model can score (their positions) and their packed query.
 
         A profile is scored when the model knows one of its items (fold-in) or one of its
-        latest day's items has successors in the catalogue (transitions).
+        latest day's items has successors (shipped with the model or streamed) in the catalogue.
         """
         index, weights = active.index, self.settings.weights
         use_transitions = self.blend_weights[1] > 0
+        shipped_ptr = active.transitions.matrix.indptr if active.transitions is not None else None
+        item_arrays = self.transitions.item_arrays
         rows: list[int] = []
         items: list[int] = []
         conf: list[float] = []
         offsets = [0]
         seen: list[int] = []
         seen_offsets = [0]
+        t_query: list[int] = []
+        t_query_offsets = [0]
         t_items: list[np.ndarray] = []
         t_scores: list[np.ndarray] = []
-        t_offsets = [0]
+        t_slot_offsets = [0]
+        streamed = 0
         get = index.get
         # ALS weight per (kind, rating): a handful of pairs, computed once per batch.
         weight_of: dict[tuple[str, Any], float] = {}
@@ -79,15 +85,21 @@ class Ranker:
                     if w is None:
                         w = weight_of[key] = weights.als_weight(*key)
                     merged[i] = merged.get(i, 0.0) + w
-            width = t_offsets[-1]
+            slots = len(t_query)
             if use_transitions:
                 for pid in query_items(recent):
-                    idx, counts = self.transitions.rows(pid, active)
+                    i = get(pid)
+                    has = shipped_ptr is not None and i is not None and shipped_ptr[i + 1] > shipped_ptr[i]
+                    idx, counts = item_arrays(pid, active)
                     if len(idx):
                         t_items.append(idx)
                         t_scores.append(counts)
-                        width += len(idx)
-            if not merged and width == t_offsets[-1]:
+                        streamed += len(idx)
+                        has = True
+                    if has:
+                        t_query.append(-1 if i is None else i)
+                        t_slot_offsets.append(streamed)
+            if not merged and len(t_query) == slots:
                 continue
             rows.append(pos)
             items.extend(merged)
@@ -96,15 +108,17 @@ class Ranker:
             # Every recent item the model knows is in ``merged``: exactly the seen items to mask.
             seen.extend(merged)
             seen_offsets.append(len(seen))
-            t_offsets.append(width)
-        has_t = t_offsets[-1] > 0
+            t_query_offsets.append(len(t_query))
+        has_t = bool(t_query)
         q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
                        np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
                        np.asarray(seen_offsets, dtype=np.int64), n or self.settings.rec_list_size,
                        None if category is None else active.categories == category,
-                       trans_items=np.concatenate(t_items) if has_t else None,
-                       trans_scores=np.concatenate(t_scores) if has_t else None,
-                       trans_offsets=np.asarray(t_offsets, dtype=np.int64) if has_t else None,
+                       trans_query=np.asarray(t_query, dtype=np.int64) if has_t else None,
+                       trans_query_offsets=np.asarray(t_query_offsets, dtype=np.int64) if has_t else None,
+                       trans_items=np.concatenate(t_items) if t_items else (_EMPTY_I if has_t else None),
+                       trans_scores=np.concatenate(t_scores) if t_scores else (_EMPTY_F if has_t else None),
+                       trans_slot_offsets=np.asarray(t_slot_offsets, dtype=np.int64) if has_t else None,
                        blend_weights=self.blend_weights)
         return rows, q
 
@@ -115,7 +129,7 @@ class Ranker:
         out: list[Optional[tuple[Columns, str]]] = [None] * len(profiles)
         rows, q = self.pack(active, profiles, n=n, category=category)
         if rows:
-            result = score_batch(active.foldin, q)
+            result = score_batch(active.foldin, q, shipped=active.scoring.transitions)
             for pos, columns, strategy in zip(rows, columns_of(active.scoring.catalogue, result), row_strategies(q)):
                 out[pos] = (columns, strategy)
         return out

@@ -108,4 +108,4 @@ def encode_scored(model: ScoringModel, query: BatchQuery, result: BatchResult,
 
 def score_values(model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
     """A micro-batch's scoring, as a scorer runs it: fold-in, blend, top-k, values encoded."""
-    return encode_scored(model, query, score_batch(model.foldin, query), generated_at)
+    return encode_scored(model, query, score_batch(model.foldin, query, shipped=model.transitions), generated_at)

@@ -19,13 +19,14 @@ deployment's backfill) would otherwise count every pair twice.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from .transitions import DAY_S, latest_day_items, pairs_for_event
+from .transitions import DAY_S
 
 Entry = dict[str, Any]  # {"item": pid, "next": {pid: count}, "applied": {"topic:partition": offset}}
 Source = tuple[str, int, int]
@@ -70,18 +71,44 @@ def successor_updates(recent: Sequence[Sequence[Any]], product_id: str, ts: floa
                       day_s: int = DAY_S) -> dict[str, list[str]]:
     """What one interaction adds, by source item: ``{earlier item: [later items]}``.
 
-    ``recent`` is the profile's recent rows ``[product_id, kind, ts, ...]`` before this event;
-    the pair rule is ``transitions.pairs_for_event``, the one the offline counts use.
+    ``recent`` is the profile's recent rows ``[product_id, kind, ts, ...]`` before this event, in
+    time order (as the profile keeps them). The pairs are ``transitions.pairs_for_event``'s (the
+    rule the offline counts use; tested equal), found by bisecting the rows for the event's day
+    and the active day before it instead of scanning them all: this runs for every interaction.
     """
+    day = int(ts // day_s)
+    lo = bisect_left(recent, day * day_s, key=_ts)
+    hi = bisect_left(recent, (day + 1) * day_s, lo=lo, key=_ts)
     out: dict[str, list[str]] = {}
-    for a, b in pairs_for_event([(r[0], r[2]) for r in recent], product_id, ts, day_s):
-        out.setdefault(a, []).append(b)
+    for r in recent[lo:hi]:
+        other = r[0]
+        if other != product_id:
+            out.setdefault(other, []).append(product_id)
+            out.setdefault(product_id, []).append(other)
+    if lo:
+        prev = int(recent[lo - 1][2] // day_s)
+        for r in recent[bisect_left(recent, prev * day_s, hi=lo, key=_ts):lo]:
+            if r[0] != product_id:
+                out.setdefault(r[0], []).append(product_id)
     return out
 
 
 def query_items(recent: Sequence[Sequence[Any]], day_s: int = DAY_S) -> list[str]:
-    """The items a user's transitions are scored from: those of their latest active day."""
-    return latest_day_items(((r[0], r[2]) for r in recent), day_s)
+    """The items a user's transitions are scored from: those of their latest active day
+    (``transitions.latest_day_items`` on rows in time order, read from the end)."""
+    if not recent:
+        return []
+    start = int(recent[-1][2] // day_s) * day_s
+    items = set()
+    for r in reversed(recent):
+        if r[2] < start:
+            break
+        items.add(r[0])
+    return sorted(items)
+
+
+def _ts(row: Sequence[Any]) -> float:
+    return row[2]
 
 
 @dataclass(frozen=True)
@@ -118,41 +145,48 @@ class TransitionCounts:
 
 
 class TransitionIndex:
-    """Every partition's entries summed per item; in memory, rebuilt from the changelog.
+    """Every partition's entries, by item; in memory, rebuilt from the changelog.
 
-    ``rows`` gives an item's successors in a model's index space (the larger of shipped and
-    streamed counts per pair), cached per item until one of its entries changes or the model
-    does: a busy item's row is used by many users of a micro-batch.
+    For ranking, each entry's successors are kept as index arrays in the active model's
+    catalogue (``entry_arrays``), converted when first used after the entry changed: a busy
+    item's entry changes every micro-batch but is used by many users of it. Summing over
+    partitions and the max with the shipped counts happen in ``scoring.transition_candidates``,
+    vectorised over a whole batch.
     """
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
-        self._keys_of: dict[str, set[str]] = {}
+        self._keys_of: dict[str, list[str]] = {}
         self._summed: dict[str, dict[str, int]] = {}
-        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._rows_model: Optional[str] = None
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}        # per entry key
+        self._item_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # per item, all keys
+        self._arrays_model: Optional[str] = None
         self.pairs = 0  # successor counts held (all entries): the index's size
 
     def put(self, key: str, entry: Optional[Entry]) -> None:
         old = self._entries.pop(key, None)
+        self._arrays.pop(key, None)
         if old is not None:
+            self._item_arrays.pop(old["item"], None)
             self.pairs -= len(old["next"])
-            self._forget(old["item"])
+            self._summed.pop(old["item"], None)
             if entry is None:
-                self._keys_of.get(old["item"], set()).discard(key)
+                keys = self._keys_of.get(old["item"], [])
+                if key in keys:
+                    keys.remove(key)
         if entry is not None:
             self._entries[key] = entry
             self.pairs += len(entry["next"])
-            self._keys_of.setdefault(entry["item"], set()).add(key)
-            self._forget(entry["item"])
+            keys = self._keys_of.setdefault(entry["item"], [])
+            if key not in keys:
+                keys.append(key)
+                keys.sort()
+            self._summed.pop(entry["item"], None)
+            self._item_arrays.pop(entry["item"], None)
 
     def put_many(self, items: Iterable[tuple[str, Optional[Entry]]]) -> None:
         for key, entry in items:
             self.put(key, entry)
-
-    def _forget(self, item: str) -> None:
-        self._summed.pop(item, None)
-        self._rows.pop(item, None)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -160,48 +194,72 @@ class TransitionIndex:
     def knows(self, product_id: str) -> bool:
         return bool(self._keys_of.get(product_id))
 
+    def keys_of(self, product_id: str) -> list[str]:
+        """The item's entry keys, one per partition that counted it (sorted; do not modify)."""
+        return self._keys_of.get(product_id, _NO_KEYS)
+
     def successors(self, product_id: str) -> dict[str, int]:
         """Streamed successor counts of one item, summed over partitions (read-only)."""
         summed = self._summed.get(product_id)
         if summed is None:
             summed = {}
-            for key in sorted(self._keys_of.get(product_id, ())):
+            for key in self._keys_of.get(product_id, ()):
                 for item, count in self._entries[key]["next"].items():
                     summed[item] = summed.get(item, 0) + count
             self._summed[product_id] = summed
         return summed
 
-    def rows(self, product_id: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(item indices, counts) of an item's successors in ``model``'s catalogue (an
-        ``ActiveModel``): per pair the larger of its shipped and streamed counts."""
-        if self._rows_model != model.version:
-            self._rows, self._rows_model = {}, model.version
-        cached = self._rows.get(product_id)
-        if cached is not None:
-            return cached
-        merged: dict[int, float] = {}
-        shipped = model.transitions
-        i = model.index.get(product_id)
-        if shipped is not None and i is not None:
-            idx, counts = shipped.row(i)
-            merged = dict(zip(idx.tolist(), counts.tolist()))
-        get = model.index.get
-        for item, count in self.successors(product_id).items():
-            j = get(item)
-            if j is not None and count > merged.get(j, 0.0):
-                merged[j] = float(count)
-        row = (np.fromiter(merged.keys(), dtype=np.int64, count=len(merged)),
-               np.fromiter(merged.values(), dtype=np.float64, count=len(merged)))
-        self._rows[product_id] = row
-        return row
+    def item_arrays(self, product_id: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, counts) of an item's streamed successors in ``model``'s catalogue, every
+        partition's entry back to back (a successor may repeat: its counts add up). One lookup
+        for a ranked user's query item; rebuilt from the entries' own cached arrays when one
+        of them changed (only the changed entry is converted again)."""
+        if self._arrays_model != model.version:
+            self._arrays, self._item_arrays, self._arrays_model = {}, {}, model.version
+        arrays = self._item_arrays.get(product_id)
+        if arrays is None:
+            parts = [self.entry_arrays(key, model) for key in self._keys_of.get(product_id, ())]
+            if len(parts) == 1:
+                arrays = parts[0]
+            elif parts:
+                arrays = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+            else:
+                arrays = (_NO_INDEX, _NO_COUNTS)
+            self._item_arrays[product_id] = arrays
+        return arrays
+
+    def entry_arrays(self, key: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, counts) of one entry's successors in ``model``'s catalogue (an
+        ``ActiveModel``; successors it lacks are left out)."""
+        if self._arrays_model != model.version:
+            self._arrays, self._item_arrays, self._arrays_model = {}, {}, model.version
+        arrays = self._arrays.get(key)
+        if arrays is None:
+            nxt = self._entries[key]["next"]
+            get = model.index.get
+            idx = np.fromiter([get(item, -1) for item in nxt], dtype=np.int32, count=len(nxt))
+            counts = np.fromiter(nxt.values(), dtype=np.float32, count=len(nxt))
+            known = idx >= 0
+            if not known.all():
+                idx, counts = idx[known], counts[known]
+            arrays = self._arrays[key] = (idx, counts)
+        return arrays
 
     def next_items(self, product_id: str, model: Any, k: int) -> list[tuple[str, float]]:
-        """"What users take after this item": its k strongest successors, by product id."""
-        if model is not None:
-            idx, counts = self.rows(product_id, model)
-            scored = {model.item_ids[j]: c for j, c in zip(idx.tolist(), counts.tolist())}
-            for item, count in self.successors(product_id).items():  # items the model lacks
-                scored.setdefault(item, float(count))
-        else:
-            scored = {item: float(c) for item, c in self.successors(product_id).items()}
+        """"What users take after this item": its k strongest successors, by product id, each the
+        larger of its shipped (``model``'s, if any) and streamed count."""
+        scored = {item: float(c) for item, c in self.successors(product_id).items()}
+        shipped = getattr(model, "transitions", None)
+        i = model.index.get(product_id) if model is not None else None
+        if shipped is not None and i is not None:
+            idx, counts = shipped.row(i)
+            for j, c in zip(idx.tolist(), counts.tolist()):
+                item = model.item_ids[j]
+                if c > scored.get(item, 0.0):
+                    scored[item] = c
         return sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+_NO_KEYS: list[str] = []
+_NO_INDEX = np.zeros(0, dtype=np.int32)
+_NO_COUNTS = np.zeros(0, dtype=np.float32)

@@ -31,14 +31,17 @@ def test_settings_errors_name_the_variable(tmp_path):
     assert Settings.from_env(environ={"RECSYS_FETCH_MIN_INTERVAL_MS": "0"}, dotenv=tmp_path / "none").fetch_min_interval_ms == 0
 
 
-def test_scoring_mode_is_checked_and_the_earlier_setting_still_works(tmp_path):
+def test_scoring_mode_and_blend_weights_are_checked(tmp_path):
     none = tmp_path / "none"
     assert Settings.from_env(environ={}, dotenv=none).scoring == "process"
     assert Settings.from_env(environ={"RECSYS_SCORING": "inline"}, dotenv=none).scoring == "inline"
-    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "true"}, dotenv=none).scoring == "thread"
-    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "false"}, dotenv=none).scoring == "inline"
-    assert Settings.from_env(environ={"RECSYS_SCORE_IN_THREAD": "false", "RECSYS_SCORING": "process"},
-                             dotenv=none).scoring == "process"  # the new name wins
+    s = Settings.from_env(environ={"RECSYS_BLEND_TRANSITIONS_WEIGHT": "0", "RECSYS_TRANSITIONS_MAX_SUCCESSORS": "7"},
+                          dotenv=none)
+    assert (s.blend_als_weight, s.blend_transitions_weight, s.transitions_max_successors) == (1.0, 0.0, 7)
+    with pytest.raises(SettingsError, match="BLEND"):
+        Settings.from_env(environ={"RECSYS_BLEND_ALS_WEIGHT": "-1"}, dotenv=none)
+    with pytest.raises(SettingsError, match="transitions_max_successors"):
+        Settings.from_env(environ={"RECSYS_TRANSITIONS_MAX_SUCCESSORS": "0"}, dotenv=none)
     with pytest.raises(SettingsError, match="RECSYS_SCORING='gpu'.*process, thread, inline"):
         Settings.from_env(environ={"RECSYS_SCORING": "gpu"}, dotenv=none)
 

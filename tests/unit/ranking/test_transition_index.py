@@ -6,12 +6,14 @@ import scipy.sparse as sp
 
 from recsys_faust.ranking.active import ActiveModel, ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
-from recsys_faust.ranking.foldin import FoldIn
-from recsys_faust.ranking.scoring import BatchQuery, score_batch
+from recsys_faust.popularity.trending import PopularityIndex
+from recsys_faust.ranking.ranker import Ranker
+from recsys_faust.ranking.scoring import transition_candidates
 from recsys_faust.ranking.transition_index import (
     TransitionCounts, TransitionIndex, apply_successors, entry_key, new_entry, query_items, successor_updates,
 )
-from recsys_faust.ranking.transitions import DAY_S, blend, counts_from_histories
+from recsys_faust.ranking.transitions import DAY_S, blend, counts_from_histories, latest_day_items, pairs_for_event
+from recsys_faust.settings import Settings
 
 D = DAY_S
 
@@ -62,6 +64,21 @@ def test_profile_rows_folded_event_by_event_give_the_offline_counts():
     assert index.pairs == sum(len(e["next"]) for e in entries.values())
 
 
+def test_the_bisecting_pair_rule_is_the_offline_rule_on_any_history():
+    """successor_updates and query_items read the profile's time-ordered rows by bisection; they
+    must give transitions.pairs_for_event's pairs and latest_day_items' items, whatever the
+    history (events out of order, repeats, several per day)."""
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        n = int(rng.integers(0, 12))
+        rows = sorted(([f"p{int(rng.integers(0, 6))}", "view", float(rng.integers(0, 5 * D)), None, None]
+                       for _ in range(n)), key=lambda r: r[2])
+        item, ts = f"p{int(rng.integers(0, 6))}", float(rng.integers(0, 6 * D))
+        got = sorted((a, b) for a, bs in successor_updates(rows, item, ts).items() for b in bs)
+        assert got == sorted(pairs_for_event([(r[0], r[2]) for r in rows], item, ts))
+        assert query_items(rows) == latest_day_items((r[0], r[2]) for r in rows)
+
+
 def test_query_items_are_the_latest_active_day():
     rows = [["a", "view", 1.0, None, None], ["b", "view", 2 * D + 1, None, None], ["c", "view", 2 * D + 7, None, None]]
     assert query_items(rows) == ["b", "c"]
@@ -76,25 +93,41 @@ def _model(n_items: int, factors: int, transitions=None, seed: int = 0) -> Activ
     return ActiveModel.build(art, 1.0)
 
 
-def test_rows_take_the_larger_of_shipped_and_streamed_per_pair_and_follow_changes():
-    shipped = sp.csr_matrix(np.array([[0, 3, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+def _candidates(ranker, model, profiles):
+    """{user position: {item index: score}} as score_batch sees them."""
+    rows, q = ranker.pack(model, profiles)
+    r, c, v = transition_candidates(q, 0, q.users, model.scoring.transitions, len(model.item_ids))
+    out = {pos: {} for pos in rows}
+    for row, col, val in zip(r.tolist(), c.tolist(), v.tolist()):
+        out[rows[row]][col] = val
+    return out
+
+
+def test_candidates_take_the_larger_of_shipped_and_streamed_per_pair_and_follow_changes():
+    shipped = sp.csr_matrix(np.array([[0, 3, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
     model = _model(4, 2, shipped)
+    holder = ModelHolder()
+    holder._active = model
     index = TransitionIndex()
+    ranker = Ranker(Settings(), PopularityIndex(window_s=10, bucket_s=1), index, holder)
     index.put("p0@0", {"item": "p0", "next": {"p1": 1, "p3": 2, "gone": 9}, "applied": {}})
     index.put("p0@1", {"item": "p0", "next": {"p2": 1, "p3": 1}, "applied": {}})
-    idx, counts = index.rows("p0", model)
-    got = dict(zip(idx.tolist(), counts.tolist()))
-    # p1: shipped 3 > streamed 1; p2: shipped 1, streamed 1; p3: streamed 2 + 1 over partitions;
-    # "gone" is not in the model's catalogue
-    assert got == {1: 3.0, 2: 1.0, 3: 3.0}
+    index.put("new@1", {"item": "new", "next": {"p1": 2}, "applied": {}})  # an item the model lacks
+    day = [["p0", "view", 10.0, None, None], ["p2", "view", 20.0, None, None]]
+    profiles = [{"recent": day}, {"recent": [["new", "view", 5.0, None, None]]}, {"recent": [["p1", "view", 1.0, None, None]]}]
+    got = _candidates(ranker, model, profiles)
+    # from p0: p1 shipped 3 > streamed 1; p2 1 and 1; p3 streamed 2 + 1 over partitions ("gone"
+    # is not in the catalogue); from p2: p0 shipped 1. Summed over the two query items.
+    assert got[0] == {1: 3.0, 2: 1.0, 3: 3.0, 0: 1.0}
+    assert got[1] == {1: 2.0}    # streamed only: the query item is not in the model
+    assert got[2] == {}          # p1 has no successors: an ALS row without candidates
     index.put("p0@1", {"item": "p0", "next": {"p2": 5}, "applied": {}})  # a newer entry replaces the old
-    got = dict(zip(*(a.tolist() for a in index.rows("p0", model))))
-    assert got == {1: 3.0, 2: 5.0, 3: 2.0}
+    assert _candidates(ranker, model, profiles[:1])[0] == {1: 3.0, 2: 5.0, 3: 2.0, 0: 1.0}
     assert index.next_items("p0", model, 3) == [("gone", 9.0), ("p2", 5.0), ("p1", 3.0)]
     index.put("p0@0", None)
     index.put("p0@1", None)
-    assert not index.knows("p0") and index.pairs == 0
-    assert dict(zip(*(a.tolist() for a in index.rows("p0", model)))) == {1: 3.0, 2: 1.0}
+    assert not index.knows("p0") and index.pairs == 1  # "new"'s one successor
+    assert _candidates(ranker, model, profiles[:1])[0] == {1: 3.0, 2: 1.0, 0: 1.0}
 
 
 def test_capped_counts_keep_each_rows_largest():
@@ -104,40 +137,53 @@ def test_capped_counts_keep_each_rows_largest():
     assert capped[1].tolist() == [1, 0, 0, 0, 0]
 
 
-def test_the_streamed_blend_equals_the_offline_blend_of_dense_matrices():
+def test_the_served_blend_equals_the_offline_blend_of_dense_matrices():
     """score_batch blends without a dense transitions matrix; its lists must be the top of the
     offline ``transitions.blend`` (z-scores over the whole catalogue), seen items removed."""
     rng = np.random.default_rng(5)
     n_items, f, users = 70, 5, 9
-    Y = rng.normal(size=(n_items, f)).astype(np.float32)
-    fold = FoldIn(Y, regularization=1.0, alpha=10.0)
-    hist = [rng.choice(n_items, size=rng.integers(1, 6), replace=False) for _ in range(users)]
-    hist[3] = np.zeros(0, dtype=np.int64)  # a user the model cannot fold in: transitions only
-    trans = [(rng.integers(0, n_items, size=rng.integers(0, 12)), rng.integers(1, 5, size=12)) for _ in range(users)]
-    trans = [(i, c[:len(i)].astype(np.float64)) for i, c in trans]
-    trans[3] = (np.array([1, 1, 4]), np.array([2.0, 1.0, 3.0]))  # a repeated item: counts add
-    trans[5] = (np.zeros(0, np.int64), np.zeros(0))            # ALS only
-    offsets = np.concatenate([[0], np.cumsum([len(h) for h in hist])]).astype(np.int64)
-    t_offsets = np.concatenate([[0], np.cumsum([len(i) for i, _ in trans])]).astype(np.int64)
-    items = np.concatenate(hist).astype(np.int64)
-    q = BatchQuery(items, np.ones(len(items)), offsets, items, offsets, 10,
-                   trans_items=np.concatenate([i for i, _ in trans]).astype(np.int64),
-                   trans_scores=np.concatenate([c for _, c in trans]), trans_offsets=t_offsets,
-                   blend_weights=(1.0, 0.75))
-    result = score_batch(fold, q)
-    vectors = fold.user_vectors(items, np.ones(len(items)), offsets)
-    dense_t = np.zeros((users, n_items))
-    for u, (i, c) in enumerate(trans):
-        np.add.at(dense_t[u], i, c)
-    expected = blend(vectors @ Y.T, dense_t, als_weight=1.0, transitions_weight=0.75)
+    shipped = sp.random(n_items, n_items, density=0.05, random_state=1, format="csr", dtype=np.float32)
+    shipped.data = np.ceil(shipped.data * 4)
+    model = _model(n_items, f, shipped, seed=2)
+    holder = ModelHolder()
+    holder._active = model
+    index = TransitionIndex()
+    for n in range(120):  # streamed entries on two partitions
+        a, part = int(rng.integers(0, n_items)), int(rng.integers(0, 2))
+        e = index._entries.get(f"p{a}@{part}") or new_entry(f"p{a}")
+        apply_successors(e, [f"p{int(b)}" for b in rng.integers(0, n_items, 3)], ("t", part, n))
+        index.put(f"p{a}@{part}", dict(e, next=dict(e["next"])))
+    ranker = Ranker(Settings(), PopularityIndex(window_s=10, bucket_s=1), index, holder)
+    profiles = []
     for u in range(users):
-        if not len(trans[u][0]):
-            expected[u] = vectors[u] @ Y.T  # no candidates: plain ALS scores
-        expected[u, hist[u]] = -np.inf
-        order = np.lexsort((np.arange(n_items), -expected[u]))[:10]
-        assert result.best[u].tolist() == order.tolist(), u
-        assert np.allclose(result.scores[u], expected[u, order], atol=1e-4)
-    assert q.has_transitions().tolist() == [len(i) > 0 for i, _ in trans]
+        hist = rng.choice(n_items, size=int(rng.integers(1, 6)), replace=False)
+        days = rng.integers(0, 3, size=len(hist)) * D
+        profiles.append({"recent": sorted(([f"p{i}", "view", float(t), None, None] for i, t in zip(hist, days)),
+                                          key=lambda r: r[2])})
+    profiles.append({"recent": [["unknown", "view", 0.0, None, None]]})  # nothing known: not scored
+    scored = ranker.score(model, profiles, n=10)
+    assert scored[-1] is None
+    fold = model.foldin
+    w = Settings().weights.als_weight("view", None)
+    dense = shipped.toarray()
+    for u, p in enumerate(profiles[:-1]):
+        hist = np.array([int(r[0][1:]) for r in p["recent"]])
+        x = fold.user_vector(hist, np.full(len(hist), w))
+        t = np.zeros(n_items)
+        for pid in query_items(p["recent"]):
+            streamed = np.zeros(n_items)
+            for item, c in index.successors(pid).items():
+                streamed[int(item[1:])] += c
+            t += np.maximum(streamed, dense[int(pid[1:])])
+        expected = blend((x @ model.foldin.Y.T)[None, :], t[None, :], als_weight=1.0, transitions_weight=0.75)[0]
+        if not t.any():
+            expected = x @ model.foldin.Y.T  # no candidates: plain ALS scores
+        expected[hist] = -np.inf
+        order = np.lexsort((np.arange(n_items), -expected))[:10]
+        columns, strategy = scored[u]
+        assert strategy == ("als+transitions" if t.any() else "als")
+        assert columns[0] == [f"p{i}" for i in order], u
+        assert np.allclose(columns[1], expected[order], atol=1e-4)
 
 
 def test_a_model_holder_caps_shipped_counts_like_the_stream():
