@@ -15,7 +15,6 @@ from typing import Any, Optional, Union
 
 from .model import (
     TOPIC_KINDS,
-    TOPIC_REQUESTS,
     USER_EVENT_TYPES,
     Event,
     Invalid,
@@ -197,10 +196,3 @@ def validate_request(
         )
     except _Reject as rej:
         return rej.invalid
-
-
-def validate_record(topic: str, raw: Union[bytes, str, dict], **kw: Any):
-    """Dispatch on topic: requests or events."""
-    if topic == TOPIC_REQUESTS:
-        return validate_request(raw, max_bytes=kw.get("max_bytes", 65_536))
-    return validate_event(topic, raw, **kw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -39,10 +38,6 @@ class TopicPlan:
     def user_partitions(self) -> int:
         """The partition count every per-user topic and table shares."""
         return self[INPUT_TOPICS[0]].partitions
-
-    @property
-    def dead_letter_topic(self) -> str:
-        return TOPIC_DEAD_LETTERS
 
 
 def load_topics(
@@ -155,7 +150,3 @@ async def _describe_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dic
             name = res[3]
             out[name] = {entry[0]: entry[1] for entry in res[4]}
     return out
-
-
-def apply_topics_sync(settings: Settings, plan: TopicPlan, dry_run: bool = False) -> ApplyReport:
-    return asyncio.run(apply_topics(settings, plan, dry_run=dry_run))

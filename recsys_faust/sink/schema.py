@@ -103,7 +103,3 @@ async def migrate(conn) -> list[int]:
             await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(version)
     return applied
-
-
-def current_version_sql() -> str:
-    return "SELECT coalesce(max(version), 0) FROM schema_migrations"

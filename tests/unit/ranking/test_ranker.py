@@ -5,8 +5,10 @@ import scipy.sparse as sp
 
 from recsys_faust.popularity.trending import PopularityIndex, apply_to_entry, new_entry
 from recsys_faust.profiles.profile import new_profile
+from recsys_faust.ranking import artifact as art
 from recsys_faust.ranking.active import ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
+from recsys_faust.ranking.foldin import FoldIn
 from recsys_faust.ranking.ranker import Ranker
 from recsys_faust.ranking.transition_index import TransitionIndex
 from recsys_faust.settings import Settings
@@ -61,3 +63,49 @@ def test_strategies_with_a_model_and_filters_for_each():
     items, strategy = ranker.build_list(profiles[0], 3, category="c0")
     assert strategy == "als+transitions" and [i["product_id"] for i in items] == ["p2"]
     assert ranker.build_list(profiles[2], 2)[1] == "popular"
+
+
+def test_ready_lists_and_live_lists_equal_a_brute_force_ranking():
+    from recsys_faust.ranking.active import ActiveModel
+    from recsys_faust.popularity.trending import PopularityIndex
+    from recsys_faust.profiles.profile import new_profile
+    from recsys_faust.ranking.ranker import Ranker
+    from recsys_faust.ranking.transition_index import TransitionIndex
+    from recsys_faust.settings import Settings
+
+    rng = np.random.default_rng(9)
+    ids = [f"p{i}" for i in range(120)]
+    cats = [f"c{i % 3}" for i in range(120)]
+    Y = rng.normal(size=(120, 8)).astype(np.float32)
+    artifact = art.ModelArtifact(version="m", item_ids=ids, item_factors=Y, user_ids=[],
+                                 user_factors=np.zeros((0, 8), np.float32), item_category=cats, params={}, manifest={})
+    active = ActiveModel.build(artifact)
+    holder = ModelHolder()
+    holder.offer(artifact, 1.0)
+    settings = Settings()
+    rec = Ranker(settings, PopularityIndex(window_s=10, bucket_s=1), TransitionIndex(), holder)
+    fold = FoldIn(Y, regularization=1.0, alpha=10.0)
+    profiles = []
+    for u in range(4):
+        p = new_profile(f"u{u}")
+        p["recent"] = [[ids[j], "view", 1.0, None, None] for j in rng.choice(120, size=u + 2, replace=False)]
+        profiles.append(p)
+    profiles.append(new_profile("empty"))
+
+    def brute(p, n, category=None):
+        items = np.array([ids.index(r[0]) for r in p["recent"]])
+        x = fold.user_vector(items, np.full(len(items), settings.weights.als_weight("view", None)))
+        scores = (Y @ x).astype(np.float64)
+        scores[items] = -np.inf
+        if category:
+            scores[[c != category for c in cats]] = -np.inf
+        order = [i for i in np.lexsort((np.arange(120), -scores)) if np.isfinite(scores[i])]
+        return [ids[i] for i in order[:n]]
+
+    lists = rec.score(active, profiles)
+    assert lists[-1] is None
+    for p, (columns, strategy) in zip(profiles[:-1], lists[:-1]):
+        assert strategy == "als" and columns[0] == brute(p, 50)
+        assert columns[2] == [cats[ids.index(i)] for i in columns[0]]
+        live, strategy = rec.build_list(p, 5, category="c1")
+        assert strategy == "als" and [i["product_id"] for i in live] == brute(p, 5, "c1")

@@ -1,13 +1,7 @@
-from pathlib import Path
 
 import pytest
 
-from recsys_faust.events.model import INPUT_TOPICS
-from recsys_faust.kafka.partitioning import partition_for
-from recsys_faust.kafka.topics import load_topics
 from recsys_faust.settings import Settings, SettingsError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_from_env_and_dotenv(tmp_path):
@@ -44,23 +38,3 @@ def test_scoring_mode_and_blend_weights_are_checked(tmp_path):
         Settings.from_env(environ={"RECSYS_TRANSITIONS_MAX_SUCCESSORS": "0"}, dotenv=none)
     with pytest.raises(SettingsError, match="RECSYS_SCORING='gpu'.*process, thread, inline"):
         Settings.from_env(environ={"RECSYS_SCORING": "gpu"}, dotenv=none)
-
-
-def test_topics_yaml_declares_contract_topics_copartitioned():
-    plan = load_topics(ROOT / "topics.yaml")
-    names = {t.name for t in plan.topics}
-    assert set(INPUT_TOPICS) <= names and "amazon-dead-letters" in names and len(names) == 12
-    assert len({plan[n].partitions for n in INPUT_TOPICS}) == 1
-    dev = load_topics(ROOT / "topics.yaml", partitions=4, replication_factor=1)
-    assert all(dev[n].partitions == 4 for n in INPUT_TOPICS)
-    assert all("min.insync.replicas" not in t.config for t in dev.topics)
-
-
-def test_murmur2_matches_kafka_reference_values():
-    # Signed murmur2 values from Apache Kafka's UtilsTest.testMurmur2; the Java client's
-    # partition is toPositive(murmur2(key)) % n, i.e. (h & 0x7fffffff) % n.
-    vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-               b"a-little-bit-longer-string": -1486304829, b"abc": 479470107}
-    for key, signed in vectors.items():
-        assert partition_for(key, 2**31 - 1) == (signed & 0x7FFFFFFF) % (2**31 - 1)
-        assert partition_for(key, 8) == (signed & 0x7FFFFFFF) % 8
