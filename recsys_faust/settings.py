@@ -227,9 +227,15 @@ class Settings:
 
         Real environment variables win over the file, as with docker and systemd.
         """
+        source = os.environ if environ is None else environ
+        if dotenv is None:
+            # RECSYS_ENV_FILE names the file; set empty, no file is read (the test suite sets it
+            # so that a developer's ./.env never reaches the workers and tools it starts).
+            named = source.get("RECSYS_ENV_FILE")
+            dotenv = Path(named) if named else (Path("/nonexistent") if named == "" else Path.cwd() / ".env")
         env: dict[str, str] = {}
-        env.update(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
-        env.update(os.environ if environ is None else environ)
+        env.update(read_dotenv(dotenv))
+        env.update(source)
         kwargs: dict[str, Any] = {}
         names = {f.name: f for f in fields(cls)}
 

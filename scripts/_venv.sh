@@ -6,4 +6,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[$1]"
+.venv/bin/python -m pip install --quiet -e ".[$1]" -c constraints.txt

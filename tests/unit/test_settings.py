@@ -1,4 +1,3 @@
-
 import pytest
 
 from recsys_faust.settings import Settings, SettingsError
@@ -13,6 +12,15 @@ def test_settings_from_env_and_dotenv(tmp_path):
     assert s.bootstrap_servers == ["a:1", "b:2"]
     assert s.weights.purchase == 9.0
     assert s.database_url is None and not s.persistence_enabled
+
+
+def test_the_env_file_is_named_by_recsys_env_file_and_empty_reads_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("WEB_PORT=7100\n")
+    (tmp_path / "other.env").write_text("WEB_PORT=7200\n")
+    assert Settings.from_env(environ={}).web_port == 7100                       # ./.env by default
+    assert Settings.from_env(environ={"RECSYS_ENV_FILE": str(tmp_path / "other.env")}).web_port == 7200
+    assert Settings.from_env(environ={"RECSYS_ENV_FILE": ""}).web_port == 6066  # none read
 
 
 def test_settings_errors_name_the_variable(tmp_path):
