@@ -1,4 +1,5 @@
-"""The contract's HTTP routes on Faust web: thin, reading table state through the Recommender.
+"""The contract's HTTP routes on Faust web: module-level views in one route table (``ROUTES``),
+thin, reading table state through the Recommender.
 
 Per-user routes answer on the worker that owns the user's partition; any other worker forwards
 the request there once (marked with a header, so a request caught in a rebalance is answered
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from typing import Any, Awaitable, Callable, Optional
 
@@ -52,6 +54,10 @@ class WebContext:
     health: Callable[[], Any]
     models: Any = None
     clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
+    # set by register_views
+    self_ident: tuple[Optional[str], Optional[int]] = (None, None)
+    owners: Any = None
+    profile_config: Optional[ProfileConfig] = None
 
 
 def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -108,174 +114,194 @@ class OwnerLookup:
         return ident
 
 
+
+class ApiView(View):
+    """JSON errors ({error, detail}) for everything, never a stack trace; the worker's state
+    through ``self.ctx`` (the app's ``web_context``), not through closures."""
+
+    @property
+    def ctx(self) -> "WebContext":
+        return self.app.web_context
+
+    async def dispatch(self, request: Any) -> Any:
+        if request.method.lower() not in self.methods:
+            return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
+        try:
+            return await super().dispatch(request)
+        except ApiError as exc:
+            return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
+        except Exception as exc:  # noqa: BLE001 - the client gets a reason, the log the trace
+            log.exception("error serving %s %s", request.method, request.path)
+            return self.json({"error": "internal", "detail": type(exc).__name__}, status=500)
+
+    async def owner_response(self, request: Request, user_id: str) -> Optional[Response]:
+        """The owning worker's response, or None when this worker should answer."""
+        if request.headers.get(FORWARDED):
+            return None
+        try:
+            host, port = self.ctx.owners.owner(user_id)
+        except KeyError:
+            raise ApiError(503, "unavailable", "partition assignment in progress; retry shortly")
+        if (host, port) == self.ctx.self_ident:
+            return None
+        dest = f"{host}:{port}"
+        url = request.url.with_host(host).with_port(port)
+        try:
+            async with self.app.http_client.get(  # Faust's own session, closed with the app
+                url, headers={FORWARDED: self.ctx.settings.web_url}, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+            ) as resp:
+                body = await resp.read()
+                return self.bytes(body, content_type=resp.content_type, status=resp.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ApiError(503, "owner_unreachable", f"worker {dest} did not answer: {type(exc).__name__}")
+
+class Ping(ApiView):
+    """A constant answer: liveness, and the serving benchmark's baseline."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"ok": True})
+
+class Health(ApiView):
+    async def get(self, request: Request) -> Response:
+        body = await self.ctx.health()
+        return self.json(body, status=200 if body["status"] != "down" else 503)
+
+class Recommendations(ApiView):
+    async def get(self, request: Request, user_id: str) -> Response:
+        k = _int_arg(request, "k", 10, 1, 100)
+        category = request.query.get("category") or None
+        exclude = _list_arg(request, "exclude")
+        routed = await self.owner_response(request, user_id)
+        if routed is not None:
+            return routed
+        result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
+        metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
+        return self.bytes(orjson.dumps(result), content_type="application/json")
+
+
+class Profile(ApiView):
+    async def get(self, request: Request, user_id: str) -> Response:
+        routed = await self.owner_response(request, user_id)
+        if routed is not None:
+            return routed
+        profile = self.ctx.profiles.get(user_id)
+        if profile is None:
+            raise ApiError(404, "not_found", f"no events seen for user '{user_id}'")
+        return self.json(profile_view(profile, self.ctx.profile_config))
+
+class Trending(ApiView):
+    async def get(self, request: Request) -> Response:
+        k = _int_arg(request, "k", 10, 1, 100)
+        return self.json(self.ctx.recommender.trending(k, request.query.get("category") or None))
+
+class Ingest(ApiView):
+    async def post(self, request: Request, kind: str) -> Response:
+        if kind not in KIND_TOPICS:
+            raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
+        raw = await request.read()
+        if len(raw) > self.ctx.settings.max_event_bytes:
+            metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
+            raise ApiError(400, "too_large", f"body is {len(raw)} bytes, the limit is {self.ctx.settings.max_event_bytes}")
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            metrics.INGEST_REJECTED.labels(kind, "not_json").inc()
+            raise ApiError(400, "not_json", f"body is not JSON: {exc}")
+        if not isinstance(obj, dict):
+            metrics.INGEST_REJECTED.labels(kind, "not_object").inc()
+            raise ApiError(400, "not_object", "body must be a JSON object")
+        # HTTP callers rarely mint ids or clocks: fill those two, validate everything else.
+        obj.setdefault("event_id", new_id())
+        obj.setdefault("timestamp", time.time())
+        try:
+            topic, key, value = prepare(kind, obj, max_bytes=self.ctx.settings.max_event_bytes)
+        except InvalidEventError as exc:
+            metrics.INGEST_REJECTED.labels(kind, exc.invalid.code).inc()
+            raise ApiError(400, exc.invalid.code, exc.invalid.detail)
+        fut = await self.ctx.topics[topic].send(key=key, value=value)
+        await fut
+        metrics.INGESTED.labels(kind).inc()
+        return self.json({"accepted": True, "event_id": obj["event_id"], "topic": topic}, status=202)
+
+class Similar(ApiView):
+    async def get(self, request: Request, product_id: str) -> Response:
+        k = _int_arg(request, "k", 10, 1, 100)
+        kind = request.query.get("kind") or "factors"
+        if kind not in SIMILAR_KINDS:
+            raise ApiError(400, "bad_request", f"'kind' must be one of {', '.join(SIMILAR_KINDS)}, got {kind!r}")
+        try:
+            found = self.ctx.recommender.similar(product_id, k, kind)
+        except LookupError as exc:
+            raise ApiError(503, "no_model", str(exc))
+        if found is None:
+            where = "the transitions" if kind == "next" else f"model {self.ctx.recommender.model_version}"
+            raise ApiError(404, "not_found", f"product '{product_id}' is not known to {where}")
+        return self.json({"product_id": product_id, "kind": kind, **found})
+
+def require_token(ctx: "WebContext", request: Request) -> None:
+    if not ctx.settings.api_token:
+        raise ApiError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
+    if request.headers.get("Authorization", "") != f"Bearer {ctx.settings.api_token}":
+        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+class ReloadModels(ApiView):
+    async def post(self, request: Request) -> Response:
+        require_token(self.ctx, request)
+        from ..ranking.artifact import latest, load
+
+        path = latest(self.ctx.settings.models_dir)
+        if path is None:
+            raise ApiError(404, "not_found", f"no model under {self.ctx.settings.models_dir}")
+        artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
+        switched = self.ctx.models.offer(artifact, float(artifact.manifest.get("created_at") or 0))
+        return self.json({"model_version": self.ctx.models.active.version, "switched": switched})
+
+class ClearCache(ApiView):
+    async def post(self, request: Request) -> Response:
+        require_token(self.ctx, request)
+        if self.ctx.clear_cache is None:
+            raise ApiError(503, "unavailable", "this worker has no cache control")
+        return self.json(await self.ctx.clear_cache())
+
+class Metrics(ApiView):
+    async def get(self, request: Request) -> Response:
+        metrics.POPULAR_ITEMS.set(len(self.ctx.index))
+        body, content_type = metrics.exposition(request.query.getall("name[]", []))
+        return self.bytes(body, content_type=content_type.split(";")[0])
+
+
+class Demo(ApiView):
+    async def get(self, request: Request) -> Response:
+        return self.html(_demo_html())
+
+
+@lru_cache(maxsize=1)
+def _demo_html() -> str:
+    return resources.files("recsys_faust.web").joinpath("index.html").read_text("utf-8")
+
+
+#: The routes, in one table: path -> view.
+ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
+    ("/api/ping", Ping),
+    ("/api/health", Health),
+    ("/api/recommendations/{user_id}", Recommendations),
+    ("/api/users/{user_id}/profile", Profile),
+    ("/api/trending", Trending),
+    ("/api/events/{kind}", Ingest),
+    ("/api/products/{product_id}/similar", Similar),
+    ("/api/reload-models", ReloadModels),
+    ("/api/clear-cache", ClearCache),
+    ("/metrics", Metrics),
+    ("/", Demo),
+)
+
+
 def register_views(app: Any, ctx: WebContext) -> None:
-    settings = ctx.settings
-    self_ident = (URL(settings.web_url).host, URL(settings.web_url).port)
-    owners = OwnerLookup(app, ctx.profiles, ctx.profiles.partitions)
-
-    class ApiView(View):
-        """JSON errors ({error, detail}) for everything, never a stack trace."""
-
-        async def dispatch(self, request: Any) -> Any:
-            if request.method.lower() not in self.methods:
-                return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
-            try:
-                return await super().dispatch(request)
-            except ApiError as exc:
-                return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
-            except Exception as exc:  # noqa: BLE001 - the client gets a reason, the log the trace
-                log.exception("error serving %s %s", request.method, request.path)
-                return self.json({"error": "internal", "detail": type(exc).__name__}, status=500)
-
-        async def owner_response(self, request: Request, user_id: str) -> Optional[Response]:
-            """The owning worker's response, or None when this worker should answer."""
-            if request.headers.get(FORWARDED):
-                return None
-            try:
-                host, port = owners.owner(user_id)
-            except KeyError:
-                raise ApiError(503, "unavailable", "partition assignment in progress; retry shortly")
-            if (host, port) == self_ident:
-                return None
-            dest = f"{host}:{port}"
-            url = request.url.with_host(host).with_port(port)
-            try:
-                async with app.http_client.get(  # Faust's own session, closed with the app
-                    url, headers={FORWARDED: settings.web_url}, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
-                ) as resp:
-                    body = await resp.read()
-                    return self.bytes(body, content_type=resp.content_type, status=resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise ApiError(503, "owner_unreachable", f"worker {dest} did not answer: {type(exc).__name__}")
-
-    @app.page("/api/ping")
-    class Ping(ApiView):
-        """A constant answer: liveness, and the serving benchmark's baseline."""
-
-        async def get(self, request: Request) -> Response:
-            return self.json({"ok": True})
-
-    @app.page("/api/health")
-    class Health(ApiView):
-        async def get(self, request: Request) -> Response:
-            body = await ctx.health()
-            return self.json(body, status=200 if body["status"] != "down" else 503)
-
-    @app.page("/api/recommendations/{user_id}")
-    class Recommendations(ApiView):
-        async def get(self, request: Request, user_id: str) -> Response:
-            k = _int_arg(request, "k", 10, 1, 100)
-            category = request.query.get("category") or None
-            exclude = _list_arg(request, "exclude")
-            routed = await self.owner_response(request, user_id)
-            if routed is not None:
-                return routed
-            result = ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
-            metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
-            return self.bytes(orjson.dumps(result), content_type="application/json")
-
-    cfg = ProfileConfig.from_settings(settings)
-
-    @app.page("/api/users/{user_id}/profile")
-    class Profile(ApiView):
-        async def get(self, request: Request, user_id: str) -> Response:
-            routed = await self.owner_response(request, user_id)
-            if routed is not None:
-                return routed
-            profile = ctx.profiles.get(user_id)
-            if profile is None:
-                raise ApiError(404, "not_found", f"no events seen for user '{user_id}'")
-            return self.json(profile_view(profile, cfg))
-
-    @app.page("/api/trending")
-    class Trending(ApiView):
-        async def get(self, request: Request) -> Response:
-            k = _int_arg(request, "k", 10, 1, 100)
-            return self.json(ctx.recommender.trending(k, request.query.get("category") or None))
-
-    @app.page("/api/events/{kind}")
-    class Ingest(ApiView):
-        async def post(self, request: Request, kind: str) -> Response:
-            if kind not in KIND_TOPICS:
-                raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
-            raw = await request.read()
-            if len(raw) > settings.max_event_bytes:
-                metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
-                raise ApiError(400, "too_large", f"body is {len(raw)} bytes, the limit is {settings.max_event_bytes}")
-            try:
-                obj = json.loads(raw)
-            except ValueError as exc:
-                metrics.INGEST_REJECTED.labels(kind, "not_json").inc()
-                raise ApiError(400, "not_json", f"body is not JSON: {exc}")
-            if not isinstance(obj, dict):
-                metrics.INGEST_REJECTED.labels(kind, "not_object").inc()
-                raise ApiError(400, "not_object", "body must be a JSON object")
-            # HTTP callers rarely mint ids or clocks: fill those two, validate everything else.
-            obj.setdefault("event_id", new_id())
-            obj.setdefault("timestamp", time.time())
-            try:
-                topic, key, value = prepare(kind, obj, max_bytes=settings.max_event_bytes)
-            except InvalidEventError as exc:
-                metrics.INGEST_REJECTED.labels(kind, exc.invalid.code).inc()
-                raise ApiError(400, exc.invalid.code, exc.invalid.detail)
-            fut = await ctx.topics[topic].send(key=key, value=value)
-            await fut
-            metrics.INGESTED.labels(kind).inc()
-            return self.json({"accepted": True, "event_id": obj["event_id"], "topic": topic}, status=202)
-
-    @app.page("/api/products/{product_id}/similar")
-    class Similar(ApiView):
-        async def get(self, request: Request, product_id: str) -> Response:
-            k = _int_arg(request, "k", 10, 1, 100)
-            kind = request.query.get("kind") or "factors"
-            if kind not in SIMILAR_KINDS:
-                raise ApiError(400, "bad_request", f"'kind' must be one of {', '.join(SIMILAR_KINDS)}, got {kind!r}")
-            try:
-                found = ctx.recommender.similar(product_id, k, kind)
-            except LookupError as exc:
-                raise ApiError(503, "no_model", str(exc))
-            if found is None:
-                where = "the transitions" if kind == "next" else f"model {ctx.recommender.model_version}"
-                raise ApiError(404, "not_found", f"product '{product_id}' is not known to {where}")
-            return self.json({"product_id": product_id, "kind": kind, **found})
-
-    def require_token(request: Request) -> None:
-        if not settings.api_token:
-            raise ApiError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
-        if request.headers.get("Authorization", "") != f"Bearer {settings.api_token}":
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
-
-    @app.page("/api/reload-models")
-    class ReloadModels(ApiView):
-        async def post(self, request: Request) -> Response:
-            require_token(request)
-            from ..ranking.artifact import latest, load
-
-            path = latest(settings.models_dir)
-            if path is None:
-                raise ApiError(404, "not_found", f"no model under {settings.models_dir}")
-            artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
-            switched = ctx.models.offer(artifact, float(artifact.manifest.get("created_at") or 0))
-            return self.json({"model_version": ctx.models.active.version, "switched": switched})
-
-    @app.page("/api/clear-cache")
-    class ClearCache(ApiView):
-        async def post(self, request: Request) -> Response:
-            require_token(request)
-            if ctx.clear_cache is None:
-                raise ApiError(503, "unavailable", "this worker has no cache control")
-            return self.json(await ctx.clear_cache())
-
-    @app.page("/metrics")
-    class Metrics(ApiView):
-        async def get(self, request: Request) -> Response:
-            metrics.POPULAR_ITEMS.set(len(ctx.index))
-            body, content_type = metrics.exposition(request.query.getall("name[]", []))
-            return self.bytes(body, content_type=content_type.split(";")[0])
-
-    demo_html = resources.files("recsys_faust.web").joinpath("index.html").read_text("utf-8")
-
-    @app.page("/")
-    class Demo(ApiView):
-        async def get(self, request: Request) -> Response:
-            return self.html(demo_html)
+    """Attach the worker's state to the app and mount every route of ``ROUTES``."""
+    url = URL(ctx.settings.web_url)
+    ctx.self_ident = (url.host, url.port)
+    ctx.owners = OwnerLookup(app, ctx.profiles, ctx.profiles.partitions)
+    ctx.profile_config = ProfileConfig.from_settings(ctx.settings)
+    app.web_context = ctx
+    for path, view in ROUTES:
+        app.page(path)(view)

@@ -103,11 +103,21 @@ def test_transitions_are_exact_on_both_workers(workers, model):
     successors = model.successors()
     assert len(successors) > 50
     for w in workers:
-        def exact() -> bool:
-            return all([(i["product_id"], i["score"]) for i in
-                        get(f"{w.url}/api/products/{pid}/similar?kind=next&k=100")[1]["items"]]
-                       == model.next_items(pid, 100) for pid in sorted(successors))
-        wait_until(exact, 30, interval=1, what=f"every item's successors on {w.name}")
+        def wrong() -> dict:
+            out = {}
+            for pid in sorted(successors):
+                got = [(i["product_id"], i["score"]) for i in
+                       get(f"{w.url}/api/products/{pid}/similar?kind=next&k=100")[1]["items"]]
+                if got != model.next_items(pid, 100):
+                    out[pid] = (dict(got), dict(model.next_items(pid, 100)))
+            return out
+
+        try:
+            wait_until(lambda: not wrong(), 30, interval=1, what=f"every item's successors on {w.name}")
+        except AssertionError:
+            diff = wrong()
+            raise AssertionError(f"{w.name}: {len(diff)} items differ from the model, e.g. "
+                                 f"{dict(list(diff.items())[:3])}") from None
 
 
 def test_clear_cache_on_one_worker_reaches_the_other(workers, model):

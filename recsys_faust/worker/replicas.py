@@ -1,0 +1,111 @@
+"""Every worker's in-memory copies of cluster-wide state, each fed by a tail of its topic.
+
+The popularity and transition indexes read the item tables' changelogs (all partitions; the
+records this worker wrote itself, already applied, are skipped by offset), the model holder
+reads amazon-model-updates, and the cache epoch reads recsys-control. All of it is rebuilt
+from the topics at every start: no state that a table or topic cannot rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .. import metrics
+from ..events.model import TOPIC_CONTROL, TOPIC_MODEL_UPDATES
+from ..kafka.own_writes import OwnWrites
+from ..kafka.replicated import ReplicatedChangelog
+from ..kafka.table import StrKeyTable
+from ..popularity.trending import PopularityIndex
+from ..ranking.active import ModelHolder
+from ..ranking.payload import decode as decode_model
+from ..ranking.transition_index import TransitionIndex
+from ..settings import Settings
+
+log = logging.getLogger("recsys_faust")
+
+CACHE_EPOCH_KEY = "cache_epoch"
+
+
+@dataclass(frozen=True)
+class Replicas:
+    popularity: PopularityIndex
+    popularity_tail: ReplicatedChangelog
+    transitions: TransitionIndex
+    transitions_tail: ReplicatedChangelog
+    models: ModelHolder
+    models_tail: ReplicatedChangelog
+
+    @property
+    def tails(self) -> tuple[ReplicatedChangelog, ...]:
+        return (self.popularity_tail, self.transitions_tail, self.models_tail)
+
+
+def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], None]) -> ReplicatedChangelog:
+    """A tail of an item table's changelog that skips this worker's own, applied records."""
+    own = OwnWrites()
+    table.on_changelog_sent = own.add
+    return ReplicatedChangelog(settings, table.changelog_topic.get_topic_name(), apply, skip=own.contains)
+
+
+def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_table: StrKeyTable) -> Replicas:
+    popularity = PopularityIndex(window_s=settings.trending_window_s, bucket_s=settings.popularity_bucket_s,
+                                 refresh_s=settings.trending_refresh_s)
+    transitions = TransitionIndex()
+    models = ModelHolder(settings.transitions_max_successors)
+    return Replicas(
+        popularity=popularity,
+        popularity_tail=_item_tail(settings, popularity_table, popularity.put_many),
+        transitions=transitions,
+        transitions_tail=_item_tail(settings, transitions_table, transitions.put_many),
+        models=models,
+        models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: offer_models(models, recs)),
+    )
+
+
+def offer_models(models: ModelHolder, records: list[tuple[str, Any]]) -> None:
+    """Load the newest model announced in ``records`` (older ones are skipped undecoded)."""
+    valid = [v for _k, v in records if isinstance(v, dict) and "model_version" in v and "artifact_npz_b64" in v]
+    if not valid:
+        return
+    newest = max(valid, key=lambda v: (float(v.get("created_at") or 0), str(v["model_version"])))
+    try:
+        models.offer(decode_model(newest), float(newest.get("created_at") or 0))
+    except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
+        log.exception("could not load model %s from amazon-model-updates", newest.get("model_version"))
+
+
+class CacheControl:
+    """The cluster-wide cache epoch (``POST /api/clear-cache``): set here, applied everywhere
+    through the compacted control topic, which every worker tails from the beginning."""
+
+    def __init__(self, settings: Settings, apply: Callable[[float], None], control_topic: Any) -> None:
+        self.settings = settings
+        self.apply = apply
+        self.topic = control_topic
+        self.tail = ReplicatedChangelog(settings, TOPIC_CONTROL, self.on_records)
+
+    def on_records(self, records: list[tuple[str, Any]]) -> None:
+        """Admin state from the control topic (the newest value of each key wins)."""
+        for key, value in records:
+            if key == CACHE_EPOCH_KEY and isinstance(value, dict):
+                try:
+                    self.apply(float(value["cache_epoch"]))
+                except (KeyError, TypeError, ValueError):
+                    log.warning("control topic: ignoring a malformed cache_epoch record %r", value)
+
+    async def clear(self) -> dict[str, Any]:
+        """Set the cluster-wide cache epoch: applied here at once, on every worker via the topic."""
+        epoch = time.time()
+        await self.topic.send(key=CACHE_EPOCH_KEY, value={
+            "cache_epoch": epoch, "worker": self.settings.worker_name, "timestamp": epoch})
+        self.apply(epoch)
+        metrics.CACHE_CLEARS.inc()
+        return {"cleared": True, "cache_epoch": epoch,
+                "detail": "ready lists generated before cache_epoch are no longer served, on every worker; "
+                          "answers are computed live until each user's next event rebuilds the list"}
+
+
+ClearCache = Callable[[], Awaitable[dict[str, Any]]]

@@ -1,0 +1,45 @@
+"""The worker's tables: per-user state co-partitioned with the input topics, per-partition item
+entries replicated to every worker. Declared here, in one place, so their names (and so their
+changelog topics) never drift between workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..app import RecsysApp, rocksdb_options
+from ..kafka.table import StrKeyTable
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Tables:
+    profiles: StrKeyTable
+    recommendations: StrKeyTable
+    answered: StrKeyTable
+    user_factors: StrKeyTable
+    popularity: StrKeyTable
+    transitions: StrKeyTable
+
+
+def declare_tables(app: RecsysApp, settings: Settings, partitions: int) -> Tables:
+    opts = rocksdb_options(settings)
+
+    def user_table(name: str, help_: str) -> Any:
+        return app.Table(name, default=None, partitions=partitions, key_type=str, use_partitioner=True,
+                         options=dict(opts), help=help_)
+
+    def item_table(name: str, help_: str) -> Any:
+        # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
+        # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
+        return app.Table(name, default=None, partitions=partitions, key_type=str, options=dict(opts), help=help_)
+
+    # key_type=str: raw UTF-8 keys (kafka/table.StrKeyTable) for changelogs, stores and routing.
+    return Tables(
+        profiles=user_table("user_profiles", "Per-user profile: recent items, counts, windows, affinities"),
+        recommendations=user_table("recommendations", "Per-user ready top-N list"),
+        answered=user_table("answered_requests", "Last answered request offset per user and partition"),
+        user_factors=user_table("user_factors", "Per-user ALS vector folded in from recent interactions"),
+        popularity=item_table("item_popularity", "Per-partition item popularity buckets"),
+        transitions=item_table("item_transitions", "Per-partition item successor counts (what users took next)"),
+    )
