@@ -1,7 +1,31 @@
-"""AheadOfStore: batch N+1 folds from batch N's values until N is stored."""
+"""streaming/ingest.py: AheadOfStore (batch N+1 folds from batch N's values until N is stored)
+and the event processor's batch step without Faust: tables are in-memory stand-ins with the
+batched interface the processor uses (read_many, encode_many, store_staged; no changelog), the
+ranking and scoring are the real ones (inline scorer). What a batch must leave behind: profiles,
+popularity and transition entries, ready lists equal to what the Ranker computes for the stored
+profile, bad records dead-lettered, misrouted ones re-sent, and a replay changing nothing.
+"""
 
-from recsys_faust.streaming.ingest import AheadOfStore
+from __future__ import annotations
 
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_faust.kafka import codecs
+from recsys_faust.kafka.partitioning import user_partition
+from recsys_faust.kafka.table import StagedWrites
+from recsys_faust.popularity.trending import PopularityIndex
+from recsys_faust.ranking.active import ModelHolder
+from recsys_faust.ranking.artifact import ModelArtifact
+from recsys_faust.ranking.ranker import Ranker
+from recsys_faust.ranking.transition_index import TransitionIndex
+from recsys_faust.settings import Settings
+from recsys_faust.streaming.ingest import AheadOfStore, UserEventProcessor
 
 class Stored:
     """What a StrKeyTable's read_many returns: the values in RocksDB (None where missing)."""
@@ -31,3 +55,123 @@ def test_held_values_replace_stored_ones_until_their_batch_is_stored():
     ahead.release(2)
     assert len(ahead) == 0
     assert ahead.read_many(table, [("u1", 0)]) == [{"v": "stored"}]
+
+
+N = 4
+DAY = 86_400.0
+
+
+class MemoryTable:
+    """The batched table interface of kafka/table.StrKeyTable over a dict (values JSON-encoded
+    and decoded, as RocksDB holds them)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.where: dict[str, int] = {}
+
+    def read_many(self, keys):
+        return [self.data.get(k) for k, _ in keys]
+
+    def encode_many(self, items, encoded=()):
+        by_partition: dict[int, list] = {}
+        for key, value, partition in items:
+            by_partition.setdefault(partition, []).append((key.encode(), codecs.dumps_json(value)))
+        for key, raw, partition in encoded:
+            by_partition.setdefault(partition, []).append((key.encode(), raw))
+        return StagedWrites(by_partition)
+
+    def store_staged(self, staged):
+        for partition, records in staged.by_partition.items():
+            for kb, vb in records:
+                self.data[kb.decode()] = codecs.loads_json(vb)
+                self.where[kb.decode()] = partition
+        return staged
+
+    def _staged_sends(self, staged):
+        return []
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.records: list = []
+
+    async def send(self, *args: Any, **kwargs: Any) -> None:
+        self.records.append((args, kwargs))
+
+
+def record(topic: str, partition: int, offset: int, value: Any) -> Any:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset, value=raw,
+                                                   key=None, timestamp=None))
+
+
+def build(model: bool = True):
+    settings = Settings()
+    tables = {name: MemoryTable() for name in ("profiles", "recommendations", "popularity", "transitions",
+                                                  "user_factors")}
+    holder = ModelHolder()
+    if model:
+        ids = [f"p{i}" for i in range(6)]
+        shipped = sp.csr_matrix(np.eye(6, k=1, dtype=np.float32))  # p_i -> p_{i+1}
+        holder.offer(ModelArtifact("m1", ids, np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32),
+                                   item_category=["c"] * 6, transitions=shipped), 1.0)
+    popularity = PopularityIndex(window_s=10**9, bucket_s=3600, refresh_s=0)
+    ranker = Ranker(settings, popularity, TransitionIndex(), holder)
+    dead, rerouted = Sent(), Sent()
+    processor = UserEventProcessor(
+        settings, profiles=tables["profiles"], recommendations=tables["recommendations"],
+        popularity=tables["popularity"], transitions=tables["transitions"], user_factors=tables["user_factors"],
+        index=popularity, ranker=ranker, dead_letters=dead, topic_for=lambda name: rerouted,
+        partitions_of=lambda topic: N)
+    return processor, tables, ranker, dead, rerouted
+
+
+async def run(processor, records):
+    rest = await processor.process(records)
+    await rest
+
+
+def view(user: str, product: str, ts: float, n: int) -> dict:
+    return {"event_id": f"e{n}", "user_id": user, "product_id": product, "timestamp": ts, "category": "c"}
+
+
+def test_a_batch_leaves_profiles_entries_and_ready_lists_that_the_ranker_agrees_with():
+    processor, tables, ranker, dead, rerouted = build()
+    user = "alice"
+    p = user_partition(user, N)
+    events = [view(user, "p0", 10 * DAY, 0), view(user, "p1", 10 * DAY + 60, 1), view(user, "p2", 11 * DAY, 2)]
+    batch = [record("amazon-product-views", p, 100 + n, e) for n, e in enumerate(events)]
+    asyncio.run(run(processor, batch))
+    profile = tables["profiles"].data[user]
+    assert [r[0] for r in profile["recent"]] == ["p0", "p1", "p2"]
+    # same day both ways, the next active day forwards, in entries owned by the user's partition
+    assert tables["transitions"].data[f"p0@{p}"]["next"] == {"p1": 1, "p2": 1}
+    assert tables["transitions"].data[f"p1@{p}"]["next"] == {"p0": 1, "p2": 1}
+    assert {tables["transitions"].where[k] for k in tables["transitions"].data} == {p}
+    assert tables["popularity"].data[f"p1@{p}"]["n"] == 1
+    stored = tables["recommendations"].data[user]
+    columns, strategy = ranker.score(ranker.models.active, [profile])[0]
+    assert stored["strategy"] == strategy == "als+transitions"
+    assert stored["ids"] == columns[0] and not set(stored["ids"]) & {"p0", "p1", "p2"}
+    assert stored["ids"][0] == "p3"  # the shipped p2 -> p3 wins: p2 is the latest day's item
+    assert not dead.records and not rerouted.records
+
+    before = json.dumps(tables["transitions"].data, sort_keys=True)
+    asyncio.run(run(processor, batch))  # Faust's replay after a rebalance: nothing moves
+    assert json.dumps(tables["transitions"].data, sort_keys=True) == before
+    assert tables["profiles"].data[user]["counts"] == {"view": 3}
+
+
+def test_bad_and_misrouted_records_never_reach_the_state():
+    processor, tables, _ranker, dead, rerouted = build(model=False)
+    user = "bob"
+    p = user_partition(user, N)
+    batch = [record("amazon-product-views", p, 1, b"{not json"),
+             record("amazon-product-views", (p + 1) % N, 2, view(user, "p1", DAY, 7)),
+             record("amazon-product-views", p, 3, view(user, "p2", DAY, 8))]
+    asyncio.run(run(processor, batch))
+    assert len(dead.records) == 1 and dead.records[0][0][1].code == "not_json"
+    assert len(rerouted.records) == 1 and rerouted.records[0][1]["key"] == b"bob"
+    assert [r[0] for r in tables["profiles"].data[user]["recent"]] == ["p2"]
+    # no model: the list is popularity, and the one item is seen
+    assert tables["recommendations"].data[user]["strategy"] in ("popular", "popular_affinity")
