@@ -40,13 +40,18 @@ def test_a_shift_in_categories_raises_one_alert_that_reaches_postgres(worker, st
     produce_events(stack.broker.bootstrap, views(200, ["a", "b"], "base"))
     wait_until(lambda: "category" in drift_status(worker)["baseline_features"], 20, what="a baseline window")
     assert category_alerts(stack) == []
+    # A window later, so that no baseline event shares a window with the shifted ones (the
+    # windows run on the worker's clock: where their boundary falls is not the test's to choose).
+    time.sleep(WINDOW_S + 0.5)
     produce_events(stack.broker.bootstrap, views(200, ["c"], "shift"))
     alerts = wait_until(lambda: category_alerts(stack), 20, what="a category drift alert")
     a = alerts[0]
     assert a["statistic"] == "psi" and a["value"] > a["threshold"] == 0.2
     assert a["window_end"] - a["window_start"] == WINDOW_S
     assert a["reference"]["source"].startswith("baseline:")
-    assert a["reference"]["distribution"] == {"a": 0.5, "b": 0.5}
+    # the baseline is the first full window: all of the base events or a part of them
+    reference = a["reference"]["distribution"]
+    assert set(reference) == {"a", "b"} and all(0.3 <= share <= 0.7 for share in reference.values()), reference
     assert a["details"]["worker"] == "w1" and a["details"]["window"] == {"(other)": 1.0}
     assert a["details"]["events"] >= 60
     # the event mix did not change (views only): no alert for it

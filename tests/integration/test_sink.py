@@ -47,6 +47,21 @@ def worker(stack):
     return stack.add_worker("w1", extra_env={"RECSYS_METRICS_SNAPSHOT_S": "1"})
 
 
+def live_worker(stack, worker):
+    """The module's worker, or the one that replaced it after the SIGKILL test (each test also
+    runs alone: ``pytest --lf``)."""
+    return stack.workers[-1] if stack.workers and stack.workers[-1].alive() else worker
+
+
+def with_interactions(stack) -> None:
+    """Some events in the database, for a test run on its own."""
+    if stored(stack)[0] <= 0:
+        events = shop(4, users=40)
+        produce_events(stack.broker.bootstrap, events)
+        want = expected(events)
+        wait_until(lambda: stored(stack)[0] >= want[0], 60, what="events in the database")
+
+
 def test_db_init_is_idempotent(stack, worker):
     env = {**os.environ, **stack.env}
     run = lambda: subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init"], env=env,
@@ -98,8 +113,8 @@ def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
     assert restarted.alive()
 
 
-def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack):
-    worker = stack.workers[-1]
+def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack, worker):
+    worker = live_worker(stack, worker)
     pid = worker.proc.pid
     before = stored(stack)
     events = shop(3, users=150)
@@ -122,7 +137,8 @@ def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack):
     wait_until(lambda: get(f"{worker.url}/api/health")[1]["database"]["status"] == "up", 15)
 
 
-def test_train_reads_interactions_from_the_database(stack, tmp_path):
+def test_train_reads_interactions_from_the_database(stack, worker, tmp_path):
+    with_interactions(stack)
     env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "recsys_faust", "train", "--no-eval", "--factors", "16"],
                          env=env, capture_output=True, text=True, timeout=300)
@@ -132,18 +148,19 @@ def test_train_reads_interactions_from_the_database(stack, tmp_path):
     assert any((p / "model.npz").exists() for p in tmp_path.iterdir())
 
 
-def test_worker_metric_snapshots_reach_the_database(stack):
+def test_worker_metric_snapshots_reach_the_database(stack, worker):
     """Each worker posts its counters to amazon-system-metrics; the sink stores them."""
     def rows():
         with psycopg.connect(stack.postgres.url) as conn:
             return conn.execute(
                 "SELECT value FROM metric_snapshots WHERE metric = 'recsys_events_total' AND source = 'w1'"
                 " AND labels @> '{\"outcome\": \"applied\"}' ORDER BY ts DESC LIMIT 4").fetchall()
+    with_interactions(stack)
     found = wait_until(rows, 30, what="metric snapshots in PostgreSQL")
     assert sum(v for (v,) in found) > 0
 
 
-def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survives(stack, tmp_path):
+def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survives(stack, worker, tmp_path):
     """Outside producers can write anything to model-updates and responses: refused records
     reach the dead-letter topic with a reason, and a good model published after them loads."""
     import asyncio
@@ -156,7 +173,7 @@ def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survi
 
     from .helpers import produce, read_topic
 
-    worker = stack.workers[-1]
+    worker = live_worker(stack, worker)
     produce(stack.broker.bootstrap, [
         ("amazon-model-updates", b"junk-model", b"not json at all"),
         ("amazon-recommendation-responses", b"junk-response", json.dumps({"user_id": "x"}).encode()),

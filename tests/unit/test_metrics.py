@@ -49,11 +49,11 @@ async def test_loop_watch_times_a_stall_and_logs_the_code_that_caused_it(caplog)
         await asyncio.sleep(0.05)  # the watch records the stall once the loop answers
     finally:
         watch.stop()
-    assert over_50ms() == before + 1
+    # At least the one stall made here (a busy machine may add its own: no exact count on a
+    # real clock), and the report of this one names the blocking call, taken during the stall.
+    assert over_50ms() >= before + 1
     stalls = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
-    assert len(stalls) == 1
-    # The stack was taken during the stall: it names the blocking call, not what ran after it.
-    assert "_block_the_loop_for" in stalls[0] and "time.sleep(seconds)" in stalls[0]
+    assert any("_block_the_loop_for" in s and "time.sleep(seconds)" in s for s in stalls), stalls
 
 
 def test_loop_watch_refuses_non_positive_intervals():
