@@ -86,3 +86,22 @@ class Invalid:
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
+
+
+#: (topic, partition, offset) of the record an event came from.
+Source = tuple[str, int, int]
+
+
+def mark_applied(applied: dict[str, int], source: Optional[Source]) -> bool:
+    """Record ``source`` in ``applied`` (the newest offset applied per ``"topic:partition"``);
+    False, and nothing recorded, when it is not newer: the replay Faust performs after a
+    rebalance or a crash. Every piece of state folded from a partition keeps its own such map,
+    so it is exact under at-least-once delivery whichever of its writes survived."""
+    if source is None:
+        return True
+    topic, partition, offset = source
+    tp = f"{topic}:{partition}"
+    if applied.get(tp, -1) >= offset:
+        return False
+    applied[tp] = offset
+    return True

@@ -15,6 +15,8 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 from sortedcontainers import SortedList
 
+from ..events.model import mark_applied
+
 Entry = dict[str, Any]
 
 
@@ -46,12 +48,8 @@ def apply_to_entry(
     Buckets older than ``retention_s`` before the entry's newest bucket are dropped, which
     bounds an entry's size whatever the history length.
     """
-    if source is not None:
-        topic, partition, offset = source
-        tp = f"{topic}:{partition}"
-        if entry["o"].get(tp, -1) >= offset:
-            return False
-        entry["o"][tp] = offset
+    if not mark_applied(entry["o"], source):
+        return False
     if category:
         entry["c"] = category
     entry["t"] = round(entry["t"] + weight, 6)

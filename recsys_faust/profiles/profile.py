@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..events.model import Event
+from ..events.model import Event, Source
 from ..settings import EventWeights, Settings
 from .windows import WindowSpec, add_to_windows, expire_windows, window_view
 
 Profile = dict[str, Any]
-#: (topic, partition, offset) of the record an event came from.
-Source = tuple[str, int, int]
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..events.model import Source, mark_applied
 from .transitions import DAY_S
 
 Entry = dict[str, Any]  # {"item": pid, "next": {pid: count}, "applied": {"topic:partition": offset}}
-Source = tuple[str, int, int]
 
 #: Successors kept per item and partition (RECSYS_TRANSITIONS_MAX_SUCCESSORS).
 MAX_SUCCESSORS = 100
@@ -50,12 +50,8 @@ def apply_successors(entry: Entry, successors: Sequence[str], source: Optional[S
     A counted successor moves to the end of the dict (its most recent use), which is the order
     the JSON value keeps, so trimming is the same on every worker that rebuilds the entry.
     """
-    if source is not None:
-        topic, partition, offset = source
-        tp = f"{topic}:{partition}"
-        if entry["applied"].get(tp, -1) >= offset:
-            return False
-        entry["applied"][tp] = offset
+    if not mark_applied(entry["applied"], source):
+        return False
     nxt = entry["next"]
     for item in successors:
         nxt[item] = nxt.pop(item, 0) + 1
