@@ -31,7 +31,7 @@ def _credentials(settings: Settings) -> Any:
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
+            password=settings.secret("kafka_sasl_password"),
             mechanism=settings.kafka_sasl_mechanism.upper(),
             ssl_context=ssl_context(settings),
         )

@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS = Counter(
-    "recsys_events_total", "Valid input events processed, by topic and outcome (applied|replay)",
+    "recsys_events_total", "Input events processed, by topic and outcome (applied|replay|duplicate; not_owned: of a partition revoked since it was fetched, left to its new owner)",
     ["topic", "outcome"], registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(

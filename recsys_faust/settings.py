@@ -1,45 +1,38 @@
-"""One typed, frozen settings object, built from the environment (and a ``.env`` file).
+"""One typed, frozen settings object (pydantic-settings), built from the environment and a
+``.env`` file.
 
 Every size, window, timeout and weight that shapes behaviour lives here with a documented
 default, so operators tune a deployment without reading code and tests build exact,
-isolated configurations. Nothing else in the package reads ``os.environ``.
+isolated configurations. Nothing else in the package reads ``os.environ``. Each field is
+reachable as ``RECSYS_<FIELD NAME IN CAPITALS>``; the wiring ones also by their documented
+names (``KAFKA_BROKER``, ``DATABASE_URL``, ``WEB_PORT``, ``KAFKA_SASL_PASSWORD``, ...). Values are
+checked where they are declared (``gt=0`` and friends), and an error names the variable.
+Passwords and tokens are ``SecretStr``: never printed, not even in a repr.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, fields, replace
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Where a micro-batch's ALS maths runs (RECSYS_SCORING; ranking/scorer.py).
 SCORING_MODES = ("process", "thread", "inline")
-
+#: What ``Settings.from_env`` reads: (the environment, the environment over the .env file's
+#: values). None: a plain ``Settings(...)`` reads nothing.
+_ENVIRON: ContextVar[Optional[tuple[Mapping[str, str], Mapping[str, str]]]] = ContextVar("recsys_environ",
+                                                                                          default=None)
 
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
-
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a minimal ``.env`` file (KEY=VALUE, ``#`` comments, optional quotes)."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):]
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 @dataclass(frozen=True)
@@ -72,8 +65,19 @@ class EventWeights:
         return self.weight(kind, rating) / self.purchase
 
 
-@dataclass(frozen=True)
-class Settings:
+class _MappingEnv(EnvSettingsSource):
+    """The environment source over a given mapping (``from_env(environ=...)``) instead of
+    ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, Optional[str]]:
+        return {k.lower(): v for k, v in self._environ.items() if v != ""}  # empty: the default
+
+
+class Settings(BaseSettings):
     """Everything configurable, with defaults fit for one dev machine.
 
     Broker timeouts default to the values measured to make workers start in ~3 s on the dev
@@ -83,27 +87,27 @@ class Settings:
 
     # --- identity and wiring -------------------------------------------------------------
     app_id: str = "recsys-faust"
-    broker: str = "kafka://127.0.0.1:9092"
-    database_url: Optional[str] = None
-    web_port: int = 6066
-    web_host: str = field(default_factory=socket.gethostname)
-    web_bind: str = "0.0.0.0"
+    broker: str = Field("kafka://127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BROKER", "BROKER_URL", "RECSYS_BROKER"))
+    database_url: Optional[str] = Field(None, validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL"))
+    web_port: int = Field(6066, validation_alias=AliasChoices("WEB_PORT", "RECSYS_WEB_PORT"), gt=0)
+    web_host: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("WEB_HOST", "RECSYS_WEB_HOST"))
+    web_bind: str = Field("0.0.0.0", validation_alias=AliasChoices("WEB_BIND", "RECSYS_WEB_BIND"))
     data_dir: Path = Path("./data")
     models_dir: Path = Path("./models")
     topics_file: Optional[Path] = None
     user_partitions: int = 0      # 0: as topics.yaml says; else overrides per-user topics (dev/test)
     replication_factor: int = 0   # 0: as topics.yaml says; 1 on a single dev broker
-    api_token: Optional[str] = None
-    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    api_token: Optional[SecretStr] = None
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # --- broker security ------------------------------------------------------------------
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: Optional[str] = None
-    kafka_sasl_username: Optional[str] = None
-    kafka_sasl_password: Optional[str] = None
-    kafka_ssl_cafile: Optional[str] = None
-    kafka_ssl_certfile: Optional[str] = None
-    kafka_ssl_keyfile: Optional[str] = None
+    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "RECSYS_KAFKA_SECURITY_PROTOCOL"))
+    kafka_sasl_mechanism: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "RECSYS_KAFKA_SASL_MECHANISM"))
+    kafka_sasl_username: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "RECSYS_KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: Optional[SecretStr] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "RECSYS_KAFKA_SASL_PASSWORD"))
+    kafka_ssl_cafile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "RECSYS_KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "RECSYS_KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "RECSYS_KAFKA_SSL_KEYFILE"))
 
     # --- consumer group timing (seconds) -----------------------------------------------------
     broker_session_timeout: float = 2.0
@@ -116,50 +120,50 @@ class Settings:
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
     table_standby_replicas: int = 0
     fetch_max_wait_ms: int = 25    # fetch long-poll: an upper bound on produce -> processed latency
-    fetch_min_interval_ms: int = 8  # a fetch starts at least this long after the previous answer (0: at once)
+    fetch_min_interval_ms: int = Field(8, ge=0)  # a fetch starts at least this long after the previous answer (0: at once)
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms
     producer_max_batch_bytes: int = 1_000_000   # bytes per partition batch
 
     # --- hot path sizes -----------------------------------------------------------------------
-    batch_size: int = 500            # events taken per micro-batch
+    batch_size: int = Field(500, gt=0)            # events taken per micro-batch
     batch_within: float = 0.02       # seconds to wait filling a batch (adds to freshness)
-    max_event_bytes: int = 65_536    # larger payloads are dead-lettered
+    max_event_bytes: int = Field(65_536, gt=0)    # larger payloads are dead-lettered
     max_future_skew_s: float = 86_400.0  # timestamps further in the future are rejected
 
     # --- profile state ------------------------------------------------------------------------
-    profile_recent_items: int = 50       # recent interactions kept per user
-    profile_recent_event_ids: int = 256  # event_ids remembered per user for idempotency
-    tumbling_window_s: int = 3_600
+    profile_recent_items: int = Field(50, gt=0)       # recent interactions kept per user
+    profile_recent_event_ids: int = Field(256, gt=0)  # event_ids remembered per user for idempotency
+    tumbling_window_s: int = Field(3_600, gt=0)
     tumbling_expires_s: int = 86_400
-    hopping_window_s: int = 3_600
-    hopping_step_s: int = 900
+    hopping_window_s: int = Field(3_600, gt=0)
+    hopping_step_s: int = Field(900, gt=0)
     hopping_expires_s: int = 21_600
 
     # --- popularity and serving -----------------------------------------------------------------
-    popularity_bucket_s: int = 3_600
-    trending_window_s: int = 7 * 86_400
+    popularity_bucket_s: int = Field(3_600, gt=0)
+    trending_window_s: int = Field(7 * 86_400, gt=0)
     trending_refresh_s: float = 0.5     # the ranked trending lists are rebuilt at most this often
-    rec_list_size: int = 50             # items kept in each user's ready list
+    rec_list_size: int = Field(50, gt=0)             # items kept in each user's ready list
     affinity_boost: float = 1.0
-    weights: EventWeights = field(default_factory=EventWeights)
+    weights: EventWeights = Field(default_factory=EventWeights)  # RECSYS_WEIGHT_VIEW / _PURCHASE / _REVIEW_PER_STAR
 
     # --- ranking: item transitions and the blend (README, "Item transitions") -------------------
-    transitions_max_successors: int = 100  # successors kept per item and partition (memory bound)
-    blend_als_weight: float = 1.0          # weight of the z-scored ALS scores
-    blend_transitions_weight: float = 0.75  # weight of the z-scored transition scores (0: off)
+    transitions_max_successors: int = Field(100, gt=0)  # successors kept per item and partition (memory bound)
+    blend_als_weight: float = Field(1.0, ge=0)          # weight of the z-scored ALS scores
+    blend_transitions_weight: float = Field(0.75, ge=0)  # weight of the z-scored transition scores (0: off)
 
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
-    drift_window_s: float = 300.0      # tumbling window (processing time) of the drift detector
-    drift_min_events: int = 500        # per feature and window per worker; smaller windows are not judged
-    drift_threshold: float = 0.2       # population stability index above which an alert is published
-    drift_max_buckets: int = 30        # buckets kept per feature (categories beyond are "(other)")
-    gc_gen0_threshold: int = 50_000    # allocations between young GC passes (Python's default: 700)
+    drift_window_s: float = Field(300.0, gt=0)      # tumbling window (processing time) of the drift detector
+    drift_min_events: int = Field(500, gt=0)        # per feature and window per worker; smaller windows are not judged
+    drift_threshold: float = Field(0.2, gt=0)       # population stability index above which an alert is published
+    drift_max_buckets: int = Field(30, gt=0)        # buckets kept per feature (categories beyond are "(other)")
+    gc_gen0_threshold: int = Field(50_000, gt=0)    # allocations between young GC passes (Python's default: 700)
     scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
-    gil_switch_interval_s: float = 0.0005  # how soon a thread waiting for the GIL gets it (Python: 0.005)
-    loop_watch_interval_s: float = 0.025  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
-    loop_stall_log_s: float = 0.05        # a loop stuck this long gets its stack logged
+    gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)
+    loop_watch_interval_s: float = Field(0.025, ge=0)  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
+    loop_stall_log_s: float = Field(0.05, gt=0)        # a loop stuck this long gets its stack logged
 
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction
@@ -183,6 +187,52 @@ class Settings:
     rocksdb_block_cache_size: int = 32 * 1024 * 1024
     rocksdb_bloom_filter_size: int = 10
     rocksdb_max_open_files: int = 256
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_", frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True,
+        validate_default=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)`` is exactly its arguments (tests, tools); ``from_env`` adds the
+        environment over the ``.env`` file (real environment variables win, as with docker and
+        systemd)."""
+        environ = _ENVIRON.get()
+        if environ is None:
+            return (init_settings,)
+        return (init_settings, _MappingEnv(settings_cls, environ[0]), dotenv_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_from_their_variables(cls, data: Any) -> Any:
+        """RECSYS_WEIGHT_VIEW / _PURCHASE / _REVIEW_PER_STAR build ``weights``."""
+        both = _ENVIRON.get()
+        if both is None or not isinstance(data, dict) or "weights" in data:
+            return data
+        environ = both[1]
+        given = {name: float(environ[f"RECSYS_WEIGHT_{name.upper()}"])
+                 for name in ("view", "purchase", "review_per_star") if environ.get(f"RECSYS_WEIGHT_{name.upper()}")}
+        return {**data, "weights": EventWeights(**given)} if given else data
+
+    @field_validator("scoring")
+    @classmethod
+    def _scoring_mode(cls, value: str) -> str:
+        if value not in SCORING_MODES:
+            raise ValueError(f"RECSYS_SCORING={value!r}: expected one of {', '.join(SCORING_MODES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.hopping_window_s % self.hopping_step_s:
+            raise ValueError("RECSYS_HOPPING_WINDOW_S must be a multiple of RECSYS_HOPPING_STEP_S")
+        if not self.broker_urls:
+            raise ValueError("KAFKA_BROKER is empty")
+        return self
 
     @property
     def broker_urls(self) -> list[str]:
@@ -217,106 +267,48 @@ class Settings:
         )
 
     def with_overrides(self, **changes: Any) -> "Settings":
-        return replace(self, **changes)
+        return self.model_copy(update=changes)
+
+    def secret(self, name: str) -> Optional[str]:
+        """The plain value of a ``SecretStr`` setting (``api_token``, ``kafka_sasl_password``)."""
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
 
     @classmethod
     def from_env(
         cls, environ: Optional[Mapping[str, str]] = None, dotenv: Optional[Path] = None
     ) -> "Settings":
-        """Build settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
-
-        Real environment variables win over the file, as with docker and systemd.
-        """
+        """Build settings from ``environ`` (default ``os.environ``) over a ``.env`` file: the one
+        ``dotenv`` names, else the one ``RECSYS_ENV_FILE`` names (set empty: none; the test suite
+        sets it so that a developer's ./.env never reaches the processes it starts), else
+        ``./.env``."""
         source = os.environ if environ is None else environ
         if dotenv is None:
-            # RECSYS_ENV_FILE names the file; set empty, no file is read (the test suite sets it
-            # so that a developer's ./.env never reaches the workers and tools it starts).
             named = source.get("RECSYS_ENV_FILE")
-            dotenv = Path(named) if named else (Path("/nonexistent") if named == "" else Path.cwd() / ".env")
-        env: dict[str, str] = {}
-        env.update(read_dotenv(dotenv))
-        env.update(source)
-        kwargs: dict[str, Any] = {}
-        names = {f.name: f for f in fields(cls)}
+            dotenv = Path(named) if named else (None if named == "" else Path.cwd() / ".env")
+        env_file = dotenv if dotenv is not None and dotenv.is_file() else None
+        from dotenv import dotenv_values
 
-        def put(attr: str, *variables: str) -> None:
-            for var in variables:
-                raw = env.get(var)
-                if raw is None or raw == "":
-                    continue
-                kwargs[attr] = _coerce(names[attr].type, raw, var)
-                return
-
-        put("app_id", "RECSYS_APP_ID")
-        put("broker", "KAFKA_BROKER", "BROKER_URL")
-        put("database_url", "DATABASE_URL")
-        put("web_port", "WEB_PORT")
-        put("web_host", "WEB_HOST")
-        put("web_bind", "WEB_BIND")
-        put("data_dir", "RECSYS_DATA_DIR")
-        put("models_dir", "RECSYS_MODELS_DIR")
-        put("topics_file", "RECSYS_TOPICS_FILE")
-        put("api_token", "RECSYS_API_TOKEN")
-        put("worker_name", "RECSYS_WORKER_NAME")
-        put("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL")
-        put("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM")
-        put("kafka_sasl_username", "KAFKA_SASL_USERNAME")
-        put("kafka_sasl_password", "KAFKA_SASL_PASSWORD")
-        put("kafka_ssl_cafile", "KAFKA_SSL_CAFILE")
-        put("kafka_ssl_certfile", "KAFKA_SSL_CERTFILE")
-        put("kafka_ssl_keyfile", "KAFKA_SSL_KEYFILE")
-        # Every remaining field is reachable as RECSYS_<FIELD NAME IN CAPITALS>.
-        for name in names:
-            if name not in kwargs and name != "weights":
-                put(name, f"RECSYS_{name.upper()}")
-        weights = {}
-        for wname in ("view", "purchase", "review_per_star"):
-            raw = env.get(f"RECSYS_WEIGHT_{wname.upper()}")
-            if raw:
-                weights[wname] = _coerce("float", raw, f"RECSYS_WEIGHT_{wname.upper()}")
-        if weights:
-            kwargs["weights"] = EventWeights(**weights)
-        settings = cls(**kwargs)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        positive = [
-            "batch_size", "max_event_bytes", "profile_recent_items", "profile_recent_event_ids",
-            "tumbling_window_s", "hopping_window_s", "hopping_step_s", "popularity_bucket_s",
-            "trending_window_s", "rec_list_size", "web_port", "gc_gen0_threshold", "gil_switch_interval_s",
-            "loop_stall_log_s",
-            "drift_window_s", "drift_min_events", "drift_threshold", "drift_max_buckets",
-            "transitions_max_successors",
-        ]
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.fetch_min_interval_ms < 0:
-            raise SettingsError(f"RECSYS_FETCH_MIN_INTERVAL_MS must be >= 0 (0: off), got {self.fetch_min_interval_ms!r}")
-        if self.loop_watch_interval_s < 0:
-            raise SettingsError(f"loop_watch_interval_s must be >= 0 (0: off), got {self.loop_watch_interval_s!r}")
-        if self.blend_als_weight < 0 or self.blend_transitions_weight < 0:
-            raise SettingsError("RECSYS_BLEND_ALS_WEIGHT and RECSYS_BLEND_TRANSITIONS_WEIGHT must be >= 0")
-        if self.scoring not in SCORING_MODES:
-            raise SettingsError(f"RECSYS_SCORING={self.scoring!r}: expected one of {', '.join(SCORING_MODES)}")
-        if self.hopping_window_s % self.hopping_step_s:
-            raise SettingsError("RECSYS_HOPPING_WINDOW_S must be a multiple of RECSYS_HOPPING_STEP_S")
-        if not self.broker_urls:
-            raise SettingsError("KAFKA_BROKER is empty")
+        merged = {**(dotenv_values(env_file) if env_file else {}), **source}
+        token = _ENVIRON.set((source, {k: v for k, v in merged.items() if v is not None}))
+        try:
+            return cls(_env_file=env_file)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        finally:
+            _ENVIRON.reset(token)
 
 
-def _coerce(type_name: Any, raw: str, var: str) -> Any:
-    text = str(type_name)
-    try:
-        if "bool" in text:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if "int" in text and "Optional" not in text:
-            return int(raw)
-        if "float" in text:
-            return float(raw)
-        if "Path" in text:
-            return Path(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{var}={raw!r} is not a valid {text}") from exc
-    return raw
+def _describe(exc: ValidationError) -> str:
+    """The errors with the variables to set, not pydantic's field paths."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        info = Settings.model_fields.get(field)
+        alias = getattr(info, "validation_alias", None) if info is not None else None
+        names = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else \
+            ([f"RECSYS_{field.upper()}"] if field and not field.isupper() else ([field] if field else []))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        given = f", got {err['input']!r}" if names and "input" in err and not isinstance(err["input"], dict) else ""
+        parts.append(f"{' / '.join(names)} ({field}): {message}{given}" if names else message)
+    return "; ".join(parts)

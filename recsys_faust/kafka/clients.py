@@ -30,5 +30,5 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.kafka_sasl_mechanism:
         kw["sasl_mechanism"] = settings.kafka_sasl_mechanism.upper()
         kw["sasl_plain_username"] = settings.kafka_sasl_username
-        kw["sasl_plain_password"] = settings.kafka_sasl_password
+        kw["sasl_plain_password"] = settings.secret("kafka_sasl_password")
     return kw

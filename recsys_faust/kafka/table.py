@@ -176,19 +176,23 @@ class StrKeyTable(faust.Table):
                 for partition, records in staged.by_partition.items()]
 
     async def _send_records(self, producer: Any, topic: str, partition: int,
-                            records: list[tuple[bytes, bytes]]) -> None:
+                            records: list[tuple[bytes, bytes]]) -> list["asyncio.Future[Any]"]:
+        """Hand the records to the producer; returns the batches' delivery futures."""
         batch, count = producer.create_batch(), 0
+        delivered = []
         for kb, vb in records:
             if batch.append(key=kb, value=vb, timestamp=None) is None:
                 # The batch is at producer_max_batch_size: send it and start another.
-                await self._send_batch(producer, batch, count, topic, partition)
+                delivered.append(await self._send_batch(producer, batch, count, topic, partition))
                 batch, count = producer.create_batch(), 0
                 if batch.append(key=kb, value=vb, timestamp=None) is None:
                     raise ValueError(f"a {len(vb)}-byte value does not fit one producer batch")
             count += 1
-        await self._send_batch(producer, batch, count, topic, partition)
+        delivered.append(await self._send_batch(producer, batch, count, topic, partition))
+        return delivered
 
-    async def _send_batch(self, producer: Any, batch: Any, count: int, topic: str, partition: int) -> None:
+    async def _send_batch(self, producer: Any, batch: Any, count: int, topic: str,
+                          partition: int) -> "asyncio.Future[Any]":
         fut = await producer.send_batch(batch, topic, partition=partition)
         tp = TP(topic, partition)
 
@@ -206,9 +210,10 @@ class StrKeyTable(faust.Table):
                 self.on_changelog_sent(partition, first, first + count - 1)
 
         fut.add_done_callback(on_done)
+        return fut
 
 
-async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
+async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]], *, acked: bool = False) -> None:
     """Send the changelog batches of several tables' staged writes, every partition at once.
 
     aiokafka's ``send_batch`` waits until the partition's previous batch has left for the
@@ -219,10 +224,11 @@ async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]]) 
     partition's batches keep their order inside ``_send_records``.
     """
     sends = [send for table, writes in staged for send in table._staged_sends(writes)]
-    if len(sends) == 1:
-        await sends[0]
-    elif sends:
-        await asyncio.gather(*sends)
+    if not sends:
+        return
+    handed = await asyncio.gather(*sends)
+    if acked:  # the broker has them: a reader of the log sees them before anything sent later
+        await asyncio.gather(*(fut for futures in handed for fut in futures))
 
 
 class ChangelogPipe:
@@ -266,5 +272,7 @@ class ChangelogPipe:
                      phases: Sequence[Sequence[tuple[StrKeyTable, "StagedWrites"]]]) -> None:
         if previous is not None:
             await previous  # failed: this batch is not sent either (the worker is stopping)
-        for staged in phases:
-            await send_all_staged(staged)
+        for n, staged in enumerate(phases):
+            # Every phase but the last is acknowledged before the next is handed over: handed to
+            # the producer is not in the log yet (a later phase's records could be read first).
+            await send_all_staged(staged, acked=n < len(phases) - 1)

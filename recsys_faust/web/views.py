@@ -9,6 +9,7 @@ from local state instead of bouncing between workers).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -239,9 +240,11 @@ class Similar(ApiView):
         return self.json({"product_id": product_id, "kind": kind, **found})
 
 def require_token(ctx: "WebContext", request: Request) -> None:
-    if not ctx.settings.api_token:
+    token = ctx.settings.secret("api_token")
+    if not token:
         raise ApiError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
-    if request.headers.get("Authorization", "") != f"Bearer {ctx.settings.api_token}":
+    given = request.headers.get("Authorization", "").encode("utf-8")
+    if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8")):  # constant time
         raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
 class ReloadModels(ApiView):

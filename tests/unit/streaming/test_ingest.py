@@ -105,7 +105,7 @@ def record(topic: str, partition: int, offset: int, value: Any) -> Any:
                                                    key=None, timestamp=None))
 
 
-def build(model: bool = True):
+def build(model: bool = True, assigned=None):
     settings = Settings()
     tables = {name: MemoryTable() for name in ("profiles", "recommendations", "popularity", "transitions",
                                                   "user_factors")}
@@ -122,7 +122,7 @@ def build(model: bool = True):
         settings, profiles=tables["profiles"], recommendations=tables["recommendations"],
         popularity=tables["popularity"], transitions=tables["transitions"], user_factors=tables["user_factors"],
         index=popularity, ranker=ranker, dead_letters=dead, topic_for=lambda name: rerouted,
-        partitions_of=lambda topic: N)
+        partitions_of=lambda topic: N, assigned=assigned)
     return processor, tables, ranker, dead, rerouted
 
 
@@ -175,3 +175,16 @@ def test_bad_and_misrouted_records_never_reach_the_state():
     assert [r[0] for r in tables["profiles"].data[user]["recent"]] == ["p2"]
     # no model: the list is popularity, and the one item is seen
     assert tables["recommendations"].data[user]["strategy"] in ("popular", "popular_affinity")
+
+
+def test_records_of_a_partition_revoked_since_they_were_fetched_are_left_to_the_new_owner():
+    user = "carol"
+    p = user_partition(user, N)
+    owned: set = {("amazon-product-views", p)}
+    processor, tables, _ranker, dead, rerouted = build(model=False, assigned=lambda: owned)
+    asyncio.run(run(processor, [record("amazon-product-views", p, 1, view(user, "p1", DAY, 1))]))
+    owned.clear()  # revoked
+    asyncio.run(run(processor, [record("amazon-product-views", p, 2, view(user, "p2", DAY, 2))]))
+    assert [r[0] for r in tables["profiles"].data[user]["recent"]] == ["p1"]
+    assert f"p1@{p}" not in tables["transitions"].data  # the pair p1 -> p2 is the new owner's to count
+    assert not dead.records and not rerouted.records
