@@ -105,3 +105,11 @@ def mark_applied(applied: dict[str, int], source: Optional[Source]) -> bool:
         return False
     applied[tp] = offset
     return True
+
+
+def is_older(applied: dict[str, int], than: dict[str, int]) -> bool:
+    """Whether state that applied ``applied`` is an older copy of state that applied ``than``:
+    everything it applied, the other has too. A changelog record read back after a newer local
+    write is one; putting it back would undo that write until the key changes again. (No
+    offsets at all, as in offline use, is never older.)"""
+    return bool(applied) and all(than.get(tp, -1) >= offset for tp, offset in applied.items())

@@ -15,7 +15,7 @@ from typing import Any, Iterable, NamedTuple, Optional
 
 from sortedcontainers import SortedList
 
-from ..events.model import mark_applied
+from ..events.model import is_older, mark_applied
 
 Entry = dict[str, Any]
 
@@ -98,6 +98,9 @@ class PopularityIndex:
 
     # -- updates ------------------------------------------------------------------------------
     def put(self, key: str, entry: Optional[Entry]) -> None:
+        current = self._entries.get(key)
+        if entry is not None and current is not None and current is not entry and is_older(entry["o"], current["o"]):
+            return  # an older copy of what this worker already holds (see events.model.is_older)
         old = self._entries.pop(key, None)
         if old is not None:
             self._dirty.add(old["p"])

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ..events.model import Source, mark_applied
+from ..events.model import Source, is_older, mark_applied
 from .transitions import DAY_S
 
 Entry = dict[str, Any]  # {"item": pid, "next": {pid: count}, "applied": {"topic:partition": offset}}
@@ -157,14 +157,18 @@ class TransitionIndex:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}        # per entry key
         self._item_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # per item, all keys
         self._arrays_model: Optional[str] = None
+        self._sizes: dict[str, int] = {}
         self.pairs = 0  # successor counts held (all entries): the index's size
 
     def put(self, key: str, entry: Optional[Entry]) -> None:
-        old = self._entries.pop(key, None)
+        old = self._entries.get(key)
+        if entry is not None and old is not None and old is not entry and is_older(entry["applied"], old["applied"]):
+            return  # an older copy of what this worker already holds (see events.model.is_older)
+        self._entries.pop(key, None)
         self._arrays.pop(key, None)
+        self.pairs -= self._sizes.pop(key, 0)
         if old is not None:
             self._item_arrays.pop(old["item"], None)
-            self.pairs -= len(old["next"])
             self._summed.pop(old["item"], None)
             if entry is None:
                 keys = self._keys_of.get(old["item"], [])
@@ -172,7 +176,8 @@ class TransitionIndex:
                     keys.remove(key)
         if entry is not None:
             self._entries[key] = entry
-            self.pairs += len(entry["next"])
+            self._sizes[key] = len(entry["next"])  # the entry object may change in place later
+            self.pairs += self._sizes[key]
             keys = self._keys_of.setdefault(entry["item"], [])
             if key not in keys:
                 keys.append(key)

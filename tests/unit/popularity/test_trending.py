@@ -76,3 +76,12 @@ def test_incremental_ranking_always_equals_a_fresh_build():
             for cat in ("x", "y"):
                 assert idx.top(100, category=cat) == fresh.top(100, category=cat), (step, cat)
             assert [idx.rank_of(f"p{i}") for i in range(41)] == [fresh.rank_of(f"p{i}") for i in range(41)]
+
+
+def test_an_older_copy_read_back_never_replaces_a_newer_entry():
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    newer = popularity_entry("p", "c", [(0, 1.0), (0, 1.0)])   # offsets 0 and 1 applied
+    older = popularity_entry("p", "c", [(0, 1.0)])             # offset 0 only
+    idx.put("p@0", newer)
+    idx.put("p@0", older)
+    assert idx.top(1)[0].score == 2.0

@@ -193,3 +193,19 @@ def test_a_model_holder_caps_shipped_counts_like_the_stream():
     art.transitions = counts
     holder.offer(art, 2.0)
     assert np.diff(holder.active.transitions.matrix.indptr).max() == 2
+
+
+def test_an_older_copy_read_back_never_replaces_a_newer_entry():
+    """The changelog tail may read this worker's own record back after a newer local write
+    (before the broker acknowledged it, so it is not skipped): the index keeps the newer one."""
+    index = TransitionIndex()
+    older = new_entry("a")
+    apply_successors(older, ["b"], ("t", 0, 1))
+    newer = {"item": "a", "next": dict(older["next"]), "applied": dict(older["applied"])}
+    apply_successors(newer, ["c"], ("t", 0, 2))
+    index.put("a@0", newer)
+    index.put("a@0", {**older, "next": dict(older["next"]), "applied": dict(older["applied"])})
+    assert index.successors("a") == {"b": 1, "c": 1} and index.pairs == 2
+    apply_successors(newer, ["d"], ("t", 0, 3))  # the same object, changed in place, put again
+    index.put("a@0", newer)
+    assert index.successors("a") == {"b": 1, "c": 1, "d": 1} and index.pairs == 3
