@@ -312,3 +312,9 @@ def _describe(exc: ValidationError) -> str:
         given = f", got {err['input']!r}" if names and "input" in err and not isinstance(err["input"], dict) else ""
         parts.append(f"{' / '.join(names)} ({field}): {message}{given}" if names else message)
     return "; ".join(parts)
+
+
+def default(name: str) -> Any:
+    """The documented default of a setting: the one place the domain configs (``ProfileConfig``,
+    ``DriftConfig``, ``ALSParams``, the validator's limits) take theirs from."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)

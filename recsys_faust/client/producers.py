@@ -24,6 +24,7 @@ from ..events.model import (
     TOPIC_REQUESTS,
     TOPIC_SYSTEM_METRICS,
     Invalid,
+    metric_record,
 )
 from ..events.validate import validate_event, validate_request
 from ..kafka.clients import client_kwargs
@@ -188,15 +189,13 @@ class MetricsProducer(_Producer):
     async def send_system_metric(
         self, metric: str, value: float, *, worker: str, labels: Optional[dict[str, Any]] = None
     ) -> None:
-        obj = _drop_none({"metric": metric, "value": value, "worker": worker,
-                          "timestamp": time.time(), "labels": labels})
+        obj = metric_record(metric, value, worker=worker, timestamp=time.time(), labels=labels)
         await self._send_plain(TOPIC_SYSTEM_METRICS, worker, obj)
 
     async def send_model_metric(
         self, metric: str, value: float, *, model_version: str, labels: Optional[dict[str, Any]] = None
     ) -> None:
-        obj = _drop_none({"metric": metric, "value": value, "model_version": model_version,
-                          "timestamp": time.time(), "labels": labels})
+        obj = metric_record(metric, value, model_version=model_version, timestamp=time.time(), labels=labels)
         await self._send_plain(TOPIC_MODEL_METRICS, model_version, obj)
 
     async def _send_plain(self, topic: str, key: str, obj: dict[str, Any]) -> None:

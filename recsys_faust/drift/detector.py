@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 from ..events.model import Event
+from ..settings import default
 from .features import FEATURES
 
 OTHER = "(other)"
@@ -67,10 +68,10 @@ def rebucket(counts: Mapping[str, float], buckets: Iterable[str]) -> dict[str, f
 
 @dataclass(frozen=True)
 class DriftConfig:
-    window_s: float = 300.0
-    min_events: int = 500        # per feature and window; fewer is noise, not drift
-    threshold: float = 0.2
-    max_buckets: int = 30        # per feature (categories are capped, the rest is OTHER)
+    window_s: float = default("drift_window_s")
+    min_events: int = default("drift_min_events")  # per feature and window; fewer is noise, not drift
+    threshold: float = default("drift_threshold")
+    max_buckets: int = default("drift_max_buckets")  # per feature (categories are capped, the rest is OTHER)
 
 
 @dataclass

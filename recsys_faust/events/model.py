@@ -113,3 +113,10 @@ def is_older(applied: dict[str, int], than: dict[str, int]) -> bool:
     write is one; putting it back would undo that write until the key changes again. (No
     offsets at all, as in offline use, is never older.)"""
     return bool(applied) and all(than.get(tp, -1) >= offset for tp, offset in applied.items())
+
+
+def metric_record(metric: str, value: float, *, timestamp: float, labels: Optional[dict[str, Any]] = None,
+                  **source: str) -> dict[str, Any]:
+    """A record of amazon-system-metrics (``worker=...``) or amazon-model-metrics
+    (``model_version=...``), in the contract's shape: the one builder of it."""
+    return {"metric": metric, "value": value, **source, "timestamp": timestamp, **({"labels": labels} if labels else {})}

@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
+from ..settings import default
 from .model import (
     TOPIC_KINDS,
     USER_EVENT_TYPES,
@@ -121,9 +122,9 @@ def validate_event(
     topic: str,
     raw: Union[bytes, str, dict],
     *,
-    max_bytes: int = 65_536,
+    max_bytes: int = default("max_event_bytes"),
     now: Optional[float] = None,
-    max_future_skew_s: float = 86_400.0,
+    max_future_skew_s: float = default("max_future_skew_s"),
 ) -> Union[Event, Invalid]:
     """Validate one record of a per-user input topic."""
     kind = TOPIC_KINDS.get(topic)
@@ -173,7 +174,7 @@ def validate_event(
 
 
 def validate_request(
-    raw: Union[bytes, str, dict], *, max_bytes: int = 65_536
+    raw: Union[bytes, str, dict], *, max_bytes: int = default("max_event_bytes")
 ) -> Union[RecommendationRequest, Invalid]:
     """Validate one record of amazon-recommendation-requests."""
     try:
@@ -190,7 +191,7 @@ def validate_request(
         ts = obj.get("timestamp")
         ts_f = None
         if ts is not None:
-            ts_f = parse_timestamp(ts, now=time.time(), max_future_skew_s=86_400.0)
+            ts_f = parse_timestamp(ts, now=time.time(), max_future_skew_s=default("max_future_skew_s"))
         return RecommendationRequest(
             request_id, user_id, int(k) if k is not None else 10, tuple(exclude), category or None, ts_f
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..events.model import Event, Source
-from ..settings import EventWeights, Settings
+from ..settings import EventWeights, Settings, default
 from .windows import WindowSpec, add_to_windows, expire_windows, window_view
 
 Profile = dict[str, Any]
@@ -20,10 +20,12 @@ Profile = dict[str, Any]
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    recent_items: int = 50
-    recent_event_ids: int = 256
-    tumbling: WindowSpec = WindowSpec(3_600, 3_600, 86_400)
-    hopping: WindowSpec = WindowSpec(3_600, 900, 21_600)
+    recent_items: int = default("profile_recent_items")
+    recent_event_ids: int = default("profile_recent_event_ids")
+    tumbling: WindowSpec = WindowSpec(default("tumbling_window_s"), default("tumbling_window_s"),
+                                      default("tumbling_expires_s"))
+    hopping: WindowSpec = WindowSpec(default("hopping_window_s"), default("hopping_step_s"),
+                                     default("hopping_expires_s"))
     weights: EventWeights = EventWeights()
 
     @classmethod

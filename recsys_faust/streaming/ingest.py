@@ -27,7 +27,6 @@ from faust.types import EventT, TopicT
 from .. import metrics
 from ..events.model import Event, Invalid
 from ..events.validate import validate_event
-from ..kafka.partitioning import user_partition
 from ..kafka.table import ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
@@ -39,6 +38,7 @@ from ..ranking.scorer import InlineScorer, Scorer
 from ..ranking.strategies import POPULARITY_MODEL_VERSION
 from ..settings import Settings
 from .deadletters import DeadLetters
+from .routing import Rerouter
 from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class UserEventProcessor:
         self.ranker = ranker
         self.dead_letters = dead_letters
         self.topic_for = topic_for
-        self.partitions_of = partitions_of
+        self.routing = Rerouter(partitions_of)
         self.drift = drift
         # The ALS maths of a batch runs in a scoring process by default (ranking/scorer.py says
         # why): packing the query reads the profiles and stays here; the values to store come
@@ -210,9 +210,8 @@ class UserEventProcessor:
             if isinstance(result, Invalid):
                 await self.dead_letters.send(rec, result)
                 continue
-            n = self.partitions_of(msg.topic)
-            if n and user_partition(result.user_id, n) != msg.partition:
-                await self._reroute(rec, result)
+            if self.routing.misplaced(msg.topic, msg.partition, result.user_id):
+                await self.routing.resend(self.topic_for(msg.topic), rec, result.user_id)
                 continue
             by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
 
@@ -385,10 +384,3 @@ class UserEventProcessor:
         self._profiles_ahead.release(seq)
         self._entries_ahead.release(seq)
         self._transitions_ahead.release(seq)
-
-    async def _reroute(self, rec: EventT, event: Event) -> None:
-        """Send a record that landed on the wrong partition to the one its user_id hashes to."""
-        msg = rec.message
-        metrics.REROUTED.labels(msg.topic).inc()
-        await self.topic_for(msg.topic).send(key=event.user_id.encode("utf-8"), value=msg.value)
-

@@ -16,10 +16,10 @@ from faust.types import EventT, TableT, TopicT
 from .. import metrics
 from ..events.model import Invalid
 from ..events.validate import validate_request
-from ..kafka.partitioning import user_partition
 from ..serving.service import Recommender
 from ..settings import Settings
 from .deadletters import DeadLetters
+from .routing import Rerouter
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class RequestAnswerer:
         self.responses = responses
         self.dead_letters = dead_letters
         self.requests_topic = requests_topic
-        self.partitions_of = partitions_of
+        self.routing = Rerouter(partitions_of)
 
     async def handle(self, rec: EventT) -> None:
         msg = rec.message
@@ -50,10 +50,8 @@ class RequestAnswerer:
         if isinstance(req, Invalid):
             await self.dead_letters.send(rec, req)
             return
-        n = self.partitions_of(msg.topic)
-        if n and user_partition(req.user_id, n) != msg.partition:
-            metrics.REROUTED.labels(msg.topic).inc()
-            await self.requests_topic.send(key=req.user_id.encode("utf-8"), value=msg.value)
+        if self.routing.misplaced(msg.topic, msg.partition, req.user_id):
+            await self.routing.resend(self.requests_topic, rec, req.user_id)
             return
         done = self.answered.get(req.user_id) or {}
         tp = f"{msg.partition}"

@@ -12,14 +12,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..settings import default
+
 
 @dataclass(frozen=True)
 class ALSParams:
-    factors: int = 128
-    regularization: float = 1.0
-    alpha: float = 10.0
-    iterations: int = 15
-    seed: int = 42
+    factors: int = default("als_factors")
+    regularization: float = default("als_regularization")
+    alpha: float = default("als_alpha")
+    iterations: int = default("als_iterations")
+    seed: int = default("als_seed")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -115,7 +115,7 @@ async def publish(settings: Settings, artifact: ModelArtifact) -> int:
     """Announce ``artifact`` on amazon-model-updates (key = version); returns the message size."""
     import aiokafka
 
-    from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES
+    from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES, metric_record
     from ..kafka.clients import client_kwargs
     from ..ranking.payload import encode
 
@@ -130,9 +130,9 @@ async def publish(settings: Settings, artifact: ModelArtifact) -> int:
         now = time.time()
         for model, figures in (artifact.manifest.get("offline_metrics") or {}).items():
             for metric, figure in figures.items():
-                await producer.send_and_wait(TOPIC_MODEL_METRICS, key=artifact.version.encode(), value=json.dumps({
-                    "metric": metric, "value": figure, "model_version": artifact.version, "timestamp": now,
-                    "labels": {"model": model, "evaluation": "leave-last-out"}}).encode())
+                await producer.send_and_wait(TOPIC_MODEL_METRICS, key=artifact.version.encode(), value=json.dumps(metric_record(
+                    metric, figure, model_version=artifact.version, timestamp=now,
+                    labels={"model": model, "evaluation": "leave-last-out"})).encode())
     finally:
         await producer.stop()
     return len(value)

@@ -14,6 +14,7 @@ from mode import Service
 
 from .. import metrics
 from ..app import RecsysApp
+from ..events.model import metric_record
 from ..kafka.replicated import ReplicatedChangelog
 from ..loop_watch import LoopWatch
 from ..settings import Settings
@@ -65,9 +66,8 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
         metrics.POPULAR_ITEMS.set(len(popularity))
         now = time.time()
         for name, value, labels in metrics.snapshot():
-            await system_metrics.send(key=settings.worker_name, value={
-                "metric": name, "value": value, "worker": settings.worker_name, "timestamp": now,
-                **({"labels": labels} if labels else {})})
+            await system_metrics.send(key=settings.worker_name, value=metric_record(
+                name, value, worker=settings.worker_name, timestamp=now, labels=labels))
 
 
 def on_started(app: RecsysApp, settings: Settings, tails: Iterable[ReplicatedChangelog]) -> None:
