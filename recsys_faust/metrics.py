@@ -11,6 +11,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+AUTH_REFUSED = Counter(
+    "recsys_auth_refused_total", "Requests refused for a missing (401) or wrong (403) bearer token, by scope",
+    ["scope", "status"], registry=REGISTRY,
+)
 EVENTS = Counter(
     "recsys_events_total", "Input events processed, by topic and outcome (applied|replay|duplicate; not_owned: of a partition revoked since it was fetched, left to its new owner)",
     ["topic", "outcome"], registry=REGISTRY,

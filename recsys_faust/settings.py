@@ -97,7 +97,10 @@ class Settings(BaseSettings):
     topics_file: Optional[Path] = None
     user_partitions: int = 0      # 0: as topics.yaml says; else overrides per-user topics (dev/test)
     replication_factor: int = 0   # 0: as topics.yaml says; 1 on a single dev broker
-    api_token: Optional[SecretStr] = None
+    api_token: Optional[SecretStr] = None      # admin routes (reload, clear-cache); unset: they refuse
+    read_tokens: Optional[SecretStr] = None    # comma-separated; profile, recommendations, similar, trending
+    ingest_tokens: Optional[SecretStr] = None  # comma-separated; POST /api/events/*
+    metrics_token: Optional[SecretStr] = None  # comma-separated; /metrics (unset: open)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # --- broker security ------------------------------------------------------------------

@@ -149,6 +149,9 @@ class UserEventProcessor:
         self.settings = settings
         # The topic-partitions this worker owns now (a set of (topic, partition)); None: all.
         self.assigned = assigned
+        # ids of the records of revoked partitions this worker did not apply: never acked
+        # (``keep_unacked``), so no commit covers them.
+        self.left_to_owner: set[int] = set()
         self.cfg = ProfileConfig.from_settings(settings)
         self.profiles = profiles
         self.recommendations = recommendations
@@ -202,6 +205,7 @@ class UserEventProcessor:
             msg = rec.message
             if owned is not None and (msg.topic, msg.partition) not in owned:
                 metrics.EVENTS.labels(msg.topic, "not_owned").inc()
+                self.left_to_owner.add(id(rec))
                 continue
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
@@ -379,6 +383,13 @@ class UserEventProcessor:
                 last = at
             log.warning("slow micro-batch: %d events, %d users in %.0f ms (%s ms)",
                         b.records, len(b.touched), 1000 * elapsed, ", ".join(steps))
+
+    def keep_unacked(self, rec: EventT) -> bool:
+        """Whether ``rec`` must not be acked (its partition's new owner applies it); asked once."""
+        if id(rec) in self.left_to_owner:
+            self.left_to_owner.discard(id(rec))
+            return True
+        return False
 
     def _release(self, seq: int) -> None:
         self._profiles_ahead.release(seq)

@@ -192,14 +192,24 @@ async def run_batches(
     within: float,
     depth: int = 4,
     what: str = "batch processing",
+    keep_unacked: Optional[Callable[[EventT], bool]] = None,
 ) -> None:
     """An agent's body: micro-batches taken (``take_batches``, no acks), processed in order, acked after.
+
+    ``keep_unacked(event)``: events the processor left alone on purpose (a partition revoked
+    since they were fetched): not acked, so no commit covers them and their partition's owner
+    reads them again.
 
     Faust's ``take_events`` acks a batch in a ``finally``, so an exception while processing
     acked records whose effect never happened. Here an error stops the worker instead; the
     restarted worker reads the unacked records again (every processor is idempotent).
     """
-    pipeline = BatchPipeline(process, lambda events: ack_events(stream, events), depth=depth, max_events=depth * size)
+    def ack(events: Sequence[EventT]) -> None:
+        if keep_unacked is not None:
+            events = [e for e in events if not keep_unacked(e)]
+        ack_events(stream, events)
+
+    pipeline = BatchPipeline(process, ack, depth=depth, max_events=depth * size)
     try:
         async for batch in take_batches(app, stream, size, within):
             await pipeline.submit(batch)

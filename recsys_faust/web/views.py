@@ -9,7 +9,6 @@ from local state instead of bouncing between workers).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -32,6 +31,7 @@ from ..popularity.trending import PopularityIndex
 from ..profiles.profile import ProfileConfig, profile_view
 from ..serving.service import SIMILAR_KINDS, Recommender
 from ..settings import Settings
+from . import auth
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,23 @@ class WebContext:
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
     owners: Any = None
     profile_config: Optional[ProfileConfig] = None
+
+
+async def _read_limited(request: Request, limit: int, kind: str) -> bytes:
+    """The body, refused with 413 as soon as it is over ``limit`` bytes (never read whole)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
+        raise ApiError(413, "too_large", f"body is {declared} bytes, the limit is {limit}")
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
+            raise ApiError(413, "too_large", f"body is over the limit of {limit} bytes")
 
 
 def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -120,6 +137,9 @@ class ApiView(View):
     """JSON errors ({error, detail}) for everything, never a stack trace; the worker's state
     through ``self.ctx`` (the app's ``web_context``), not through closures."""
 
+    #: The token scope of the route (web/auth.py); None: open.
+    scope: Optional[str] = None
+
     @property
     def ctx(self) -> "WebContext":
         return self.app.web_context
@@ -128,7 +148,12 @@ class ApiView(View):
         if request.method.lower() not in self.methods:
             return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
         try:
+            if self.scope is not None:
+                auth.check(self.ctx.settings, request.headers, self.scope)
             return await super().dispatch(request)
+        except auth.AuthError as exc:
+            metrics.AUTH_REFUSED.labels(self.scope or "", str(exc.status)).inc()
+            return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
         except ApiError as exc:
             return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
         except Exception as exc:  # noqa: BLE001 - the client gets a reason, the log the trace
@@ -149,7 +174,10 @@ class ApiView(View):
         url = request.url.with_host(host).with_port(port)
         try:
             async with self.app.http_client.get(  # Faust's own session, closed with the app
-                url, headers={FORWARDED: self.ctx.settings.web_url}, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+                url, headers={FORWARDED: self.ctx.settings.web_url,  # the caller's credentials go along
+                              **({"Authorization": request.headers["Authorization"]}
+                                 if "Authorization" in request.headers else {})},
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
             ) as resp:
                 body = await resp.read()
                 return self.bytes(body, content_type=resp.content_type, status=resp.status)
@@ -168,6 +196,8 @@ class Health(ApiView):
         return self.json(body, status=200 if body["status"] != "down" else 503)
 
 class Recommendations(ApiView):
+    scope = "read"
+
     async def get(self, request: Request, user_id: str) -> Response:
         k = _int_arg(request, "k", 10, 1, 100)
         category = request.query.get("category") or None
@@ -181,6 +211,8 @@ class Recommendations(ApiView):
 
 
 class Profile(ApiView):
+    scope = "read"
+
     async def get(self, request: Request, user_id: str) -> Response:
         routed = await self.owner_response(request, user_id)
         if routed is not None:
@@ -191,18 +223,19 @@ class Profile(ApiView):
         return self.json(profile_view(profile, self.ctx.profile_config))
 
 class Trending(ApiView):
+    scope = "read"
+
     async def get(self, request: Request) -> Response:
         k = _int_arg(request, "k", 10, 1, 100)
         return self.json(self.ctx.recommender.trending(k, request.query.get("category") or None))
 
 class Ingest(ApiView):
+    scope = "ingest"
+
     async def post(self, request: Request, kind: str) -> Response:
         if kind not in KIND_TOPICS:
             raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
-        raw = await request.read()
-        if len(raw) > self.ctx.settings.max_event_bytes:
-            metrics.INGEST_REJECTED.labels(kind, "too_large").inc()
-            raise ApiError(400, "too_large", f"body is {len(raw)} bytes, the limit is {self.ctx.settings.max_event_bytes}")
+        raw = await _read_limited(request, self.ctx.settings.max_event_bytes, kind)
         try:
             obj = json.loads(raw)
         except ValueError as exc:
@@ -225,6 +258,8 @@ class Ingest(ApiView):
         return self.json({"accepted": True, "event_id": obj["event_id"], "topic": topic}, status=202)
 
 class Similar(ApiView):
+    scope = "read"
+
     async def get(self, request: Request, product_id: str) -> Response:
         k = _int_arg(request, "k", 10, 1, 100)
         kind = request.query.get("kind") or "factors"
@@ -239,17 +274,10 @@ class Similar(ApiView):
             raise ApiError(404, "not_found", f"product '{product_id}' is not known to {where}")
         return self.json({"product_id": product_id, "kind": kind, **found})
 
-def require_token(ctx: "WebContext", request: Request) -> None:
-    token = ctx.settings.secret("api_token")
-    if not token:
-        raise ApiError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
-    given = request.headers.get("Authorization", "").encode("utf-8")
-    if not hmac.compare_digest(given, f"Bearer {token}".encode("utf-8")):  # constant time
-        raise ApiError(401, "unauthorized", "missing or wrong bearer token")
-
 class ReloadModels(ApiView):
+    scope = "admin"
+
     async def post(self, request: Request) -> Response:
-        require_token(self.ctx, request)
         from ..ranking.artifact import latest, load
 
         path = latest(self.ctx.settings.models_dir)
@@ -260,13 +288,16 @@ class ReloadModels(ApiView):
         return self.json({"model_version": self.ctx.models.active.version, "switched": switched})
 
 class ClearCache(ApiView):
+    scope = "admin"
+
     async def post(self, request: Request) -> Response:
-        require_token(self.ctx, request)
         if self.ctx.clear_cache is None:
             raise ApiError(503, "unavailable", "this worker has no cache control")
         return self.json(await self.ctx.clear_cache())
 
 class Metrics(ApiView):
+    scope = "metrics"
+
     async def get(self, request: Request) -> Response:
         metrics.POPULAR_ITEMS.set(len(self.ctx.index))
         body, content_type = metrics.exposition(request.query.getall("name[]", []))

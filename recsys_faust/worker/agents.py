@@ -35,7 +35,7 @@ def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: 
         rather than acking the batch: restarted, it reads the unacked events again.
         """
         await run_batches(app, stream, processor.process, size=settings.batch_size, within=settings.batch_within,
-                          what="event processing")
+                          what="event processing", keep_unacked=processor.keep_unacked)
 
     @app.agent(topics.requests, name="recommendation_requests")
     async def recommendation_requests(stream: Any) -> None:

@@ -12,6 +12,7 @@ from ..events.model import INPUT_TOPICS
 from ..kafka.replicated import ReplicatedChangelog
 from ..settings import Settings
 from ..sink.writer import PostgresSink, summarize
+from ..web.auth import modes as auth_modes
 
 #: A worker without a sink of its own (no agent writes) probes the database at most this often.
 DB_CHECK_TTL_S = 5.0
@@ -71,6 +72,7 @@ def health_document(app: RecsysApp, settings: Settings, *, database: DatabasePro
             "broker": broker,
             "database": db,
             "persistence": "on" if settings.persistence_enabled else "off",
+            "auth": auth_modes(settings),
             "model_version": recommender.model_version,
             "cache_epoch": recommender.cache_epoch,
             "drift": drift.status(),

@@ -18,6 +18,7 @@ from ..events.model import metric_record
 from ..kafka.replicated import ReplicatedChangelog
 from ..loop_watch import LoopWatch
 from ..settings import Settings
+from ..web.auth import modes as auth_modes
 
 log = logging.getLogger("recsys_faust")
 
@@ -86,5 +87,9 @@ def on_started(app: RecsysApp, settings: Settings, tails: Iterable[ReplicatedCha
             "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
             settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,
         )
+        open_scopes = [scope for scope, mode in auth_modes(settings).items() if mode == "open"]
+        if open_scopes:
+            log.warning("NO TOKENS for %s routes: anyone who reaches this worker may use them "
+                        "(set RECSYS_READ_TOKENS, RECSYS_INGEST_TOKENS, RECSYS_METRICS_TOKEN)", ", ".join(open_scopes))
         if not settings.persistence_enabled:
             log.warning("DATABASE_URL is not set: PERSISTENCE IS OFF (events are not written to PostgreSQL)")

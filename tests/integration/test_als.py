@@ -112,6 +112,6 @@ def test_reload_models_requires_the_token(worker):
     status, body = http("POST", f"{worker.url}/api/reload-models")
     assert status == 401 and body["error"] == "unauthorized"
     status, body = http("POST", f"{worker.url}/api/reload-models", headers={"Authorization": "Bearer wrong"})
-    assert status == 401
+    assert status == 403 and body["error"] == "forbidden"
     status, body = http("POST", f"{worker.url}/api/reload-models", headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 404 and body["error"] == "not_found"  # this worker's models dir is empty

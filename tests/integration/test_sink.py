@@ -99,6 +99,7 @@ def _stream(stack, events, per_chunk=100, pause=0.1) -> threading.Thread:
 
 
 def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
+    wait_until(lambda: stored(stack)[0] >= 0, 30, what="the schema (the sink creates it at start)")
     before = stored(stack)
     events = shop(2, users=200)
     feeder = _stream(stack, events)
@@ -107,7 +108,10 @@ def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
     feeder.join()
     restarted = stack.add_worker("w1")  # same data dir
     want = tuple(a + b for a, b in zip(before, expected(events)))
-    wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows after the restart")
+    try:
+        wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows after the restart")
+    except AssertionError:
+        raise AssertionError(f"{stored(stack)} rows, {want} expected, after the restart") from None
     time.sleep(2)
     assert stored(stack) == want
     assert restarted.alive()
@@ -116,6 +120,7 @@ def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
 def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack, worker):
     worker = live_worker(stack, worker)
     pid = worker.proc.pid
+    wait_until(lambda: stored(stack)[0] >= 0, 30, what="the schema (the sink creates it at start)")
     before = stored(stack)
     events = shop(3, users=150)
     feeder = _stream(stack, events, per_chunk=50, pause=0.1)
