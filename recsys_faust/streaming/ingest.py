@@ -178,10 +178,10 @@ class UserEventProcessor:
     async def process(self, records: Sequence[EventT]) -> Awaitable[None]:
         """Fold a micro-batch into state up to its scoring; returns the rest to be awaited.
 
-        Returns once the batch's profiles and popularity entries are folded and its ALS query
-        is handed to the scorer. The awaitable it returns waits for the scores and stores the
-        batch's four tables; the pipeline (streaming/pipeline.py) folds the next batch in
-        between, so the event loop works while the scoring process computes.
+        Returns once the batch's profiles and item entries are folded and its query is handed
+        to the scorer. The awaitable it returns waits for the scores and stores the batch's
+        tables; the pipeline (streaming/pipeline.py) folds the next batch in between, so the
+        event loop works while the scoring process computes.
         """
         started = time.perf_counter()
         self._seq += 1
@@ -189,12 +189,51 @@ class UserEventProcessor:
         oldest = min((rec.message.timestamp for rec in records if rec.message.timestamp), default=None)
         if oldest is not None:
             metrics.FRESHNESS.labels("started").observe(max(0.0, time.time() - oldest))
-        by_user: dict[str, list[_Accepted]] = defaultdict(list)
+        by_user = await self._accept(records)
+        marks = [("validate", time.perf_counter())]
+        if self.drift is not None:
+            await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
+        marks.append(("drift", time.perf_counter()))
+        touched, outcomes, pop_updates, trans_updates = self._fold_profiles(by_user)
+        marks.append(("profiles", time.perf_counter()))
+        local_entries = self._fold_popularity(pop_updates)
+        local_transitions = self._fold_transitions(trans_updates)
+        # This worker's own writes count at once; other partitions arrive via the changelog.
+        self.index.put_many([(key, entry) for key, entry, _ in local_entries])
+        self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
+        # Encoded now: the next batch may fold more events into these objects before this
+        # one is stored; until then it reads them from here rather than from RocksDB.
+        profile_writes = self.profiles.encode_many(touched)
+        entry_writes = self.popularity.encode_many(local_entries)
+        transition_writes = self.transitions.encode_many(local_transitions)
+        self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched])
+        self._entries_ahead.hold(seq, [(key, entry) for key, entry, _ in local_entries])
+        self._transitions_ahead.hold(seq, [(key, entry) for key, entry, _ in local_transitions])
+        marks.append(("popularity", time.perf_counter()))
+        # Fold-in, transitions and blend of every touched user against one snapshot of the
+        # active model, handed to the scorer now and awaited by ``_finish``.
+        active = self.ranker.models.active
+        scoring: Optional[asyncio.Future] = None
+        rows: list[int] = []
+        if active is not None and touched:
+            rows, query = self.ranker.pack(active, [profile for _, profile, _ in touched])
+            if rows:
+                scoring = self.scorer.submit(active.scoring, query, time.time())
+        marks.append(("pack", time.perf_counter()))
+        return _Rest(self, _Folded(
+            seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
+            touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
+            transition_writes=transition_writes, active=active, rows=rows, scoring=scoring))
+
+    async def _accept(self, records: Sequence[EventT]) -> dict[str, list[_Accepted]]:
+        """The batch's valid events of this worker's partitions, by user; the others are
+        dead-lettered, re-routed, or (a revoked partition's) left unacked to their owner."""
         if log.isEnabledFor(logging.DEBUG):
             spans: dict[tuple[str, int], list[int]] = defaultdict(list)
             for rec in records:
                 spans[(rec.message.topic, rec.message.partition)].append(rec.message.offset)
             log.debug("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
+        by_user: dict[str, list[_Accepted]] = defaultdict(list)
         # A record of a partition revoked since it was fetched belongs to its new owner, which
         # reads it again from the last committed offset: applied here, it would fold into this
         # worker's stale copy of that partition's state (its item entries into the index every
@@ -218,14 +257,14 @@ class UserEventProcessor:
                 await self.routing.resend(self.topic_for(msg.topic), rec, result.user_id)
                 continue
             by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
+        return by_user
 
-        marks = [("validate", time.perf_counter())]
-        if self.drift is not None:
-            await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
-
-        marks.append(("drift", time.perf_counter()))
+    def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
+            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, list[str]]]]]:
+        """Each user's events into their profile (one read, one write per user); returns the
+        changed profiles, the outcomes, and what the item entries must fold next."""
         pop_updates: dict[str, list[_Accepted]] = {}
-        trans_updates: dict[str, list[tuple[tuple[str, int, int], list[str]]]] = {}
+        trans_updates: dict[str, list[tuple[Any, list[str]]]] = {}
         day_s = tix.DAY_S
         touched: list[tuple[str, dict, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
@@ -238,8 +277,8 @@ class UserEventProcessor:
                 ev = acc.event
                 # The pairs this interaction makes with the user's history before it; counted
                 # only when the profile takes the event: a transition entry is never behind its
-                # profile (its changelog is sent first, see _finish), so for a replayed event
-                # (the profile has it) the entries have it too.
+                # profile (its changelog is acknowledged first, see _finish), so for a replayed
+                # event (the profile has it) the entries have it too.
                 pairs = (tix.successor_updates(profile["recent"], ev.product_id, ev.ts, day_s)
                          if ev.is_interaction else None)
                 outcome = apply_event(profile, ev, acc.source, self.cfg)
@@ -250,12 +289,14 @@ class UserEventProcessor:
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
                 # after a crash); only a second record of the same event_id is skipped here.
-                if acc.event.is_interaction and outcome != DUPLICATE:
-                    pop_updates.setdefault(entry_key(acc.event.product_id, acc.source[1]), []).append(acc)
+                if ev.is_interaction and outcome != DUPLICATE:
+                    pop_updates.setdefault(entry_key(ev.product_id, acc.source[1]), []).append(acc)
             if changed:
                 touched.append((user_id, profile, accepted[-1].source[1]))
+        return touched, outcomes, pop_updates, trans_updates
 
-        marks.append(("profiles", time.perf_counter()))
+    def _fold_popularity(self, pop_updates: dict[str, list[_Accepted]]) -> list[tuple[str, dict, int]]:
+        """The batch's interactions into the per-partition popularity entries (one write each)."""
         local_entries = []
         stored = self._entries_ahead.read_many(
             self.popularity, [(key, accs[0].source[1]) for key, accs in pop_updates.items()])
@@ -274,6 +315,10 @@ class UserEventProcessor:
                 )
             if changed:
                 local_entries.append((key, entry, accs[0].source[1]))
+        return local_entries
+
+    def _fold_transitions(self, trans_updates: dict[str, list[tuple[Any, list[str]]]]) -> list[tuple[str, dict, int]]:
+        """The batch's pairs into the per-partition transition entries (one write each)."""
         local_transitions = []
         stored = self._transitions_ahead.read_many(
             self.transitions, [(key, ups[0][0][1]) for key, ups in trans_updates.items()])
@@ -285,33 +330,7 @@ class UserEventProcessor:
                 changed |= tix.apply_successors(entry, dsts, source, cap)
             if changed:
                 local_transitions.append((key, entry, ups[0][0][1]))
-        # This worker's own writes count at once; other partitions arrive via the changelog.
-        self.index.put_many([(key, entry) for key, entry, _ in local_entries])
-        self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
-        # Encoded now: the next batch may fold more events into these objects before this
-        # one is stored; until then it reads them from here rather than from RocksDB.
-        profile_writes = self.profiles.encode_many(touched)
-        entry_writes = self.popularity.encode_many(local_entries)
-        transition_writes = self.transitions.encode_many(local_transitions)
-        self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched])
-        self._entries_ahead.hold(seq, [(key, entry) for key, entry, _ in local_entries])
-        self._transitions_ahead.hold(seq, [(key, entry) for key, entry, _ in local_transitions])
-
-        marks.append(("popularity", time.perf_counter()))
-        # Fold-in and scoring of every touched user against one snapshot of the active model,
-        # handed to the scorer now and awaited by ``_finish``.
-        active = self.ranker.models.active
-        scoring: Optional[asyncio.Future] = None
-        rows: list[int] = []
-        if active is not None and touched:
-            rows, query = self.ranker.pack(active, [profile for _, profile, _ in touched])
-            if rows:
-                scoring = self.scorer.submit(active.scoring, query, time.time())
-        marks.append(("pack", time.perf_counter()))
-        return _Rest(self, _Folded(
-            seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
-            touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
-            transition_writes=transition_writes, active=active, rows=rows, scoring=scoring))
+        return local_transitions
 
     def _abandon(self, b: "_Folded") -> None:
         """A batch that will not be stored (the pipeline closed): its folded values must not
