@@ -11,6 +11,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+RATE_LIMITED = Counter(
+    "recsys_rate_limited_total", "Requests answered 429 by the per-client token bucket, by scope",
+    ["scope"], registry=REGISTRY,
+)
 AUTH_REFUSED = Counter(
     "recsys_auth_refused_total", "Requests refused for a missing (401) or wrong (403) bearer token, by scope",
     ["scope", "status"], registry=REGISTRY,

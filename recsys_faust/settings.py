@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     read_tokens: Optional[SecretStr] = None    # comma-separated; profile, recommendations, similar, trending
     ingest_tokens: Optional[SecretStr] = None  # comma-separated; POST /api/events/*
     metrics_token: Optional[SecretStr] = None  # comma-separated; /metrics (unset: open)
+    rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
+    rate_limit_burst: int = Field(0, ge=0)     # requests a client may make at once (0: one second's worth)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # --- broker security ------------------------------------------------------------------

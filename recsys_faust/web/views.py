@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..profiles.profile import ProfileConfig, profile_view
 from ..serving.service import SIMILAR_KINDS, Recommender
 from ..settings import Settings
 from . import auth
+from .ratelimit import TokenBuckets, retry_after_header
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class WebContext:
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
     owners: Any = None
     profile_config: Optional[ProfileConfig] = None
+    limiter: Optional[TokenBuckets] = None
 
 
 async def _read_limited(request: Request, limit: int, kind: str) -> bytes:
@@ -150,6 +153,16 @@ class ApiView(View):
         try:
             if self.scope is not None:
                 auth.check(self.ctx.settings, request.headers, self.scope)
+            limiter = self.ctx.limiter
+            if limiter is not None and self.scope in ("read", "ingest") and not request.headers.get(FORWARDED):
+                client = request.headers.get("Authorization") or request.remote or "?"
+                wait = limiter.take(client)
+                if wait is not None:
+                    metrics.RATE_LIMITED.labels(self.scope).inc()
+                    return self.json({"error": "rate_limited",
+                                      "detail": f"over {self.ctx.settings.rate_limit_rps:g} requests/s; "
+                                                f"retry in {wait:.1f} s"},
+                                     status=429, headers={"Retry-After": retry_after_header(wait)})
             return await super().dispatch(request)
         except auth.AuthError as exc:
             metrics.AUTH_REFUSED.labels(self.scope or "", str(exc.status)).inc()
@@ -336,6 +349,9 @@ def register_views(app: Any, ctx: WebContext) -> None:
     ctx.self_ident = (url.host, url.port)
     ctx.owners = OwnerLookup(app, ctx.profiles, ctx.profiles.partitions)
     ctx.profile_config = ProfileConfig.from_settings(ctx.settings)
+    s = ctx.settings
+    if s.rate_limit_rps > 0:
+        ctx.limiter = TokenBuckets(s.rate_limit_rps, s.rate_limit_burst or math.ceil(s.rate_limit_rps))
     app.web_context = ctx
     for path, view in ROUTES:
         app.page(path)(view)
