@@ -24,6 +24,7 @@ from .model import (
 
 MAX_ID_LEN = 256
 MAX_EXCLUDE = 1_000
+_MAX_FUTURE_SKEW_S = default("max_future_skew_s")  # requests: the events' default
 
 
 class _Reject(Exception):
@@ -191,7 +192,7 @@ def validate_request(
         ts = obj.get("timestamp")
         ts_f = None
         if ts is not None:
-            ts_f = parse_timestamp(ts, now=time.time(), max_future_skew_s=default("max_future_skew_s"))
+            ts_f = parse_timestamp(ts, now=time.time(), max_future_skew_s=_MAX_FUTURE_SKEW_S)
         return RecommendationRequest(
             request_id, user_id, int(k) if k is not None else 10, tuple(exclude), category or None, ts_f
         )

@@ -1,5 +1,3 @@
-"""Everything that turns a user's state into a ranked list (issue 13's home for the online path).
-
-Started with the item-transitions model and the per-user blend; the active model, fold-in,
-top-k and the scorers move here from ``model/`` next.
-"""
+"""Everything that turns a user's state into a ranked, stored list: the active model and its
+artifact, fold-in, item transitions, the blend, top-k, the popularity fallback, the ``Ranker``
+that picks the strategy, the scorers and the builder of ready-list values."""

@@ -33,6 +33,7 @@ import pickle
 import struct
 import sys
 from collections import deque
+from pathlib import Path
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Optional, Protocol
 
@@ -143,7 +144,7 @@ def _widen_pipe(pipe: Any) -> None:
     if pipe is None or setsz is None:
         return
     try:
-        limit = int(open("/proc/sys/fs/pipe-max-size").read())
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     except (OSError, ValueError):
         limit = 1024 * 1024
     for size in (PIPE_BYTES, limit):

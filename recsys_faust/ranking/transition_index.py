@@ -195,10 +195,6 @@ class TransitionIndex:
     def knows(self, product_id: str) -> bool:
         return bool(self._keys_of.get(product_id))
 
-    def keys_of(self, product_id: str) -> list[str]:
-        """The item's entry keys, one per partition that counted it (sorted; do not modify)."""
-        return self._keys_of.get(product_id, _NO_KEYS)
-
     def successors(self, product_id: str) -> dict[str, int]:
         """Streamed successor counts of one item, summed over partitions (read-only)."""
         summed = self._summed.get(product_id)
@@ -261,6 +257,5 @@ class TransitionIndex:
         return sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
 
-_NO_KEYS: list[str] = []
 _NO_INDEX = np.zeros(0, dtype=np.int32)
 _NO_COUNTS = np.zeros(0, dtype=np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from .. import metrics
 from ..events.model import TOPIC_CONTROL, TOPIC_MODEL_UPDATES
@@ -107,5 +107,3 @@ class CacheControl:
                 "detail": "ready lists generated before cache_epoch are no longer served, on every worker; "
                           "answers are computed live until each user's next event rebuilds the list"}
 
-
-ClearCache = Callable[[], Awaitable[dict[str, Any]]]

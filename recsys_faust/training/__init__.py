@@ -1,0 +1,1 @@
+"""The offline side: datasets, ALS training (``train``) and offline evaluation (``evaluate``)."""
