@@ -7,7 +7,7 @@ validator is the only way to build one from untrusted bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 # The contract's topic names, fixed.
 TOPIC_USER_EVENTS = "amazon-user-events"
@@ -88,8 +88,11 @@ class Invalid:
         return f"{self.code}: {self.detail}"
 
 
-#: (topic, partition, offset) of the record an event came from.
-Source = tuple[str, int, int]
+class Source(NamedTuple):
+    """Where an event came from: what every piece of state records as applied."""
+    topic: str
+    partition: int
+    offset: int
 
 
 def mark_applied(applied: dict[str, int], source: Optional[Source]) -> bool:

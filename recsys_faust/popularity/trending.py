@@ -19,6 +19,15 @@ from ..events.model import is_older, mark_applied
 
 Entry = dict[str, Any]
 
+# An entry's keys. One letter each because every entry is on the changelog that all workers
+# read (full names would add about 40 bytes to every record); read them by these names.
+PRODUCT = "p"     # the product_id
+CATEGORY = "c"    # its latest known category, or None
+TOTAL = "t"       # all-time weighted interactions
+COUNT = "n"       # all-time interactions
+BUCKETS = "b"     # {bucket start (event time, str): weighted interactions}, bounded by retention
+APPLIED = "o"     # the newest applied offset per "topic:partition" (events.model.mark_applied)
+
 
 def entry_key(product_id: str, partition: int) -> str:
     return f"{product_id}@{partition}"
@@ -30,7 +39,7 @@ def split_entry_key(key: str) -> tuple[str, int]:
 
 
 def new_entry(product_id: str) -> Entry:
-    return {"p": product_id, "c": None, "t": 0.0, "n": 0, "b": {}, "o": {}}
+    return {PRODUCT: product_id, CATEGORY: None, TOTAL: 0.0, COUNT: 0, BUCKETS: {}, APPLIED: {}}
 
 
 def apply_to_entry(
@@ -48,14 +57,14 @@ def apply_to_entry(
     Buckets older than ``retention_s`` before the entry's newest bucket are dropped, which
     bounds an entry's size whatever the history length.
     """
-    if not mark_applied(entry["o"], source):
+    if not mark_applied(entry[APPLIED], source):
         return False
     if category:
-        entry["c"] = category
-    entry["t"] = round(entry["t"] + weight, 6)
-    entry["n"] += 1
+        entry[CATEGORY] = category
+    entry[TOTAL] = round(entry[TOTAL] + weight, 6)
+    entry[COUNT] += 1
     start = str(int(ts // bucket_s) * bucket_s)
-    buckets = entry["b"]
+    buckets = entry[BUCKETS]
     buckets[start] = round(buckets.get(start, 0.0) + weight, 6)
     newest = max(int(s) for s in buckets)
     for s in [s for s in buckets if int(s) + bucket_s <= newest - retention_s]:
@@ -99,21 +108,21 @@ class PopularityIndex:
     # -- updates ------------------------------------------------------------------------------
     def put(self, key: str, entry: Optional[Entry]) -> None:
         current = self._entries.get(key)
-        if entry is not None and current is not None and current is not entry and is_older(entry["o"], current["o"]):
+        if entry is not None and current is not None and current is not entry and is_older(entry[APPLIED], current[APPLIED]):
             return  # an older copy of what this worker already holds (see events.model.is_older)
         old = self._entries.pop(key, None)
         if old is not None:
-            self._dirty.add(old["p"])
+            self._dirty.add(old[PRODUCT])
         if entry is not None:
             self._entries[key] = entry
-            self._keys_of.setdefault(entry["p"], set()).add(key)
-            self._dirty.add(entry["p"])
-            if entry["b"]:
-                newest = max(int(s) for s in entry["b"]) + self.bucket_s
+            self._keys_of.setdefault(entry[PRODUCT], set()).add(key)
+            self._dirty.add(entry[PRODUCT])
+            if entry[BUCKETS]:
+                newest = max(int(s) for s in entry[BUCKETS]) + self.bucket_s
                 if newest > self._clock:
                     self._clock = float(newest)
         elif old is not None:
-            self._keys_of.get(old["p"], set()).discard(key)
+            self._keys_of.get(old[PRODUCT], set()).discard(key)
         self._version += 1
 
     def put_many(self, items: Iterable[tuple[str, Optional[Entry]]]) -> None:
@@ -139,9 +148,9 @@ class PopularityIndex:
         # on set order (which differs between processes).
         for key in sorted(keys):
             entry = self._entries[key]
-            total += entry["t"]
-            category = entry["c"] or category
-            for start, w in entry["b"].items():
+            total += entry[TOTAL]
+            category = entry[CATEGORY] or category
+            for start, w in entry[BUCKETS].items():
                 if int(start) >= window_start:
                     score += w
         # Rounded like the score: an item's weight is summed over its per-partition entries, and

@@ -17,6 +17,11 @@ from .windows import WindowSpec, add_to_windows, expire_windows, window_view
 
 Profile = dict[str, Any]
 
+#: A row of ``profile["recent"]``: a JSON array ``[product_id, kind, ts, category, rating]``.
+#: An array rather than an object because it is on every changelog record of the user (the
+#: keys would add about 45 bytes a row); read its fields by these names, never by bare index.
+ROW_PRODUCT, ROW_KIND, ROW_TS, ROW_CATEGORY, ROW_RATING = range(5)
+
 
 @dataclass(frozen=True)
 class ProfileConfig:
@@ -100,8 +105,8 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
         recent = profile["recent"]
         recent.append([event.product_id, event.kind, ts, event.category, event.rating])
         # Newest last by event time; a stable sort keeps arrival order among equal times.
-        if len(recent) > 1 and recent[-2][2] > ts:
-            recent.sort(key=lambda r: r[2])
+        if len(recent) > 1 and recent[-2][ROW_TS] > ts:
+            recent.sort(key=row_ts)
         if len(recent) > cfg.recent_items:
             del recent[: len(recent) - cfg.recent_items]
         if event.category:
@@ -112,7 +117,12 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
 
 
 def seen_items(profile: Optional[Profile]) -> set[str]:
-    return {r[0] for r in profile["recent"]} if profile else set()
+    return {r[ROW_PRODUCT] for r in profile["recent"]} if profile else set()
+
+
+def row_ts(row: list[Any]) -> float:
+    """A recent row's event time (the key the rows are kept sorted by)."""
+    return row[ROW_TS]
 
 
 def top_categories(profile: Optional[Profile], n: int = 3) -> list[tuple[str, float]]:
@@ -138,7 +148,8 @@ def profile_view(profile: Profile, cfg: ProfileConfig) -> dict[str, Any]:
         "last_seen": profile["last_seen"],
         "counts": dict(profile["counts"]),
         "recent_items": [
-            {"product_id": r[0], "kind": r[1], "timestamp": r[2], "category": r[3]}
+            {"product_id": r[ROW_PRODUCT], "kind": r[ROW_KIND], "timestamp": r[ROW_TS],
+             "category": r[ROW_CATEGORY]}
             for r in reversed(profile["recent"])
         ],
         "category_affinity": {

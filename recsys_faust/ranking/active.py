@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .foldin import FoldIn
+from .items import answered_item
 from .topk import top_k
 from .artifact import ModelArtifact
 from .transition_index import MAX_SUCCESSORS, TransitionCounts
@@ -89,7 +90,7 @@ class ActiveModel:
             return None
         sims = self.unit_factors @ self.unit_factors[i]
         best = top_k(sims, k, [i])
-        return [{"product_id": self.artifact.item_ids[j], "score": round(float(sims[j]), 6)} for j in best]
+        return [answered_item(self.artifact.item_ids[j], round(float(sims[j]), 6)) for j in best]
 
 
 class ModelHolder:

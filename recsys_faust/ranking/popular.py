@@ -11,9 +11,9 @@ from typing import Any, Optional
 
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import Profile, seen_items, top_categories
+from .items import Item, from_ranked, ranked_item
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR
 
-Item = dict[str, Any]  # {"product_id", "score", "category"?}
 
 
 def popular_affinity(
@@ -28,11 +28,7 @@ def popular_affinity(
     seen = seen_items(profile)
     cats = dict(top_categories(profile, n_categories))
     if not cats:
-        items = [
-            {"product_id": r.product_id, "score": r.score, "category": r.category}
-            for r in index.top(n, exclude=seen)
-        ]
-        return items, STRATEGY_POPULAR
+        return from_ranked(index.top(n, exclude=seen)), STRATEGY_POPULAR
     # Candidates: the overall head plus the head of each favourite category; an item outside
     # both cannot outrank them, because boosting only multiplies scores up.
     cands: dict[str, Any] = {}
@@ -46,10 +42,7 @@ def popular_affinity(
         share = cats.get(r.category, 0.0) if r.category else 0.0
         scored.append((round(r.score * (1.0 + boost * share), 6), pos, r))
     scored.sort(key=lambda t: (-t[0], t[1]))
-    items = [
-        {"product_id": r.product_id, "score": s, "category": r.category} for s, _, r in scored[:n]
-    ]
-    return items, STRATEGY_AFFINITY
+    return [ranked_item(r.product_id, s, r.category) for s, _, r in scored[:n]], STRATEGY_AFFINITY
 
 
 def _rank_key(index: PopularityIndex, r: Any) -> int:

@@ -14,10 +14,11 @@ from typing import Any, Optional
 import numpy as np
 
 from ..popularity.trending import PopularityIndex
-from ..profiles.profile import Profile, seen_items
+from ..profiles.profile import ROW_KIND, ROW_PRODUCT, ROW_RATING, Profile, seen_items
 from ..settings import Settings
 from .active import ActiveModel, ModelHolder
-from .popular import Item, popular_affinity
+from .items import Item, from_ranked, ranked_item
+from .popular import popular_affinity
 from .ready_values import Columns, columns_of, row_strategies
 from .scoring import BatchQuery, score_batch
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
@@ -33,7 +34,7 @@ def to_columns(items: list[Item]) -> Columns:
 
 
 def to_items(columns: Columns) -> list[Item]:
-    return [{"product_id": p, "score": s, "category": c} for p, s, c in zip(*columns)]
+    return [ranked_item(p, s, c) for p, s, c in zip(*columns)]
 
 
 class Ranker:
@@ -78,9 +79,9 @@ class Ranker:
                 continue
             merged: dict[int, float] = {}
             for r in recent:
-                i = get(r[0])
+                i = get(r[ROW_PRODUCT])
                 if i is not None:
-                    key = (r[1], r[4])
+                    key = (r[ROW_KIND], r[ROW_RATING])
                     w = weight_of.get(key)
                     if w is None:
                         w = weight_of[key] = weights.als_weight(*key)
@@ -153,7 +154,7 @@ class Ranker:
             if scores:
                 cat_of = self.popularity.category_of
                 ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-                chosen = [{"product_id": pid, "score": float(c), "category": cat_of(pid) or ""}
+                chosen = [ranked_item(pid, float(c), cat_of(pid))
                           for pid, c in ranked if category is None or cat_of(pid) == category][:n]
                 if chosen:
                     taken = {i["product_id"] for i in chosen}
@@ -165,7 +166,7 @@ class Ranker:
                  seen: set[str]) -> tuple[list[Item], str]:
         if category:
             ranked = self.popularity.top(n, category=category, exclude=seen)
-            return ([{"product_id": r.product_id, "score": r.score, "category": r.category or ""} for r in ranked],
+            return (from_ranked(ranked),
                     STRATEGY_AFFINITY if profile and profile.get("affinity") else STRATEGY_POPULAR)
         return popular_affinity(profile, self.popularity, n, boost=self.settings.affinity_boost)
 

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..events.model import Source, is_older, mark_applied
+from ..profiles.profile import ROW_PRODUCT, ROW_TS, row_ts
 from .transitions import DAY_S
 
 Entry = dict[str, Any]  # {"item": pid, "next": {pid: count}, "applied": {"topic:partition": offset}}
@@ -73,19 +74,19 @@ def successor_updates(recent: Sequence[Sequence[Any]], product_id: str, ts: floa
     and the active day before it instead of scanning them all: this runs for every interaction.
     """
     day = int(ts // day_s)
-    lo = bisect_left(recent, day * day_s, key=_ts)
-    hi = bisect_left(recent, (day + 1) * day_s, lo=lo, key=_ts)
+    lo = bisect_left(recent, day * day_s, key=row_ts)
+    hi = bisect_left(recent, (day + 1) * day_s, lo=lo, key=row_ts)
     out: dict[str, list[str]] = {}
     for r in recent[lo:hi]:
-        other = r[0]
+        other = r[ROW_PRODUCT]
         if other != product_id:
             out.setdefault(other, []).append(product_id)
             out.setdefault(product_id, []).append(other)
     if lo:
-        prev = int(recent[lo - 1][2] // day_s)
-        for r in recent[bisect_left(recent, prev * day_s, hi=lo, key=_ts):lo]:
-            if r[0] != product_id:
-                out.setdefault(r[0], []).append(product_id)
+        prev = int(recent[lo - 1][ROW_TS] // day_s)
+        for r in recent[bisect_left(recent, prev * day_s, hi=lo, key=row_ts):lo]:
+            if r[ROW_PRODUCT] != product_id:
+                out.setdefault(r[ROW_PRODUCT], []).append(product_id)
     return out
 
 
@@ -94,17 +95,15 @@ def query_items(recent: Sequence[Sequence[Any]], day_s: int = DAY_S) -> list[str
     (``transitions.latest_day_items`` on rows in time order, read from the end)."""
     if not recent:
         return []
-    start = int(recent[-1][2] // day_s) * day_s
+    start = int(recent[-1][ROW_TS] // day_s) * day_s
     items = set()
     for r in reversed(recent):
-        if r[2] < start:
+        if r[ROW_TS] < start:
             break
-        items.add(r[0])
+        items.add(r[ROW_PRODUCT])
     return sorted(items)
 
 
-def _ts(row: Sequence[Any]) -> float:
-    return row[2]
 
 
 @dataclass(frozen=True)

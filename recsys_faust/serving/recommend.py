@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Optional
 
-Item = dict[str, Any]  # {"product_id", "score", "category"?}
+from ..ranking.items import Item, answered
+
 
 
 def select(
@@ -40,7 +41,7 @@ def answer(
     """The contract's recommendation answer shape."""
     return {
         "user_id": user_id,
-        "items": [{"product_id": i["product_id"], "score": i["score"]} for i in items],
+        "items": answered(items),
         "model_version": model_version,
         "strategy": strategy,
         "generated_at": time.time() if generated_at is None else generated_at,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
+from ..ranking.items import answered_item, from_ranked, ranked_item
 from ..ranking.ranker import Ranker
 from ..ranking.strategies import POPULARITY_MODEL_VERSION
 from ..settings import Settings
@@ -21,7 +22,7 @@ SIMILAR_KINDS = ("factors", "next")
 def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
     """The stored columns as item dicts, lazily: a query usually reads only the first few."""
     for pid, score, cat in zip(ready["ids"], ready["scores"], ready["categories"]):
-        yield {"product_id": pid, "score": score, "category": cat}
+        yield ranked_item(pid, score, cat)
 
 
 class Recommender:
@@ -70,7 +71,7 @@ class Recommender:
                 # The common request: the head of the ranked list as it is stored.
                 return {
                     "user_id": user_id,
-                    "items": [{"product_id": p, "score": s} for p, s in zip(ready["ids"][:k], ready["scores"][:k])],
+                    "items": [answered_item(p, s) for p, s in zip(ready["ids"][:k], ready["scores"][:k])],
                     "model_version": ready["model_version"],
                     "strategy": ready["strategy"],
                     "generated_at": ready["generated_at"],
@@ -100,7 +101,7 @@ class Recommender:
             if not known:
                 return None
             ranked = self.ranker.transitions.next_items(product_id, active, k)
-            return {"items": [{"product_id": p, "score": round(c, 6)} for p, c in ranked],
+            return {"items": [answered_item(p, round(c, 6)) for p, c in ranked],
                     "model_version": self.model_version}
         if active is None:
             raise LookupError("no ALS model is loaded yet (train --publish one)")
@@ -110,9 +111,7 @@ class Recommender:
     def trending(self, k: int = 10, category: Optional[str] = None) -> dict[str, Any]:
         ranked = self.index.top(k, category=category)
         return {
-            "items": [
-                {"product_id": r.product_id, "score": r.score, "category": r.category} for r in ranked
-            ],
+            "items": from_ranked(ranked),
             "window_s": self.index.window_s,
             "window_end": self.index.clock,
             "category": category,

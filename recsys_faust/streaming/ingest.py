@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from faust.types import EventT, TopicT
 
 from .. import metrics
-from ..events.model import Event, Invalid
+from ..events.model import Event, Invalid, Source
 from ..events.validate import validate_event
 from ..kafka.table import ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
@@ -50,7 +50,7 @@ SLOW_BATCH_S = 0.05
 @dataclass
 class _Accepted:
     event: Event
-    source: tuple[str, int, int]
+    source: Source
     record: EventT
 
 
@@ -256,7 +256,7 @@ class UserEventProcessor:
             if self.routing.misplaced(msg.topic, msg.partition, result.user_id):
                 await self.routing.resend(self.topic_for(msg.topic), rec, result.user_id)
                 continue
-            by_user[result.user_id].append(_Accepted(result, (msg.topic, msg.partition, msg.offset), rec))
+            by_user[result.user_id].append(_Accepted(result, Source(msg.topic, msg.partition, msg.offset), rec))
         return by_user
 
     def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
@@ -269,7 +269,7 @@ class UserEventProcessor:
         touched: list[tuple[str, dict, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
         stored = self._profiles_ahead.read_many(
-            self.profiles, [(user_id, acc[-1].source[1]) for user_id, acc in by_user.items()])
+            self.profiles, [(user_id, acc[-1].source.partition) for user_id, acc in by_user.items()])
         for (user_id, accepted), profile in zip(by_user.items(), stored):
             profile = profile or new_profile(user_id)
             changed = False
@@ -284,28 +284,28 @@ class UserEventProcessor:
                 outcome = apply_event(profile, ev, acc.source, self.cfg)
                 if pairs and outcome == APPLIED:
                     for src, dsts in pairs.items():
-                        trans_updates.setdefault(tix.entry_key(src, acc.source[1]), []).append((acc.source, dsts))
-                outcomes[(acc.source[0], outcome)] += 1
+                        trans_updates.setdefault(tix.entry_key(src, acc.source.partition), []).append((acc.source, dsts))
+                outcomes[(acc.source.topic, outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
                 # after a crash); only a second record of the same event_id is skipped here.
                 if ev.is_interaction and outcome != DUPLICATE:
-                    pop_updates.setdefault(entry_key(ev.product_id, acc.source[1]), []).append(acc)
+                    pop_updates.setdefault(entry_key(ev.product_id, acc.source.partition), []).append(acc)
             if changed:
-                touched.append((user_id, profile, accepted[-1].source[1]))
+                touched.append((user_id, profile, accepted[-1].source.partition))
         return touched, outcomes, pop_updates, trans_updates
 
     def _fold_popularity(self, pop_updates: dict[str, list[_Accepted]]) -> list[tuple[str, dict, int]]:
         """The batch's interactions into the per-partition popularity entries (one write each)."""
         local_entries = []
         stored = self._entries_ahead.read_many(
-            self.popularity, [(key, accs[0].source[1]) for key, accs in pop_updates.items()])
+            self.popularity, [(key, accs[0].source.partition) for key, accs in pop_updates.items()])
         for (key, accs), entry in zip(pop_updates.items(), stored):
             entry = entry or new_entry(accs[0].event.product_id)
             changed = False
             # Grouped by user above, so restore offset order: the entry's replay check
             # assumes offsets of one topic-partition arrive ascending.
-            for acc in sorted(accs, key=lambda a: (a.source[0], a.source[2])):
+            for acc in sorted(accs, key=lambda a: (a.source.topic, a.source.offset)):
                 ev = acc.event
                 changed |= apply_to_entry(
                     entry, ts=ev.ts, weight=self.settings.weights.weight(ev.kind, ev.rating),
@@ -314,22 +314,22 @@ class UserEventProcessor:
                     retention_s=self.settings.trending_window_s,
                 )
             if changed:
-                local_entries.append((key, entry, accs[0].source[1]))
+                local_entries.append((key, entry, accs[0].source.partition))
         return local_entries
 
     def _fold_transitions(self, trans_updates: dict[str, list[tuple[Any, list[str]]]]) -> list[tuple[str, dict, int]]:
         """The batch's pairs into the per-partition transition entries (one write each)."""
         local_transitions = []
         stored = self._transitions_ahead.read_many(
-            self.transitions, [(key, ups[0][0][1]) for key, ups in trans_updates.items()])
+            self.transitions, [(key, ups[0][0].partition) for key, ups in trans_updates.items()])
         cap = self.settings.transitions_max_successors
         for (key, ups), entry in zip(trans_updates.items(), stored):
             entry = entry or tix.new_entry(key.rpartition("@")[0])
             changed = False
-            for source, dsts in sorted(ups, key=lambda u: (u[0][0], u[0][2])):
+            for source, dsts in sorted(ups, key=lambda u: (u[0].topic, u[0].offset)):
                 changed |= tix.apply_successors(entry, dsts, source, cap)
             if changed:
-                local_transitions.append((key, entry, ups[0][0][1]))
+                local_transitions.append((key, entry, ups[0][0].partition))
         return local_transitions
 
     def _abandon(self, b: "_Folded") -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import psycopg
 from faust.types import EventT
 
-from ..events.model import Invalid, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_SYSTEM_METRICS
+from ..events.model import Invalid, Source, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_SYSTEM_METRICS
 from ..events.validate import validate_event
 from ..settings import Settings
 from ..sink.rows import event_row, response_row, ts
@@ -51,7 +51,7 @@ class SinkProcessor:
                                 max_future_skew_s=self.settings.max_future_skew_s)
             if isinstance(ev, Invalid):
                 continue  # dead-lettered (once) by the user_event_processor
-            table, row = event_row(ev, (msg.topic, msg.partition, msg.offset))
+            table, row = event_row(ev, Source(msg.topic, msg.partition, msg.offset))
             batches[table].append(row)
         await self._write(batches, records)
 

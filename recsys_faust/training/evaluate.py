@@ -15,13 +15,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..events.model import Event
-from ..popularity.trending import PopularityIndex, apply_to_entry, new_entry
+from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import ProfileConfig, apply_event, new_profile
 from ..ranking.popular import popular_affinity
 from ..ranking.transitions import (
     TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix, user_histories,
 )
 from ..ranking.transition_index import MAX_SUCCESSORS, TransitionCounts
+from ..ranking.topk import top_k_rows
 from .als import ALSParams, train_als
 from .dataset import Interactions, leave_last_out
 
@@ -76,10 +77,8 @@ def rank_matrix(score_rows: Callable[[np.ndarray], np.ndarray], seen: list[np.nd
         scores = np.array(score_rows(chunk), dtype=np.float64)
         for row, u in enumerate(chunk):
             scores[row, seen[u]] = -np.inf
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        out[start:start + len(chunk)] = np.take_along_axis(part, order, axis=1)
+        best, _ = top_k_rows(scores, k)   # the serving path's own top-k: one definition
+        out[start:start + len(chunk), :best.shape[1]] = best
     return out
 
 
@@ -156,7 +155,7 @@ def _affinity_ranking(data: Interactions, train: np.ndarray, users: np.ndarray) 
         entry = entries.setdefault(i, new_entry(pid))
         apply_to_entry(entry, ts=0.0, weight=float(data.weights[r]), category=cat, source=None,
                        bucket_s=10**12, retention_s=10**12)
-    index.put_many((f"{data.item_ids[i]}@0", e) for i, e in entries.items())
+    index.put_many((entry_key(data.item_ids[i], 0), e) for i, e in entries.items())
     item_index = {pid: i for i, pid in enumerate(data.item_ids)}
     ranked = np.full((len(users), K), -1, dtype=np.int64)
     for row, u in enumerate(users):

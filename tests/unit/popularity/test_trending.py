@@ -1,5 +1,7 @@
 from tests.unit.factories import B, popularity_entry
-from recsys_faust.popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry, split_entry_key
+from recsys_faust.popularity.trending import (
+    BUCKETS, COUNT, TOTAL, PopularityIndex, apply_to_entry, entry_key, new_entry, split_entry_key,
+)
 
 
 def test_entry_dedups_by_offset_and_bounds_buckets():
@@ -8,7 +10,7 @@ def test_entry_dedups_by_offset_and_bounds_buckets():
     assert not apply_to_entry(e, ts=0, weight=1, category="c", source=("t", 0, 5), bucket_s=B, retention_s=300)
     assert not apply_to_entry(e, ts=0, weight=1, category="c", source=("t", 0, 4), bucket_s=B, retention_s=300)
     apply_to_entry(e, ts=1000, weight=2, category="c", source=("t", 0, 6), bucket_s=B, retention_s=300)
-    assert e["b"] == {"1000": 2.0} and e["t"] == 3.0 and e["n"] == 2
+    assert e[BUCKETS] == {"1000": 2.0} and e[TOTAL] == 3.0 and e[COUNT] == 2
     assert split_entry_key(entry_key("a@b", 3)) == ("a@b", 3)
 
 

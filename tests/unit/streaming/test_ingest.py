@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from recsys_faust.kafka import codecs
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.kafka.table import StagedWrites
-from recsys_faust.popularity.trending import PopularityIndex
+from recsys_faust.popularity.trending import COUNT, PopularityIndex
 from recsys_faust.ranking.active import ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
 from recsys_faust.ranking.ranker import Ranker
@@ -148,7 +148,7 @@ def test_a_batch_leaves_profiles_entries_and_ready_lists_that_the_ranker_agrees_
     assert tables["transitions"].data[f"p0@{p}"]["next"] == {"p1": 1, "p2": 1}
     assert tables["transitions"].data[f"p1@{p}"]["next"] == {"p0": 1, "p2": 1}
     assert {tables["transitions"].where[k] for k in tables["transitions"].data} == {p}
-    assert tables["popularity"].data[f"p1@{p}"]["n"] == 1
+    assert tables["popularity"].data[f"p1@{p}"][COUNT] == 1
     stored = tables["recommendations"].data[user]
     columns, strategy = ranker.score(ranker.models.active, [profile])[0]
     assert stored["strategy"] == strategy == "als+transitions"
