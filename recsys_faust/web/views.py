@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, Awaitable, Callable, Optional
 
 import aiohttp
+import aiohttp.web
 import orjson
 from faust.types import TP, TableT, TopicT
 from faust.web import Request, Response, View
@@ -348,8 +349,33 @@ def register_views(app: Any, ctx: WebContext) -> None:
     url = URL(ctx.settings.web_url)
     ctx.self_ident = (url.host, url.port)
     ctx.owners = OwnerLookup(app, ctx.profiles, ctx.profiles.partitions)
-    ctx.profile_config = ProfileConfig.from_settings(ctx.settings)
+    mount(app, ctx)
+
+
+_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+@aiohttp.web.middleware
+async def json_errors(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+    """aiohttp's own refusals (no such route, a method the route lacks) as ``{error, detail}``
+    like every view's, instead of its text/plain pages."""
+    try:
+        return await handler(request)
+    except aiohttp.web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return aiohttp.web.json_response(
+            {"error": _ERROR_CODES.get(exc.status, "http_error"), "detail": f"{request.method} {request.path}: {exc.reason}"},
+            status=exc.status, headers=headers)
+
+
+def mount(app: Any, ctx: WebContext) -> None:
+    """The routes over ``ctx`` as it is (its owner lookup already set): the worker's last step,
+    and how the views' unit tests serve them without a broker."""
+    app.web.web_app.middlewares.append(json_errors)
     s = ctx.settings
+    ctx.profile_config = ProfileConfig.from_settings(s)
     if s.rate_limit_rps > 0:
         ctx.limiter = TokenBuckets(s.rate_limit_rps, s.rate_limit_burst or math.ceil(s.rate_limit_rps))
     app.web_context = ctx

@@ -1,0 +1,233 @@
+"""The route table on a real aiohttp server (Faust's aiohttp driver) with in-memory state.
+
+No broker: the tables are dicts, the topics record what is sent, the owner lookup is told who
+owns a user. What is checked is what the views themselves decide: status codes and error
+bodies, auth scopes, body limits, what reaches a topic, and forwarding to the owning worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import faust
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from recsys_faust.popularity.trending import PopularityIndex
+from recsys_faust.profiles.profile import ProfileConfig, apply_event, new_profile
+from recsys_faust.events.model import Event
+from recsys_faust.ranking.active import ModelHolder
+from recsys_faust.ranking.ranker import Ranker
+from recsys_faust.ranking.ready_values import ready_entry
+from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
+from recsys_faust.ranking.transition_index import TransitionIndex
+from recsys_faust.serving.service import Recommender
+from recsys_faust.settings import Settings
+from recsys_faust.web import views
+from tests.unit.factories import B, popularity_entry
+
+SELF = ("worker-a", 6066)
+
+
+class RecordingTopic:
+    """A topic handle that keeps what was sent (``await (await send(...)))`` like Faust's)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def send(self, *, key, value):
+        self.sent.append((key, value))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+class Owners:
+    def __init__(self) -> None:
+        self.of: dict[str, tuple[str, int]] = {}
+        self.assigning = False
+
+    def owner(self, user_id):
+        if self.assigning:
+            raise KeyError(user_id)
+        return self.of.get(user_id, SELF)
+
+
+def _state(settings: Settings):
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    idx.put("hot@0", popularity_entry("hot", "x", [(1000, 5.0)], 0))
+    profile = new_profile("u1")
+    apply_event(profile, Event("purchase", "e1", "u1", 1000.0, product_id="bought", category="x"),
+                ("amazon-purchases", 0, 0), ProfileConfig())
+    ready = {"u1": ready_entry((["r1", "r2", "r3"], [3.0, 2.0, 1.0], ["x", "y", "x"]), "popular",
+                               POPULARITY_MODEL_VERSION, 100.0)}
+    recommender = Recommender(settings, {"u1": profile}, ready,
+                              Ranker(settings, idx, TransitionIndex(), ModelHolder()))
+    return idx, {"u1": profile}, recommender
+
+
+async def _client(settings: Settings, topics=None, owners=None, health=None):
+    app = faust.App("views-test", broker="memory://", store="memory://", web_enabled=True)
+    idx, profiles, recommender = _state(settings)
+
+    async def healthy():
+        return {"status": "up"} if health is None else health
+
+    ctx = views.WebContext(settings=settings, recommender=recommender, profiles=profiles, index=idx,
+                           topics=topics or {}, health=healthy, models=ModelHolder())
+    ctx.self_ident = SELF
+    ctx.owners = owners or Owners()
+    views.mount(app, ctx)
+    client = TestClient(TestServer(app.web.web_app))
+    await client.start_server()
+    return app, client
+
+
+@pytest.fixture
+async def open_client():
+    app, client = await _client(Settings())
+    yield client
+    await client.close()
+
+
+async def test_recommendations_come_from_the_ready_list_and_filters_apply(open_client):
+    resp = await open_client.get("/api/recommendations/u1?k=2")
+    body = await resp.json()
+    assert resp.status == 200
+    assert [i["product_id"] for i in body["items"]] == ["r1", "r2"]
+    assert body["strategy"] == "popular" and body["model_version"] == POPULARITY_MODEL_VERSION
+    resp = await open_client.get("/api/recommendations/u1?k=2&exclude=r1")
+    assert [i["product_id"] for i in (await resp.json())["items"]] == ["r2", "r3"]
+
+
+@pytest.mark.parametrize("query", ["k=0", "k=101", "k=ten"])
+async def test_k_out_of_range_is_a_400_with_a_reason(open_client, query):
+    resp = await open_client.get(f"/api/recommendations/u1?{query}")
+    body = await resp.json()
+    assert resp.status == 400 and body["error"] == "bad_request" and "'k'" in body["detail"]
+
+
+async def test_profile_is_the_public_view_and_unknown_users_are_404(open_client):
+    resp = await open_client.get("/api/users/u1/profile")
+    body = await resp.json()
+    assert resp.status == 200 and body["recent_items"][0]["product_id"] == "bought"
+    assert "applied" not in body and "ids" not in body  # bookkeeping stays inside
+    resp = await open_client.get("/api/users/nobody/profile")
+    assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+
+
+async def test_unknown_routes_and_methods_are_json_errors_too(open_client):
+    resp = await open_client.post("/api/trending")
+    body = await resp.json()
+    assert resp.status == 405 and body["error"] == "method_not_allowed" and "GET" in resp.headers["Allow"]
+    resp = await open_client.get("/api/no/such/route")
+    body = await resp.json()
+    assert resp.status == 404 and body == {"error": "not_found", "detail": "GET /api/no/such/route: Not Found"}
+
+
+async def test_ingest_sends_one_record_and_refuses_bad_bodies_before_the_topic():
+    topic = RecordingTopic()
+    app, client = await _client(Settings(max_event_bytes=1024), topics={"amazon-product-views": topic})
+    try:
+        resp = await client.post("/api/events/view", json={"user_id": "u9", "product_id": "p1"})
+        body = await resp.json()
+        assert resp.status == 202 and body["topic"] == "amazon-product-views"
+        assert len(topic.sent) == 1
+        key, value = topic.sent[0]
+        sent = json.loads(value)
+        assert key == b"u9" and sent["event_id"] == body["event_id"] and isinstance(sent["timestamp"], float)
+        for payload, status, error in [
+            (b"x" * 5000, 413, "too_large"),
+            (b"{not json", 400, "not_json"),
+            (b"[1, 2]", 400, "not_object"),
+            (json.dumps({"user_id": "u9"}).encode(), 400, None),   # no product_id
+        ]:
+            resp = await client.post("/api/events/view", data=payload)
+            got = await resp.json()
+            assert resp.status == status, (payload[:20], got)
+            assert set(got) == {"error", "detail"} and (error is None or got["error"] == error)
+        resp = await client.post("/api/events/teleport", json={})
+        assert resp.status == 404 and (await resp.json())["error"] == "unknown_kind"
+        assert len(topic.sent) == 1  # nothing refused reached the topic
+    finally:
+        await client.close()
+
+
+async def test_scopes_401_without_a_token_403_with_a_wrong_one_and_both_rotation_tokens_pass():
+    settings = Settings(read_tokens="old-token,new-token", ingest_tokens="ingest-token")
+    app, client = await _client(settings, topics={"amazon-product-views": RecordingTopic()})
+    try:
+        assert (await client.get("/api/trending")).status == 401
+        assert (await client.get("/api/trending", headers={"Authorization": "Bearer nope"})).status == 403
+        for token in ("old-token", "new-token"):
+            resp = await client.get("/api/trending", headers={"Authorization": f"Bearer {token}"})
+            assert resp.status == 200 and (await resp.json())["items"][0]["product_id"] == "hot"
+        # A read token is not an ingest token.
+        resp = await client.post("/api/events/view", json={"user_id": "u", "product_id": "p"},
+                                 headers={"Authorization": "Bearer new-token"})
+        assert resp.status == 403
+        assert (await client.get("/api/ping")).status == 200   # open whatever the tokens
+    finally:
+        await client.close()
+
+
+async def test_a_request_for_another_workers_user_is_forwarded_with_the_callers_credentials():
+    seen: list[dict] = []
+
+    async def owner_side(request: web.Request) -> web.Response:
+        seen.append({"path": request.path_qs, "auth": request.headers.get("Authorization"),
+                     "forwarded": request.headers.get(views.FORWARDED)})
+        return web.json_response({"answered_by": "owner"})
+
+    owner_app = web.Application()
+    owner_app.router.add_get("/api/recommendations/{user_id}", owner_side)
+    owner = TestServer(owner_app)
+    await owner.start_server()
+    owners = Owners()
+    owners.of["u2"] = (owner.host, owner.port)
+    settings = Settings(read_tokens="t1")
+    app, client = await _client(settings, owners=owners)
+    try:
+        resp = await client.get("/api/recommendations/u2?k=3", headers={"Authorization": "Bearer t1"})
+        assert resp.status == 200 and await resp.json() == {"answered_by": "owner"}
+        assert seen == [{"path": "/api/recommendations/u2?k=3", "auth": "Bearer t1",
+                         "forwarded": settings.web_url}]
+        # Already forwarded once: answered here, never bounced on.
+        resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1",
+                                                                    views.FORWARDED: "x"})
+        assert resp.status == 200 and "items" in await resp.json() and len(seen) == 1
+        owners.assigning = True
+        resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1"})
+        assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
+        await owner.close()
+        owners.assigning = False
+        resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1"})
+        assert resp.status == 503 and (await resp.json())["error"] == "owner_unreachable"
+    finally:
+        await client.close()
+        await app.http_client.close()
+
+
+async def test_rate_limit_answers_429_with_retry_after_per_client():
+    app, client = await _client(Settings(rate_limit_rps=0.001, rate_limit_burst=2, read_tokens="a,b"))
+    try:
+        statuses = [(await client.get("/api/trending", headers={"Authorization": "Bearer a"})).status
+                    for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        resp = await client.get("/api/trending", headers={"Authorization": "Bearer a"})
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+        # Another client has its own bucket.
+        assert (await client.get("/api/trending", headers={"Authorization": "Bearer b"})).status == 200
+    finally:
+        await client.close()
+
+
+async def test_health_takes_the_status_code_of_its_document():
+    app, client = await _client(Settings(), health={"status": "down", "reason": "broker"})
+    try:
+        resp = await client.get("/api/health")
+        assert resp.status == 503 and (await resp.json())["reason"] == "broker"
+    finally:
+        await client.close()
