@@ -505,6 +505,7 @@ def bench_sink(stack: DevStack, report: Report, n: int) -> None:
 
 def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
     from ..training.dataset import amazon_csv
+    from .validation import bench_validation
 
     data = data if data is not None else amazon_csv()
     n_events = 20_000 if quick else 121_892
@@ -519,6 +520,7 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
         bench_freshness(report, events, workdir, 500, 10 if quick else 20)
         bench_sink(stack, report, 20_000 if quick else 100_000)
         bench_training(report, data, quick, workdir)
+        bench_validation(report, events)
     finally:
         stack.stop()
     return report
