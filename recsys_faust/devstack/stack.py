@@ -16,16 +16,19 @@ from typing import Optional
 import click
 
 from ..settings import Settings
-from .broker import DevBroker
+from .broker import DevBroker, S3Server
 from .postgres import DevPostgres
 from .workers import WorkerProcess
 
 
 class DevStack:
-    def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True) -> None:
+    def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True,
+                 durable_broker: bool = False) -> None:
         self.workdir = workdir.resolve()
         self.partitions = partitions
         self.want_database = database
+        self.durable_broker = durable_broker  # Tansu's log on a local S3 server: survives a broker crash
+        self.s3: Optional[S3Server] = None
         self.broker: Optional[DevBroker] = None
         self.postgres: Optional[DevPostgres] = None
         self.workers: list[WorkerProcess] = []
@@ -35,7 +38,10 @@ class DevStack:
         if wipe and self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker = DevBroker(log_path=self.workdir / "broker.log").start()
+        if self.durable_broker:
+            self.s3 = S3Server(log_path=self.workdir / "s3.log").start()
+            self._exit.callback(self.s3.stop)
+        self.broker = DevBroker(log_path=self.workdir / "broker.log", s3=self.s3).start()
         self._exit.callback(self.broker.stop)
         if self.want_database:
             self.postgres = DevPostgres(self.workdir / "pgdata", log_path=self.workdir / "postgres.log").start()

@@ -32,6 +32,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from faust.types import AppT, EventT, StreamT
 
+from ..kafka.lag import PROGRESS, Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -123,7 +125,7 @@ class BatchPipeline:
         await (running if running is not None else rest)
         self._ack(batch)
 
-def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
+def ack_events(stream: StreamT, events: Sequence[EventT], progress: Progress = PROGRESS) -> None:
     """``stream.ack`` for every event of a batch, without a coroutine per event.
 
     The same steps as Faust's ``Stream.ack`` (the event's message acked, the stream's sensors
@@ -131,12 +133,15 @@ def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
     """
     on_event_out = stream._on_stream_event_out  # type: ignore[attr-defined]
     on_message_out = stream._on_message_out  # type: ignore[attr-defined]
+    newest: dict[Any, tuple[int, Optional[float]]] = {}
     for event in events:
         last_stream_to_ack = event.ack()
         message = event.message
         on_event_out(message.tp, message.offset, stream, event)
         if last_stream_to_ack:
             on_message_out(message.tp, message.offset, message)
+        newest[message.tp] = (message.offset, message.timestamp)
+    progress.record(newest)  # the consumer lag (kafka/lag.py), once per partition and batch
 
 
 async def take_batches(

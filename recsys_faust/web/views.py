@@ -56,6 +56,7 @@ class WebContext:
     index: PopularityIndex
     topics: dict[str, TopicT]
     health: Callable[[], Any]
+    readiness: Callable[[], list[str]] = lambda: []   # the reasons this worker is not ready
     models: Any = None
     clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
     # set by register_views
@@ -204,10 +205,30 @@ class Ping(ApiView):
     async def get(self, request: Request) -> Response:
         return self.json({"ok": True})
 
+class Live(ApiView):
+    """The process answers: what a restart policy asks (never the broker's or the tables' state)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"live": True, "worker": self.ctx.settings.worker_name})
+
+
+class Ready(ApiView):
+    """200 when this worker can answer for its users now, else 503 with the reasons
+    (worker/readiness.py): what a load balancer and the image's HEALTHCHECK ask."""
+
+    async def get(self, request: Request) -> Response:
+        reasons = self.ctx.readiness()
+        return self.json({"ready": not reasons, "reasons": reasons, "worker": self.ctx.settings.worker_name},
+                         status=503 if reasons else 200)
+
+
 class Health(ApiView):
+    """The full document, with readiness's status code."""
+
     async def get(self, request: Request) -> Response:
         body = await self.ctx.health()
-        return self.json(body, status=200 if body["status"] != "down" else 503)
+        return self.json(body, status=200 if body["ready"]["ready"] else 503)
+
 
 class Recommendations(ApiView):
     scope = "read"
@@ -332,6 +353,8 @@ def _demo_html() -> str:
 ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/ping", Ping),
     ("/api/health", Health),
+    ("/api/health/live", Live),
+    ("/api/health/ready", Ready),
     ("/api/recommendations/{user_id}", Recommendations),
     ("/api/users/{user_id}/profile", Profile),
     ("/api/trending", Trending),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .. import metrics
 from ..app import RecsysApp, create_app
 from ..events.model import TOPIC_REQUESTS
+from ..kafka.lag import consumer_lags
 from ..kafka.topics import plan_from_settings
 from ..ranking.ranker import Ranker
 from ..ranking.scorer import make_scorer
@@ -24,8 +26,9 @@ from ..streaming.ingest import UserEventProcessor
 from ..streaming.requests import RequestAnswerer
 from ..web.views import WebContext, register_views
 from .agents import event_agents, sink_agents
-from .health import DatabaseProbe, health_document
+from .health import DatabaseProbe, health_document, readiness_reasons
 from .lifecycle import on_started, run_scorer_with_the_worker, timers, tune_process
+from .readiness import BrokerProbe
 from .replicas import CacheControl, replicate
 from .tables import declare_tables
 from .topics import declare_topics
@@ -74,13 +77,17 @@ def build_worker(settings: Settings) -> RecsysApp:
     )
     event_agents(app, settings, topics, processor, answerer)
     sink = sink_agents(app, settings, dead_letters)
+    probe = BrokerProbe(settings)
     health = health_document(app, settings, database=DatabaseProbe(settings, sink), recommender=recommender,
-                             replicas=replicas, drift=drift, scorer=scorer)
+                             replicas=replicas, drift=drift, scorer=scorer, probe=probe)
+    metrics.STATE.lags = lambda: consumer_lags(app.consumer)
+    metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas)
     register_views(app, WebContext(
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
-        models=replicas.models, clear_cache=cache.clear,
+        readiness=metrics.STATE.readiness, models=replicas.models, clear_cache=cache.clear,
     ))
-    timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics)
+    timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
+           probe=probe)
     on_started(app, settings, (*replicas.tails, cache.tail))
     return app

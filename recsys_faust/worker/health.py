@@ -1,4 +1,5 @@
-"""``GET /api/health``: what this worker is connected to and what its state holds."""
+"""``GET /api/health``: what this worker is connected to, what its state holds, and whether it is
+ready (``readiness.py`` decides; this gathers the facts)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any, Awaitable, Callable, Optional
 from .. import __version__
 from ..app import RecsysApp
 from ..events.model import INPUT_TOPICS
+from ..kafka.lag import consumer_lags
 from ..kafka.replicated import ReplicatedChangelog
 from ..settings import Settings
 from ..sink.writer import PostgresSink, summarize
 from ..web.auth import modes as auth_modes
+from .readiness import BrokerProbe, Facts, decide
 
 #: A worker without a sink of its own (no agent writes) probes the database at most this often.
 DB_CHECK_TTL_S = 5.0
@@ -51,22 +54,51 @@ def _tail(tail: ReplicatedChangelog) -> dict[str, Any]:
             "own_records_skipped": tail.records_skipped}
 
 
+def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any) -> Facts:
+    consumer = app.consumer
+    try:
+        assignment = consumer.assignment()
+    except Exception:  # noqa: BLE001 - not started yet
+        assignment = set()
+    recovered = app.tables.recovery.completed.is_set()  # set once per process, after the first recovery
+    return Facts(
+        consumer_started=bool(assignment) or recovered,
+        rebalancing=bool(app.rebalancing),
+        recovering=bool(getattr(app, "in_recovery", False)) or not recovered,
+        assigned_inputs=sum(1 for tp in assignment if tp.topic in INPUT_TOPICS),
+        tails_caught_up={"popularity": replicas.popularity_tail.caught_up.is_set(),
+                         "transitions": replicas.transitions_tail.caught_up.is_set()},
+        broker_reachable=probe.reachable,
+        broker_detail=probe.detail,
+        lags=consumer_lags(consumer),
+    )
+
+
+def readiness_reasons(app: RecsysApp, settings: Settings, probe: BrokerProbe, replicas: Any) -> list[str]:
+    return decide(readiness_facts(app, probe, replicas), stall_s=settings.ready_stall_s)
+
+
 def health_document(app: RecsysApp, settings: Settings, *, database: DatabaseProbe, recommender: Any,
-                    replicas: Any, drift: Any, scorer: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+                    replicas: Any, drift: Any, scorer: Any, probe: BrokerProbe,
+                    ) -> Callable[[], Awaitable[dict[str, Any]]]:
     """The health view's document, as a coroutine function over the worker's parts."""
 
     async def health() -> dict[str, Any]:
         assigned = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic in INPUT_TOPICS}) \
             if app.consumer else []
+        reasons = readiness_reasons(app, settings, probe, replicas)
         broker = {
-            "status": "up" if app.consumer and not app.rebalancing else "rebalancing",
+            "status": "up" if app.consumer and not app.rebalancing and probe.reachable
+            else ("unreachable" if not probe.reachable else "rebalancing"),
             "assigned_partitions": assigned,
             "url": settings.broker,
+            "probe": probe.status(),
         }
         db = await database.status()
-        status = "degraded" if broker["status"] != "up" or db["status"] == "down" else "ok"
+        status = "ok" if not reasons and db["status"] != "down" else ("down" if reasons else "degraded")
         return {
             "status": status,
+            "ready": {"ready": not reasons, "reasons": reasons},
             "worker": settings.worker_name,
             "version": __version__,
             "broker": broker,

@@ -55,7 +55,13 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
             await scorer.close()
 
 
-def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any) -> None:
+def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
+           probe: Any) -> None:
+    @app.timer(interval=probe.interval_s, on_leader=False)
+    async def probe_broker() -> None:
+        """Readiness's view of the broker: a metadata request on a client of its own."""
+        await probe.probe()
+
     @app.timer(interval=max(0.5, settings.drift_window_s / 10))
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""

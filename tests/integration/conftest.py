@@ -14,7 +14,8 @@ from recsys_faust.devstack.stack import DevStack
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     database = getattr(request.module, "WITH_DATABASE", False)
-    st = DevStack(tmp_path_factory.mktemp("stack"), partitions=4, database=database).start()
+    durable = getattr(request.module, "DURABLE_BROKER", False)  # Tansu's log on a local S3 server
+    st = DevStack(tmp_path_factory.mktemp("stack"), partitions=4, database=database, durable_broker=durable).start()
     yield st
     st.stop()
 

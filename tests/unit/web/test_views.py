@@ -68,15 +68,16 @@ def _state(settings: Settings):
     return idx, {"u1": profile}, recommender
 
 
-async def _client(settings: Settings, topics=None, owners=None, health=None):
+async def _client(settings: Settings, topics=None, owners=None, health=None, reasons=None):
     app = faust.App("views-test", broker="memory://", store="memory://", web_enabled=True)
     idx, profiles, recommender = _state(settings)
 
     async def healthy():
-        return {"status": "up"} if health is None else health
+        return {"status": "ok", "ready": {"ready": True, "reasons": []}} if health is None else health
 
     ctx = views.WebContext(settings=settings, recommender=recommender, profiles=profiles, index=idx,
-                           topics=topics or {}, health=healthy, models=ModelHolder())
+                           topics=topics or {}, health=healthy, models=ModelHolder(),
+                           readiness=lambda: list(reasons or []))
     ctx.self_ident = SELF
     ctx.owners = owners or Owners()
     views.mount(app, ctx)
@@ -224,10 +225,22 @@ async def test_rate_limit_answers_429_with_retry_after_per_client():
         await client.close()
 
 
-async def test_health_takes_the_status_code_of_its_document():
-    app, client = await _client(Settings(), health={"status": "down", "reason": "broker"})
+async def test_health_and_ready_take_readinesss_status_code_and_live_does_not():
+    why = ["broker unreachable: no metadata answer for 9 s"]
+    app, client = await _client(Settings(), health={"status": "down", "ready": {"ready": False, "reasons": why}},
+                                reasons=why)
     try:
         resp = await client.get("/api/health")
-        assert resp.status == 503 and (await resp.json())["reason"] == "broker"
+        assert resp.status == 503 and (await resp.json())["ready"]["reasons"] == why
+        resp = await client.get("/api/health/ready")
+        assert resp.status == 503 and (await resp.json())["reasons"] == why
+        resp = await client.get("/api/health/live")
+        assert resp.status == 200 and (await resp.json())["live"] is True
+    finally:
+        await client.close()
+    app, client = await _client(Settings())
+    try:
+        resp = await client.get("/api/health/ready")
+        assert resp.status == 200 and await resp.json() == {"ready": True, "reasons": [], "worker": Settings().worker_name}
     finally:
         await client.close()

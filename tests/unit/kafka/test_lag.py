@@ -1,0 +1,57 @@
+"""kafka/lag.py: records behind from the high watermark and the newest acknowledged offset (or
+Faust's committed one), time behind from the processed record's timestamp, idle time for stalls."""
+
+from faust.types import TP
+
+from recsys_faust.kafka.lag import Progress
+
+
+class Clock:
+    def __init__(self, t=100.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+A, B = TP("amazon-product-views", 0), TP("amazon-product-views", 1)
+CHANGELOG = TP("recsys-user_profiles-changelog", 0)
+
+
+def test_lag_counts_records_after_the_newest_ack_and_returns_to_zero():
+    clock = Clock()
+    p = Progress(clock)
+    ends = {A: 50, B: 10, CHANGELOG: 999}
+    p.record({A: (29, 1000.0)})                     # offsets 0..29 done on A
+    lags = {(l.topic, l.partition): l for l in p.lags([A, B, CHANGELOG], ends.get, {}.get, wall=1012.5)}
+    assert set(lags) == {("amazon-product-views", 0), ("amazon-product-views", 1)}  # no changelogs
+    assert lags[("amazon-product-views", 0)].records == 20 and lags[("amazon-product-views", 0)].age_s == 12.5
+    b = lags[("amazon-product-views", 1)]
+    assert b.records == 10 and b.age_s is None     # nothing processed on B: behind, time unknown
+    p.record({A: (49, 1010.0), B: (9, 1011.0)})
+    assert [(l.records, l.age_s) for l in p.lags([A, B], ends.get, {}.get, wall=1013)] == [(0, 0.0), (0, 0.0)]
+
+
+def test_faust_committed_offset_counts_when_it_is_further_and_an_older_ack_never_moves_back():
+    p = Progress(Clock())
+    p.record({A: (10, 1.0)})
+    p.record({A: (5, 1.0)})                         # a late, older batch
+    assert p.acked[A][0] == 10
+    (lag,) = p.lags([A], {A: 40}.get, {A: 30}.get)  # the group committed 30 (next to read): another worker's work
+    assert lag.records == 10
+
+
+def test_idle_time_runs_from_the_last_progress_or_from_the_assignment():
+    clock = Clock(0.0)
+    p = Progress(clock)
+    ends = {A: 5, B: 5}.get
+    p.lags([A, B], ends, {}.get)                    # first seen at t=0
+    clock.t = 30.0
+    p.record({A: (2, 1.0)})
+    clock.t = 100.0
+    idle = {l.partition: l.idle_s for l in p.lags([A, B], ends, {}.get)}
+    assert idle == {0: 70.0, 1: 100.0}
+    p.lags([A], ends, {}.get)                       # B revoked
+    clock.t = 110.0
+    idle = {l.partition: l.idle_s for l in p.lags([A, B], ends, {}.get)}
+    assert idle[1] == 0.0                           # reassigned: its clock starts again
