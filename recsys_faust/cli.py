@@ -218,6 +218,35 @@ def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, part
 
 
 @main.command()
+@click.option("--url", default=None, help="The worker's base URL (default: http://127.0.0.1:$WEB_PORT).")
+@click.option("--live", is_flag=True, help="Only ask whether the process answers (GET /api/health/live).")
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the answer.")
+def health(url: Optional[str], live: bool, timeout: float) -> None:
+    """Ask a worker whether it is ready (exit 0) or not (exit 1, with the reasons).
+
+    What the Docker image's HEALTHCHECK runs; handy on a host too.
+    """
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+
+    base = url or f"http://127.0.0.1:{os.environ.get('WEB_PORT') or os.environ.get('RECSYS_WEB_PORT') or 6066}"
+    path = "/api/health/live" if live else "/api/health/ready"
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + path, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        body = json.loads(err.read() or b"{}")
+        click.echo(f"not ready: {'; '.join(body.get('reasons') or [str(err.code)])}", err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as exc:
+        click.echo(f"no answer from {base}{path}: {exc}", err=True)
+        sys.exit(1)
+    click.echo("live" if live else f"ready ({body.get('worker', '?')})")
+
+
+@main.command()
 @click.option("--quick", is_flag=True, help="Smaller sizes (about one minute).")
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")

@@ -89,6 +89,11 @@ DRIFT_ALERTS = Counter(
 CACHE_CLEARS = Counter(
     "recsys_cache_clears_total", "POST /api/clear-cache calls accepted by this worker", registry=REGISTRY,
 )
+HTTP_SECONDS = Histogram(
+    "recsys_http_request_seconds", "Time to answer an HTTP request, by route template, method and status code",
+    ["route", "method", "status"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 POPULAR_ITEMS = Gauge(
     "recsys_popularity_items", "Items known to this worker's popularity index", registry=REGISTRY,
 )
@@ -102,12 +107,14 @@ class StateCollector:
     def __init__(self) -> None:
         self.lags: Optional[Callable[[], Sequence[Any]]] = None       # -> kafka.lag.PartitionLag list
         self.readiness: Optional[Callable[[], Sequence[str]]] = None  # -> reasons not ready
+        self.model_version: Optional[Callable[[], str]] = None        # -> the version answers come from
 
     def describe(self) -> list:
         """The family names (what ``?name[]=`` filters by), samples or not."""
         return [GaugeMetricFamily(name, "", labels=labels) for name, labels in (
             ("recsys_consumer_lag_records", ["topic", "partition"]),
-            ("recsys_consumer_lag_seconds", ["topic", "partition"]), ("recsys_ready", None))]
+            ("recsys_consumer_lag_seconds", ["topic", "partition"]), ("recsys_ready", None),
+            ("recsys_model_info", ["model_version"]))]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if self.lags is not None:
@@ -128,6 +135,11 @@ class StateCollector:
         if self.readiness is not None:
             yield GaugeMetricFamily("recsys_ready", "1 when GET /api/health/ready answers 200, else 0",
                                     value=0.0 if self.readiness() else 1.0)
+        if self.model_version is not None:
+            info = GaugeMetricFamily("recsys_model_info", "1, labelled with the model version this worker serves",
+                                     labels=["model_version"])
+            info.add_metric([self.model_version()], 1.0)
+            yield info
 
 
 STATE = StateCollector()

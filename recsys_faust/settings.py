@@ -325,3 +325,18 @@ def default(name: str) -> Any:
     """The documented default of a setting: the one place the domain configs (``ProfileConfig``,
     ``DriftConfig``, ``ALSParams``, the validator's limits) take theirs from."""
     return Settings.model_fields[name].get_default(call_default_factory=True)
+
+
+def env_names(field: str) -> list[str]:
+    """The environment variables that set ``field``, the documented one first."""
+    if field == "weights":
+        return [f"RECSYS_WEIGHT_{n.upper()}" for n in ("view", "purchase", "review_per_star")]
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(c) for c in alias.choices]
+    return [f"RECSYS_{field.upper()}"]
+
+
+def all_env_names() -> dict[str, str]:
+    """Every variable the code reads -> its field (the deployment tests check compose against it)."""
+    return {name: field for field in Settings.model_fields for name in env_names(field)}

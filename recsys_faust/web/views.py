@@ -149,7 +149,17 @@ class ApiView(View):
     def ctx(self) -> "WebContext":
         return self.app.web_context
 
+    #: The route template (set by ``mount``): the latency histogram's label, never the raw path.
+    route: str = ""
+
     async def dispatch(self, request: Any) -> Any:
+        started = time.perf_counter()
+        response = await self._dispatch(request)
+        metrics.HTTP_SECONDS.labels(self.route, request.method, str(response.status)).observe(
+            time.perf_counter() - started)
+        return response
+
+    async def _dispatch(self, request: Any) -> Any:
         if request.method.lower() not in self.methods:
             return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
         try:
@@ -403,4 +413,5 @@ def mount(app: Any, ctx: WebContext) -> None:
         ctx.limiter = TokenBuckets(s.rate_limit_rps, s.rate_limit_burst or math.ceil(s.rate_limit_rps))
     app.web_context = ctx
     for path, view in ROUTES:
+        view.route = path
         app.page(path)(view)

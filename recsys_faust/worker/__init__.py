@@ -82,6 +82,7 @@ def build_worker(settings: Settings) -> RecsysApp:
                              replicas=replicas, drift=drift, scorer=scorer, probe=probe)
     metrics.STATE.lags = lambda: consumer_lags(app.consumer)
     metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas)
+    metrics.STATE.model_version = lambda: recommender.model_version
     register_views(app, WebContext(
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
