@@ -3,11 +3,20 @@
 # Starts everything the tests need itself (dev broker, PostgreSQL, workers); needs only Python 3.10+.
 # The demo-page test drives a headless Chromium: where none is installed and this runs as root
 # with apt-get (CI machines), Debian's chromium is installed first; elsewhere that one test is
-# skipped with a message saying so.
+# skipped with a message saying so. The same goes for haproxy and promtool (the deployment checks).
 source "$(dirname "$0")/_venv.sh" test
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's chromium for the demo-page browser test ..."
   (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
     || echo "!!! could not install chromium: the demo-page browser test will be skipped"
 fi
+# The deployment checks run HAProxy's and Prometheus's own config checkers (tests/deploy/).
+for tool in haproxy:haproxy promtool:prometheus; do
+  bin="${tool%%:*}"; pkg="${tool##*:}"
+  if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's $pkg for the deployment checks ..."
+    (apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1; }) \
+      || echo "!!! could not install $pkg: its config check will be skipped"
+  fi
+done
 exec .venv/bin/python -m pytest "$@"
