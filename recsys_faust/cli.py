@@ -70,11 +70,15 @@ def db() -> None:
 
 
 @db.command("init")
-def db_init() -> None:
-    """Create or migrate the database schema (idempotent)."""
+@click.option("--worker-role", default=None, metavar="NAME",
+              help="Also create (or update) a least-privilege login role for the workers: read and insert "
+                   "rows, no DDL. Its password: RECSYS_DB_WORKER_PASSWORD.")
+def db_init(worker_role: Optional[str]) -> None:
+    """Create or migrate the database schema (idempotent), as the role in DATABASE_URL (its owner)."""
     import psycopg
 
-    from .sink.schema import MIGRATIONS, migrate
+    from .sink.roles import ensure_worker_role
+    from .sink.schema import LATEST_VERSION, migrate
 
     settings = _settings()
     if not settings.database_url:
@@ -82,15 +86,29 @@ def db_init() -> None:
 
     async def run() -> list[int]:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await migrate(conn)
+            applied = await migrate(conn)
+            if worker_role:
+                await ensure_worker_role(conn, worker_role, settings.secret("db_worker_password"))
+            return applied
 
     try:
         applied = asyncio.run(run())
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot migrate {settings.database_url}: {exc}")
-    latest = MIGRATIONS[-1][0]
-    click.echo(f"applied migrations {applied}; schema at version {latest}" if applied
-               else f"schema already at version {latest}")
+        raise click.ClickException(f"cannot migrate {_without_password(settings.database_url)}: {exc}")
+    click.echo(f"applied migrations {applied}; schema at version {LATEST_VERSION}" if applied
+               else f"schema already at version {LATEST_VERSION}")
+    if worker_role:
+        click.echo(f"worker role {worker_role}: SELECT and INSERT on every table, UPDATE on users and products, "
+                   "no DDL; run workers with it in DATABASE_URL and RECSYS_DB_MIGRATE=false")
+
+
+def _without_password(dsn: str) -> str:
+    """A DSN fit for an error message."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
 @main.command()

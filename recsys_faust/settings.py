@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 4
     db_max_backoff_s: float = 5.0      # cap of the retry backoff while PostgreSQL is down
+    db_migrate: bool = True            # workers migrate the schema at start; false: they wait for `db init` (a worker role without DDL)
+    db_worker_password: Optional[SecretStr] = None  # `db init --worker-role NAME` sets this password on the role
 
     # --- ALS (implicit) ---------------------------------------------------------------------------
     als_factors: int = 128

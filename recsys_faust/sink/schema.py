@@ -84,6 +84,18 @@ CREATE TABLE IF NOT EXISTS metric_snapshots (
 ]
 
 
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+async def schema_version(conn) -> int:
+    """The newest migration applied (0 for an empty database); needs only SELECT."""
+    cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not (await cur.fetchone())[0]:
+        return 0
+    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int((await cur.fetchone())[0])
+
+
 async def migrate(conn) -> list[int]:
     """Apply missing migrations in order, each in its own transaction; returns those applied."""
     await conn.execute(

@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .. import metrics
 from .rows import INTERACTION_COLUMNS, RESPONSE_COLUMNS, USER_EVENT_COLUMNS
-from .schema import migrate
+from .schema import LATEST_VERSION, migrate, schema_version
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,16 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, asyncio.TimeoutError, OSError)
 
 
+class SchemaNotReady(Exception):
+    """The workers may not migrate (RECSYS_DB_MIGRATE=false) and the schema is older than the code:
+    waited for like an outage (rows held back, health says why) until ``db init`` has run."""
+
+
 class PostgresSink:
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, max_backoff_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, max_backoff_s: float = 5.0,
+                 migrate: bool = True) -> None:
         self.dsn = dsn
+        self.migrate = migrate
         self.pool = AsyncConnectionPool(dsn, min_size=min_size, max_size=max_size, open=False, timeout=5.0,
                                         kwargs={"connect_timeout": 3})
         self.max_backoff_s = max_backoff_s
@@ -53,8 +60,16 @@ class PostgresSink:
         await self.pool.close()
 
     async def ensure_schema(self) -> list[int]:
+        """Migrate (the owner's way), or with ``migrate=False`` only check the schema's version."""
         async with self.pool.connection() as conn:
-            applied = await migrate(conn)
+            if self.migrate:
+                applied = await migrate(conn)
+            else:
+                have = await schema_version(conn)
+                if have < LATEST_VERSION:
+                    raise SchemaNotReady(f"the schema is at version {have}, this worker needs {LATEST_VERSION}: "
+                                         "run `recsys-faust db init` as the database owner")
+                applied = []
         self._migrated = True
         return applied
 
@@ -72,7 +87,7 @@ class PostgresSink:
                 self.rows_written += n
                 metrics.SINK_ROWS.inc(n)
                 return n
-            except TRANSIENT as exc:
+            except (*TRANSIENT, SchemaNotReady) as exc:
                 self._down(exc)
             if stop():
                 raise asyncio.CancelledError("sink stopping with an unwritten batch (it will be replayed)")

@@ -49,7 +49,7 @@ def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters) -
     if not settings.database_url:
         return None
     sink = PostgresSink(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                        max_backoff_s=settings.db_max_backoff_s)
+                        max_backoff_s=settings.db_max_backoff_s, migrate=settings.db_migrate)
     sinks = SinkProcessor(settings, sink, dead_letters, stopping=lambda: app.should_stop)
 
     @app.service

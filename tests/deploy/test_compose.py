@@ -75,6 +75,10 @@ def test_workers_wait_for_init_and_healthy_dependencies_and_scale():
     assert "KAFKA_AUTO_CREATE_TOPICS_ENABLE" in SERVICES["kafka"]["environment"]
     assert SERVICES["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert int(SERVICES["worker"]["environment"]["RECSYS_RATE_LIMIT_RPS"].split(":-")[1].rstrip("}")) > 0
+    # Workers hold rows-only credentials; the owner migrates once, in init.
+    assert worker["environment"]["DATABASE_URL"].startswith("postgresql://recsys_worker:")
+    assert worker["environment"]["RECSYS_DB_MIGRATE"] == "false"
+    assert "--worker-role recsys_worker" in " ".join(SERVICES["init"]["command"])
 
 
 def test_images_are_pinned_to_a_version():

@@ -53,6 +53,8 @@ def test_every_metric_named_by_a_panel_or_an_alert_is_exported(stack):
     produce(stack.broker.bootstrap, [("amazon-product-views", b"u-bad", b"not json")])
     user = events[0][1]["user_id"]
     wait_until(lambda: get(f"{worker.url}/api/users/{user}/profile")[0] == 200, 60, what="the stream applied")
+    wait_until(lambda: 'reason="not_json"' in http("GET", f"{worker.url}/metrics?name[]=recsys_dead_letters_total")[1],
+               60, what="the bad record dead-lettered")
     assert get(f"{worker.url}/api/recommendations/{user}")[0] == 200
     _, text = http("GET", f"{worker.url}/metrics")
     exported = set(re.findall(r"^# TYPE (\S+) ", text, re.M))

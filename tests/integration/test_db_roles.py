@@ -1,0 +1,68 @@
+"""Database access control on a real PostgreSQL: `db init --worker-role` makes a login role that
+can read and insert rows but cannot create, drop or alter a table, and a worker running as it
+(with RECSYS_DB_MIGRATE=false) stores every event."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+
+from .helpers import produce_events, wait_until
+
+pytestmark = pytest.mark.integration
+WITH_DATABASE = True
+ROLE = "recsys_worker"
+
+
+def as_role(stack, role: str) -> str:
+    return stack.postgres.url.replace("postgresql://postgres@", f"postgresql://{role}@")
+
+
+@pytest.fixture(scope="module")
+def role(stack):
+    env = {**os.environ, **stack.env, "RECSYS_DB_WORKER_PASSWORD": "s3cret-worker"}
+    out = subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init", "--worker-role", ROLE], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "s3cret" not in out.stdout + out.stderr  # the password is never printed
+    again = subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init", "--worker-role", ROLE], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr  # idempotent: the role is updated, not re-created
+    return as_role(stack, ROLE)
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE intruder (x int)",
+    "DROP TABLE interactions",
+    "ALTER TABLE interactions ADD COLUMN x int",
+    "DELETE FROM interactions",
+    "TRUNCATE interactions",
+])
+def test_the_worker_role_cannot_change_the_schema_or_delete(stack, role, statement):
+    with psycopg.connect(role) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
+def test_a_worker_as_that_role_without_migrating_stores_every_event(stack, role):
+    worker = stack.add_worker("w1", extra_env={"DATABASE_URL": role, "RECSYS_DB_MIGRATE": "false"})
+    events = synthetic_events(ShopSpec(users=30, items=40, categories=3, events_per_user=6, seed=9),
+                              end=1_750_000_000.0)
+    produce_events(stack.broker.bootstrap, events)
+    interactions = {o["event_id"] for k, o in events if k != "user-event"}
+
+    def stored():
+        with psycopg.connect(stack.postgres.url) as conn:
+            return conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    wait_until(lambda: stored() == len(interactions), 60, what=f"{len(interactions)} interactions stored")
+    with psycopg.connect(stack.postgres.url) as conn:
+        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'interactions'").fetchone()[0]
+        users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
+    assert owner == "postgres" and users == len({o["user_id"] for k, o in events if k != "user-event"})
+    assert worker.alive()
