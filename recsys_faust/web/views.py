@@ -354,6 +354,20 @@ class Demo(ApiView):
         return self.html(_demo_html())
 
 
+class OpenAPI(ApiView):
+    """The OpenAPI 3 description of ``ROUTES`` (web/openapi.py), built once."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json(_openapi_document())
+
+
+@lru_cache(maxsize=1)
+def _openapi_document() -> dict[str, Any]:
+    from .openapi import document
+
+    return document(ROUTES)
+
+
 @lru_cache(maxsize=1)
 def _demo_html() -> str:
     return resources.files("recsys_faust.web").joinpath("index.html").read_text("utf-8")
@@ -373,6 +387,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/reload-models", ReloadModels),
     ("/api/clear-cache", ClearCache),
     ("/metrics", Metrics),
+    ("/api/openapi.json", OpenAPI),
     ("/", Demo),
 )
 

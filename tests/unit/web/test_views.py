@@ -244,3 +244,32 @@ async def test_health_and_ready_take_readinesss_status_code_and_live_does_not():
         assert resp.status == 200 and await resp.json() == {"ready": True, "reasons": [], "worker": Settings().worker_name}
     finally:
         await client.close()
+
+
+async def test_openapi_describes_exactly_the_routes_and_methods_the_server_serves(open_client):
+    resp = await open_client.get("/api/openapi.json")
+    doc = await resp.json()
+    assert resp.status == 200 and doc["openapi"].startswith("3.")
+    served = set()
+    for route in open_client.server.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        if route.method in ("GET", "POST") and path:
+            served.add((path, route.method.lower()))
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == served
+    # Security follows the views' scopes: the read routes need a bearer token, ping does not.
+    assert doc["paths"]["/api/recommendations/{user_id}"]["get"]["security"] == [{"bearer": []}]
+    assert "security" not in doc["paths"]["/api/ping"]["get"]
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_a_route_without_a_description_is_refused():
+    from recsys_faust.web.openapi import document
+
+    class Undocumented(views.ApiView):
+        async def get(self, request):
+            return self.json({})
+
+    with pytest.raises(KeyError, match="no entry"):
+        document([*views.ROUTES, ("/api/new", Undocumented)])
