@@ -111,6 +111,92 @@ def _without_password(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
+@db.command("events")
+@click.option("--user", "user_id", required=True, help="The user whose stored events to show.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Newest events shown.")
+def db_events(user_id: str, limit: int) -> None:
+    """A user's stored events as JSON lines, newest first, sealed fields opened with RECSYS_FIELD_KEYS."""
+    import json
+
+    import psycopg
+    from cryptography.fernet import InvalidToken
+
+    from .events.protect import FieldCipher
+    from .sink.sealing import user_events
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+    try:
+        cipher = FieldCipher.from_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            async for event in user_events(conn, cipher, user_id, limit):
+                click.echo(json.dumps(event, sort_keys=True))
+
+    try:
+        asyncio.run(run())
+    except InvalidToken:
+        raise click.ClickException("a sealed field does not open with any key of RECSYS_FIELD_KEYS "
+                                   "(was a key removed before `keys rotate` ran?)")
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot read {_without_password(settings.database_url)}: {exc}")
+
+
+@main.group()
+def keys() -> None:
+    """Field keys for the sealed sensitive fields (RECSYS_FIELD_KEYS, newest first)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new Fernet key. To rotate: put it first in RECSYS_FIELD_KEYS, restart the workers
+    and producers, run `keys rotate`, then drop the old key."""
+    from .events.protect import generate_key
+
+    click.echo(generate_key())
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-seal every stored sensitive field in PostgreSQL with the newest key (and seal any stored
+    in plaintext), so that the older keys can be removed. Safe to interrupt and run again."""
+    import psycopg
+    from cryptography.fernet import InvalidToken
+
+    from .events.protect import FieldCipher
+    from .sink.sealing import count_rows, reseal_rows
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+    try:
+        cipher = FieldCipher.from_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    if cipher is None:
+        raise click.UsageError("RECSYS_FIELD_KEYS is not set: nothing to rotate to")
+
+    async def run() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            total = await count_rows(conn, cipher)
+            with click.progressbar(length=total, label="re-sealing stored rows", file=sys.stderr) as bar:
+                changed = await reseal_rows(conn, cipher, on_batch=bar.update)
+            return total, changed
+
+    try:
+        total, changed = asyncio.run(run())
+    except InvalidToken:
+        raise click.ClickException("a stored field does not open with any key of RECSYS_FIELD_KEYS: "
+                                   "keep the old key in the list (after the new one) until rotate has run")
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot rotate in {_without_password(settings.database_url)}: {exc}")
+    click.echo(f"{changed} of {total} rows re-sealed with the newest key; the older keys can now be removed")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV user_id,item_id,rating,timestamp[,category]. Default: the synthetic demo shop.")

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     read_tokens: Optional[SecretStr] = None    # comma-separated; profile, recommendations, similar, trending
     ingest_tokens: Optional[SecretStr] = None  # comma-separated; POST /api/events/*
     metrics_token: Optional[SecretStr] = None  # comma-separated; /metrics (unset: open)
+    field_keys: Optional[SecretStr] = None     # comma-separated Fernet keys, newest first: sensitive fields sealed (unset: kept as sent)
+    encrypted_fields: str = "review.text,user-event.properties"  # kind.field list sealed with field_keys
     rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
     rate_limit_burst: int = Field(0, ge=0)     # requests a client may make at once (0: one second's worth)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -227,6 +229,14 @@ class Settings(BaseSettings):
         given = {name: float(environ[f"RECSYS_WEIGHT_{name.upper()}"])
                  for name in ("view", "purchase", "review_per_star") if environ.get(f"RECSYS_WEIGHT_{name.upper()}")}
         return {**data, "weights": EventWeights(**given)} if given else data
+
+    @field_validator("encrypted_fields")
+    @classmethod
+    def _field_list(cls, value: str) -> str:
+        from .events.protect import parse_fields
+
+        parse_fields(value)
+        return value
 
     @field_validator("scoring")
     @classmethod

@@ -27,6 +27,7 @@ from ..events.model import (
     metric_record,
 )
 from ..events.validate import validate_event, validate_request
+from ..events.protect import FieldCipher
 from ..kafka.clients import client_kwargs
 from ..settings import Settings
 
@@ -43,8 +44,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def prepare(kind: str, obj: dict[str, Any], *, max_bytes: int = 65_536) -> tuple[str, bytes, bytes]:
-    """Validate one event object of ``kind`` and return (topic, key, value bytes).
+def prepare(kind: str, obj: dict[str, Any], *, max_bytes: int = 65_536,
+            cipher: Optional[FieldCipher] = None) -> tuple[str, bytes, bytes]:
+    """Validate one event object of ``kind`` and return (topic, key, value bytes), its sensitive
+    fields sealed when a ``cipher`` is given (events/protect.py: at the source, before Kafka).
 
     ``kind`` is view, purchase, review, user-event or request. Raises InvalidEventError.
     """
@@ -58,6 +61,8 @@ def prepare(kind: str, obj: dict[str, Any], *, max_bytes: int = 65_536) -> tuple
         checked = validate_event(topic, obj, max_bytes=max_bytes)
     if isinstance(checked, Invalid):
         raise InvalidEventError(checked)
+    if cipher is not None and kind != "request":
+        obj = cipher.seal(kind, obj)
     value = json.dumps(obj, separators=(",", ":")).encode("utf-8")
     if len(value) > max_bytes:
         raise InvalidEventError(Invalid("too_large", f"event is {len(value)} bytes, the limit is {max_bytes}"))
@@ -73,6 +78,7 @@ class _Producer:
 
     def __init__(self, settings: Settings, *, linger_ms: int = 5) -> None:
         self.settings = settings
+        self.cipher = FieldCipher.from_settings(settings)  # RECSYS_FIELD_KEYS set: seal at the source
         self._producer = aiokafka.AIOKafkaProducer(
             acks="all",
             linger_ms=linger_ms,
@@ -99,7 +105,7 @@ class _Producer:
 
     async def send_event(self, kind: str, obj: dict[str, Any], *, wait: bool = True) -> dict[str, Any]:
         """Validate and send one event object; returns the object as sent."""
-        topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes)
+        topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes, cipher=self.cipher)
         fut = await self._producer.send(topic, value=value, key=key)
         if wait:
             await fut
@@ -109,7 +115,7 @@ class _Producer:
         """Validate and send many (kind, obj) pairs, awaiting all deliveries at the end."""
         futs = []
         for kind, obj in items:
-            topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes)
+            topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes, cipher=self.cipher)
             futs.append(await self._producer.send(topic, value=value, key=key))
         for fut in futs:
             await fut

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from ..settings import default
+from .protect import is_sealed
 from .model import (
     TOPIC_KINDS,
     USER_EVENT_TYPES,
@@ -148,7 +149,7 @@ def validate_event(
                     f"'event_type'={event_type!r} is not one of {sorted(USER_EVENT_TYPES)}",
                 )
             props = obj.get("properties")
-            if props is not None and not isinstance(props, dict):
+            if props is not None and not isinstance(props, dict) and not is_sealed(props):
                 raise _Reject("wrong_type", f"'properties' must be an object, got {_type(props)}")
             return Event(kind, event_id, user_id, ts, event_type=event_type, payload=obj)
         product_id = _string(obj, "product_id")

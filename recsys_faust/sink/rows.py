@@ -19,10 +19,12 @@ def ts(value: float) -> datetime:
     return datetime.fromtimestamp(float(value), tz=timezone.utc)
 
 
-def event_row(ev: Event, source: Optional[tuple[str, int, int]]) -> tuple[str, tuple]:
-    """('interactions' | 'user_events', row) for one valid event."""
+def event_row(ev: Event, source: Optional[tuple[str, int, int]],
+              payload_obj: Optional[dict[str, Any]] = None) -> tuple[str, tuple]:
+    """('interactions' | 'user_events', row) for one valid event (``payload_obj``: the payload to
+    store instead of the event's own, e.g. with its sensitive fields sealed)."""
     topic, partition, offset = source if source else (None, None, None)
-    payload = json.dumps(ev.payload, separators=(",", ":"))
+    payload = json.dumps(ev.payload if payload_obj is None else payload_obj, separators=(",", ":"))
     if ev.kind == "user-event":
         return "user_events", (ev.event_id, ev.user_id, ev.event_type, ts(ev.ts), payload, topic, partition, offset)
     return "interactions", (ev.event_id, ev.kind, ev.user_id, ev.product_id, ts(ev.ts), ev.category, ev.rating,

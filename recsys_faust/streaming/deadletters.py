@@ -9,7 +9,8 @@ from faust.types import EventT, TopicT
 
 from .. import metrics
 from ..events.deadletter import dead_letter
-from ..events.model import Invalid
+from ..events.model import TOPIC_KINDS, Invalid
+from ..events.protect import FieldCipher
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,10 @@ def _raw(value: object) -> Optional[bytes]:
 
 
 class DeadLetters:
-    def __init__(self, topic: TopicT, worker: str) -> None:
+    def __init__(self, topic: TopicT, worker: str, cipher: Optional[FieldCipher] = None) -> None:
         self.topic = topic
         self.worker = worker
+        self.cipher = cipher   # with field keys, a refused record's sensitive fields are sealed in its copy
 
     async def send(self, rec: EventT, invalid: Invalid) -> None:
         """Count, log and dead-letter ``rec`` with the reason and its original bytes."""
@@ -29,6 +31,11 @@ class DeadLetters:
         metrics.DEAD_LETTERS.labels(msg.topic, invalid.code).inc()
         log.warning("dead letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, invalid)
         key, value = _raw(msg.key), _raw(msg.value)
-        await self.topic.send(key=key, value=dead_letter(
-            invalid, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-            key=key, value=value, worker=self.worker))
+        sealed = "none"
+        if self.cipher is not None:
+            value, sealed = self.cipher.seal_raw(TOPIC_KINDS.get(msg.topic), value)
+        record = dead_letter(invalid, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                             key=key, value=value, worker=self.worker)
+        if sealed != "none":
+            record["payload_sealed"] = sealed
+        await self.topic.send(key=key, value=record)

@@ -18,6 +18,7 @@ import psycopg
 from faust.types import EventT
 
 from ..events.model import Invalid, Source, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_SYSTEM_METRICS
+from ..events.protect import FieldCipher
 from ..events.validate import validate_event
 from ..settings import Settings
 from ..sink.rows import event_row, response_row, ts
@@ -39,6 +40,8 @@ class SinkProcessor:
     def __init__(self, settings: Settings, sink: PostgresSink, dead_letters: DeadLetters,
                  stopping: Callable[[], bool]) -> None:
         self.settings = settings
+        # With field keys, what a producer sent in plaintext is sealed before it is stored.
+        self.cipher = FieldCipher.from_settings(settings)
         self.sink = sink
         self.dead_letters = dead_letters
         self.stopping = stopping
@@ -51,7 +54,8 @@ class SinkProcessor:
                                 max_future_skew_s=self.settings.max_future_skew_s)
             if isinstance(ev, Invalid):
                 continue  # dead-lettered (once) by the user_event_processor
-            table, row = event_row(ev, Source(msg.topic, msg.partition, msg.offset))
+            payload = self.cipher.seal(ev.kind, ev.payload) if self.cipher is not None else None
+            table, row = event_row(ev, Source(msg.topic, msg.partition, msg.offset), payload)
             batches[table].append(row)
         await self._write(batches, records)
 

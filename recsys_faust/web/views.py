@@ -28,6 +28,7 @@ from yarl import URL
 from .. import metrics
 from ..client.producers import InvalidEventError, new_id, prepare
 from ..events.model import KIND_TOPICS
+from ..events.protect import FieldCipher
 from ..kafka.partitioning import user_partition
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import ProfileConfig, profile_view
@@ -64,6 +65,7 @@ class WebContext:
     owners: Any = None
     profile_config: Optional[ProfileConfig] = None
     limiter: Optional[TokenBuckets] = None
+    cipher: Optional[FieldCipher] = None   # RECSYS_FIELD_KEYS set: sensitive fields sealed before Kafka
 
 
 async def _read_limited(request: Request, limit: int, kind: str) -> bytes:
@@ -293,7 +295,7 @@ class Ingest(ApiView):
         obj.setdefault("event_id", new_id())
         obj.setdefault("timestamp", time.time())
         try:
-            topic, key, value = prepare(kind, obj, max_bytes=self.ctx.settings.max_event_bytes)
+            topic, key, value = prepare(kind, obj, max_bytes=self.ctx.settings.max_event_bytes, cipher=self.ctx.cipher)
         except InvalidEventError as exc:
             metrics.INGEST_REJECTED.labels(kind, exc.invalid.code).inc()
             raise ApiError(400, exc.invalid.code, exc.invalid.detail)
@@ -424,6 +426,7 @@ def mount(app: Any, ctx: WebContext) -> None:
     app.web.web_app.middlewares.append(json_errors)
     s = ctx.settings
     ctx.profile_config = ProfileConfig.from_settings(s)
+    ctx.cipher = FieldCipher.from_settings(s)
     if s.rate_limit_rps > 0:
         ctx.limiter = TokenBuckets(s.rate_limit_rps, s.rate_limit_burst or math.ceil(s.rate_limit_rps))
     app.web_context = ctx

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from .. import metrics
 from ..app import RecsysApp, create_app
 from ..events.model import TOPIC_REQUESTS
+from ..events.protect import FieldCipher
 from ..kafka.lag import consumer_lags
 from ..kafka.topics import plan_from_settings
 from ..ranking.ranker import Ranker
@@ -44,7 +45,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     ranker = Ranker(settings, replicas.popularity, replicas.transitions, replicas.models)
     recommender = Recommender(settings, tables.profiles, tables.recommendations, ranker)
     cache = CacheControl(settings, recommender.clear_cache, topics.control)
-    dead_letters = DeadLetters(topics.dead_letters, settings.worker_name)
+    dead_letters = DeadLetters(topics.dead_letters, settings.worker_name, FieldCipher.from_settings(settings))
     drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
     scorer = make_scorer(settings.scoring)
     run_scorer_with_the_worker(app, scorer)
