@@ -128,7 +128,7 @@ def test_everything_speaks_tls_with_ca_verification(tls_broker, tmp_path):
         probe = (
             "import asyncio\nfrom recsys_faust.client.producers import ProductEventProducer\n"
             "async def main():\n    async with ProductEventProducer.from_env() as p:\n"
-            f"        await p.send_view('tls-user', 'tls-item', category='c1')\nasyncio.run(main())\n")
+            "        await p.send_view('tls-user', 'tls-item', category='c1')\nasyncio.run(main())\n")
         sent = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **env}, capture_output=True,
                               text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
