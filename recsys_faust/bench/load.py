@@ -1,7 +1,8 @@
-"""HTTP load from a separate process: ``python -m recsys_faust.bench.load URL_TEMPLATE USERS SECONDS CONC``.
+"""HTTP load from a separate process: ``python -m recsys_faust.bench.load URL_TEMPLATE USERS SECONDS CONC [TOKEN]``.
 
 Prints one JSON line: requests, errors, rps, p50_ms, p99_ms. The user in the URL rotates over
-USERS (a comma-separated list or an integer count of ``u<N>`` ids).
+USERS (a comma-separated list or an integer count of ``u<N>`` ids); TOKEN, when given, goes in
+``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import aiohttp
 
 
-async def run(template: str, users: list[str], seconds: float, concurrency: int) -> dict:
+async def run(template: str, users: list[str], seconds: float, concurrency: int, token: str = "") -> dict:
     lat: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -36,7 +37,8 @@ async def run(template: str, users: list[str], seconds: float, concurrency: int)
             lat.append(time.perf_counter() - t0)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -47,5 +49,6 @@ async def run(template: str, users: list[str], seconds: float, concurrency: int)
 
 if __name__ == "__main__":
     template, users_arg, seconds, conc = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    token = sys.argv[5] if len(sys.argv) > 5 else ""
     users = [f"u{i}" for i in range(int(users_arg))] if users_arg.isdigit() else users_arg.split(",")
-    print(json.dumps(asyncio.run(run(template, users, seconds, conc))))
+    print(json.dumps(asyncio.run(run(template, users, seconds, conc, token))))

@@ -198,13 +198,16 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     return worker
 
 
+def _load(worker: WorkerProcess, path: str, users: list[str], seconds: float, token: str = "") -> dict:
+    out = subprocess.run([sys.executable, "-m", "recsys_faust.bench.load", worker.url + path,
+                          ",".join(users), str(seconds), "16", token], capture_output=True, text=True,
+                         timeout=seconds + 60)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users: list[str], seconds: float) -> None:
     click.echo(f"serving: {seconds:.0f}s of load per route, 16 concurrent, separate process")
-
-    def load(path: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "recsys_faust.bench.load", worker.url + path,
-                              ",".join(users), str(seconds), "16"], capture_output=True, text=True, timeout=seconds + 60)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    load = lambda path: _load(worker, path, users, seconds)
 
     const = load("/api/ping")
     recs = load("/api/recommendations/{user}?k=10")
@@ -212,6 +215,27 @@ def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users:
                f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
                f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
                f"{recs['rps']:,.0f} req/s vs {const['rps']:,.0f}; errors {recs['errors']}")
+
+
+#: Tokens on every scope and a rate limit every request passes through (but none exceeds).
+SECURED_ENV = {"RECSYS_READ_TOKENS": "bench-old,bench-token", "RECSYS_INGEST_TOKENS": "bench-token",
+               "RECSYS_API_TOKEN": "bench-token", "RECSYS_RATE_LIMIT_RPS": "1000000",
+               "RECSYS_RATE_LIMIT_BURST": "1000000", "DATABASE_URL": ""}
+
+
+def bench_serving_secured(stack: DevStack, report: Report, users: list[str], seconds: float) -> WorkerProcess:
+    """The serving row again on a worker with tokens (two read tokens: a rotation) and the rate
+    limiter on: what authentication and the token bucket add to a request."""
+    click.echo("serving with tokens and rate limiting on: a worker of its own, tables rebuilt from the changelogs")
+    worker = stack.add_worker("bench-secured", extra_env=SECURED_ENV)
+    const = _load(worker, "/api/ping", users, seconds)
+    recs = _load(worker, "/api/recommendations/{user}?k=10", users, seconds, token="bench-token")
+    report.add("serving with tokens + rate limit, p99", f"{recs['p99_ms']:.1f} ms (p50 {recs['p50_ms']:.1f})",
+               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
+               f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
+               f"bearer token checked (2 valid read tokens) and a token bucket taken per request; "
+               f"{recs['rps']:,.0f} req/s; errors {recs['errors']}")
+    return worker
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -517,6 +541,7 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
         users = sorted({o["user_id"] for _, o in events})[:2000]
         bench_serving(stack, report, worker, users, 8 if quick else 20)
         worker.stop()  # idle, it would still poll the broker while freshness runs beside it
+        bench_serving_secured(stack, report, users, 8 if quick else 20).stop()
         bench_freshness(report, events, workdir, 500, 10 if quick else 20)
         bench_sink(stack, report, 20_000 if quick else 100_000)
         bench_training(report, data, quick, workdir)
