@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from .helpers import get, http, wait_until
+from .helpers import get, http, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 READ = ("read-old", "read-new")   # two read tokens at once: a rotation in progress
@@ -60,7 +60,7 @@ def test_each_scope_needs_its_own_token(worker):
                                                 "metrics": "token"}
 
 
-def test_oversized_and_malformed_bodies_get_clear_errors(worker):
+def test_oversized_and_malformed_bodies_get_clear_errors(stack, worker):
     big = b'{"user_id": "u", "product_id": "p", "blob": "' + b"x" * 5_000_000 + b'"}'
     status, body = http("POST", f"{worker.url}/api/events/view", big, bearer(INGEST))
     assert status == 413 and body["error"] == "too_large"
@@ -69,6 +69,9 @@ def test_oversized_and_malformed_bodies_get_clear_errors(worker):
     status, body = http("POST", f"{worker.url}/api/events/view", b"{nope", bearer(INGEST))
     assert status == 400 and body["error"] == "not_json"
     assert worker.alive()
+    # None of the refused bodies reached the topic.
+    assert [r for r in read_topic(stack.broker.bootstrap, "amazon-product-views", timeout_s=5)
+            if b"blob" in (r.value or b"") or r.value in (b"[1, 2]", b"{nope")] == []
 
 
 def test_no_token_reaches_the_log(worker):
