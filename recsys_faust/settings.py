@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     read_tokens: Optional[SecretStr] = None    # comma-separated; profile, recommendations, similar, trending
     ingest_tokens: Optional[SecretStr] = None  # comma-separated; POST /api/events/*
     metrics_token: Optional[SecretStr] = None  # comma-separated; /metrics (unset: open)
+    tokens_file: Optional[Path] = None         # lines RECSYS_READ_TOKENS=... etc. overriding those lists, re-read within 1 s of a change
     field_keys: Optional[SecretStr] = None     # comma-separated Fernet keys, newest first: sensitive fields sealed (unset: kept as sent)
     encrypted_fields: str = "review.text,user-event.properties"  # kind.field list sealed with field_keys
     rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
