@@ -3,7 +3,6 @@ rotates tokens without a restart (read again once it changes, looked at once a s
 
 import os
 
-import pytest
 
 from recsys_faust.settings import Settings
 from recsys_faust.web import auth
