@@ -97,12 +97,19 @@ async def schema_version(conn) -> int:
 
 
 async def migrate(conn) -> list[int]:
-    """Apply missing migrations in order, each in its own transaction; returns those applied."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    await conn.commit()
+    """Apply missing migrations in order, each in its own transaction; returns those applied.
+
+    Everything, the bookkeeping table included, runs under one advisory lock: two workers
+    starting together both ran ``CREATE TABLE IF NOT EXISTS schema_migrations``, and PostgreSQL
+    answers the loser of that race with a unique violation on its catalogue, not a no-op
+    (found by the failover test: the loser's first sink batch was refused).
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(744411)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
     applied: list[int] = []
     for version, name, sql in MIGRATIONS:
         async with conn.transaction():

@@ -33,6 +33,10 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: Failures that end by themselves (server down, restarting, unreachable): retried forever.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, asyncio.TimeoutError, OSError)
+#: Failures that are the rows' own (a value PostgreSQL refuses): raised, so the caller
+#: dead-letters the batch. Anything else (a missing table, a privilege, a schema being created
+#: by another worker) is the deployment's and is retried like an outage: rows wait, never lost.
+ROW_FAULTS = (psycopg.DataError, psycopg.IntegrityError)
 
 
 class SchemaNotReady(Exception):
@@ -79,7 +83,12 @@ class PostgresSink:
         while True:
             try:
                 if not self._migrated:
-                    await self.ensure_schema()
+                    try:
+                        await self.ensure_schema()
+                    except psycopg.Error as exc:  # never the rows' fault: wait and retry
+                        if isinstance(exc, TRANSIENT):
+                            raise
+                        raise SchemaNotReady(f"schema check or migration failed: {type(exc).__name__}: {exc}") from exc
                 n = await self._write_once(batches)
                 if self.up is False:
                     log.warning("PostgreSQL is back: sink resumed")
@@ -89,6 +98,12 @@ class PostgresSink:
                 return n
             except (*TRANSIENT, SchemaNotReady) as exc:
                 self._down(exc)
+            except psycopg.Error as exc:
+                if isinstance(exc, ROW_FAULTS):
+                    raise
+                self._down(exc)  # not the rows' fault: held back and retried
+                log.error("PostgreSQL refused the sink's batch for a reason that is not the rows' "
+                          "(%s: %s); retrying", type(exc).__name__, str(exc)[:200])
             if stop():
                 raise asyncio.CancelledError("sink stopping with an unwritten batch (it will be replayed)")
             metrics.SINK_RETRIES.inc()

@@ -92,5 +92,13 @@ def test_sigkill_one_of_two_workers_mid_stream(stack):
     # Every event exactly once in PostgreSQL (natural keys: a replay inserts nothing).
     want = (len({o["event_id"] for k, o in events if k != "user-event"}),
             len({o["event_id"] for k, o in events if k == "user-event"}))
-    wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows in PostgreSQL")
+    try:
+        wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows in PostgreSQL")
+    except AssertionError:
+        with psycopg.connect(stack.postgres.url) as conn:
+            have = {r[0] for r in conn.execute("SELECT event_id FROM interactions UNION ALL "
+                                               "SELECT event_id FROM user_events").fetchall()}
+        missing = sorted({o["event_id"] for _, o in events} - have)
+        raise AssertionError(f"PostgreSQL holds {stored(stack)}, want {want}; {len(missing)} events missing, "
+                             f"e.g. {missing[:5]}") from None
     assert w1.alive() and w2.alive()

@@ -199,3 +199,38 @@ def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survi
     with psycopg.connect(stack.postgres.url) as conn:
         assert conn.execute("SELECT 1 FROM model_versions WHERE model_version = 'tiny-v1'").fetchone()
     assert worker.alive()
+
+
+def test_two_sinks_starting_together_on_an_empty_database_store_every_row(stack, worker):
+    """Regression (found by the failover test): two workers' sinks creating the schema at once
+    made PostgreSQL refuse the loser's first batch (a unique violation in its catalogue), which
+    was then dead-lettered: those events never reached the database."""
+    import asyncio
+
+    from recsys_faust.events.model import Event
+    from recsys_faust.sink.rows import event_row
+    from recsys_faust.sink.writer import PostgresSink
+
+    def rows(tag: str, n: int) -> list[tuple]:
+        return [event_row(Event("view", f"{tag}-{i}", f"u{i}", 1_700_000_000.0 + i, product_id="p"),
+                          ("amazon-product-views", 0, i))[1] for i in range(n)]
+
+    async def race(dsn: str) -> None:
+        sinks = [PostgresSink(dsn) for _ in range(3)]
+        for s in sinks:
+            await s.open()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.write({"interactions": rows(f"s{k}", 50)})
+                                                    for k, s in enumerate(sinks))), 60)
+        finally:
+            for s in sinks:
+                await s.close()
+
+    with psycopg.connect(stack.postgres.url, autocommit=True) as admin:
+        for round_ in range(6):
+            name = f"race_{round_}_{int(time.time() * 1000) % 10**8}"
+            admin.execute(f"CREATE DATABASE {name}")
+            dsn = stack.postgres.url.rsplit("/", 1)[0] + f"/{name}"
+            asyncio.run(race(dsn))
+            with psycopg.connect(dsn) as conn:
+                assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] == 150, round_
