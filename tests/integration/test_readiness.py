@@ -11,11 +11,14 @@ import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import get, http, produce_events, wait_until
+import psycopg
 
-pytestmark = pytest.mark.integration
+from .helpers import Model, get, http, produce_events, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 DURABLE_BROKER = True
+WITH_DATABASE = True
 END = 1_750_000_000.0
 STARTING_REASONS = ("the consumer has not started", "rebalancing", "recovering", "catching up", "no partition",
                     "broker unreachable")
@@ -100,3 +103,15 @@ def test_readiness_lag_and_a_broker_crash(stack):
     print(f"the event produced after the crash applied in {time.monotonic() - t0:.1f} s")
     expected_views = sum(1 for k, o in events if k == "view" and o["user_id"] == user) + 1
     assert get(f"{worker.url}/api/users/{user}/profile")[1]["counts"]["view"] == expected_views
+    # Every profile exact, and PostgreSQL holds every event once, across the crash.
+    model = Model(events + [("view", {"event_id": "after-crash", "user_id": user, "product_id": "p-new",
+                                       "timestamp": END + 10})])
+    wrong = lambda: [u for u in sorted(model.by_user)
+                     if get(f"{worker.url}/api/users/{u}/profile")[1].get("counts") != model.counts(u)]
+    wait_until(lambda: not wrong(), 60, interval=1, what="every profile exact after the crash")
+    want = len({o["event_id"] for _, o in model.events})
+
+    def rows() -> int:
+        with psycopg.connect(stack.postgres.url) as conn:
+            return conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    wait_until(lambda: rows() == want, 60, what=f"{want} rows in PostgreSQL")
