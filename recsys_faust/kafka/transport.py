@@ -171,6 +171,12 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
                 self.log.error("not committing: changelog of table %s failed: %r", table.name, error)
                 await self.app.crash(error)
                 return False
+        gaps = {tp: [(iv.begin, iv.end) for iv in sorted(self._gap[tp])][:5]
+                for tp in tps if self._gap.get(tp)}
+        if gaps:
+            # Faust treats offsets it never received as done (compaction, transaction markers):
+            # on an input topic that is records skipped, so it is said, loudly.
+            self.log.warning("committing past offsets this worker never received: %s", gaps)
         return await super()._commit_tps(tps, start_new_transaction)
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
