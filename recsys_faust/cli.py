@@ -7,7 +7,7 @@ import logging
 import time
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -111,6 +111,19 @@ def _without_password(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
+def _database_and_keys() -> tuple[Settings, Any]:
+    """The settings of a command that needs the database, and the field cipher (None without keys)."""
+    from .events.protect import FieldCipher
+
+    settings = _settings()
+    if not settings.database_url:
+        raise click.UsageError("DATABASE_URL is not set")
+    try:
+        return settings, FieldCipher.from_settings(settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+
+
 @db.command("events")
 @click.option("--user", "user_id", required=True, help="The user whose stored events to show.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Newest events shown.")
@@ -121,16 +134,9 @@ def db_events(user_id: str, limit: int) -> None:
     import psycopg
     from cryptography.fernet import InvalidToken
 
-    from .events.protect import FieldCipher
     from .sink.sealing import user_events
 
-    settings = _settings()
-    if not settings.database_url:
-        raise click.UsageError("DATABASE_URL is not set")
-    try:
-        cipher = FieldCipher.from_settings(settings)
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
+    settings, cipher = _database_and_keys()
 
     async def run() -> None:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
@@ -167,16 +173,9 @@ def keys_rotate() -> None:
     import psycopg
     from cryptography.fernet import InvalidToken
 
-    from .events.protect import FieldCipher
     from .sink.sealing import count_rows, reseal_rows
 
-    settings = _settings()
-    if not settings.database_url:
-        raise click.UsageError("DATABASE_URL is not set")
-    try:
-        cipher = FieldCipher.from_settings(settings)
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
+    settings, cipher = _database_and_keys()
     if cipher is None:
         raise click.UsageError("RECSYS_FIELD_KEYS is not set: nothing to rotate to")
 
