@@ -28,6 +28,12 @@ DEAD_LETTERS = Counter(
     "recsys_dead_letters_total", "Records refused and sent to the dead-letter topic, by reason",
     ["topic", "reason"], registry=REGISTRY,
 )
+OFFSET_GAPS = Counter(
+    "recsys_offset_gaps_total",
+    "Times the fetch loop met an offset past the next expected one (records not delivered): the gap is "
+    "not committed past and the worker rejoins its group to read them again",
+    ["topic"], registry=REGISTRY,
+)
 REROUTED = Counter(
     "recsys_rerouted_total",
     "Records that arrived on another partition than their user_id hashes to, re-sent to the right one",
