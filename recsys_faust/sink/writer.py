@@ -64,16 +64,25 @@ class PostgresSink:
         await self.pool.close()
 
     async def ensure_schema(self) -> list[int]:
-        """Migrate (the owner's way), or with ``migrate=False`` only check the schema's version."""
-        async with self.pool.connection() as conn:
-            if self.migrate:
-                applied = await migrate(conn)
-            else:
-                have = await schema_version(conn)
-                if have < LATEST_VERSION:
-                    raise SchemaNotReady(f"the schema is at version {have}, this worker needs {LATEST_VERSION}: "
-                                         "run `recsys-faust db init` as the database owner")
-                applied = []
+        """Migrate (the owner's way), or with ``migrate=False`` only check the schema's version.
+
+        A failure here is never the rows' fault: anything but an outage is ``SchemaNotReady``,
+        which ``write`` waits out like one.
+        """
+        try:
+            async with self.pool.connection() as conn:
+                if self.migrate:
+                    applied = await migrate(conn)
+                else:
+                    have = await schema_version(conn)
+                    if have < LATEST_VERSION:
+                        raise SchemaNotReady(f"the schema is at version {have}, this worker needs "
+                                             f"{LATEST_VERSION}: run `recsys-faust db init` as the database owner")
+                    applied = []
+        except psycopg.Error as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+            raise SchemaNotReady(f"schema check or migration failed: {type(exc).__name__}: {exc}") from exc
         self._migrated = True
         return applied
 
@@ -83,12 +92,7 @@ class PostgresSink:
         while True:
             try:
                 if not self._migrated:
-                    try:
-                        await self.ensure_schema()
-                    except psycopg.Error as exc:  # never the rows' fault: wait and retry
-                        if isinstance(exc, TRANSIENT):
-                            raise
-                        raise SchemaNotReady(f"schema check or migration failed: {type(exc).__name__}: {exc}") from exc
+                    await self.ensure_schema()
                 n = await self._write_once(batches)
                 if self.up is False:
                     log.warning("PostgreSQL is back: sink resumed")

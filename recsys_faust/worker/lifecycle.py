@@ -62,6 +62,13 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
         """Readiness's view of the broker: a metadata request on a client of its own."""
         await probe.probe()
 
+    @app.service
+    class BrokerProbeService(Service):
+        """Closes the probe's client with the worker."""
+
+        async def on_stop(self) -> None:
+            await probe.close()
+
     @app.timer(interval=max(0.5, settings.drift_window_s / 10))
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""
