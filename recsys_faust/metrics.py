@@ -24,6 +24,10 @@ EVENTS = Counter(
     "recsys_events_total", "Input events processed, by topic and outcome (applied|replay|duplicate; not_owned: of a partition revoked since it was fetched, left to its new owner)",
     ["topic", "outcome"], registry=REGISTRY,
 )
+DEDUP_EXPIRED = Counter(
+    "recsys_dedup_expired_total", "event_ids entries deleted as they left the de-duplication window (RECSYS_DEDUP_WINDOW_S)",
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "recsys_dead_letters_total", "Records refused and sent to the dead-letter topic, by reason",
     ["topic", "reason"], registry=REGISTRY,

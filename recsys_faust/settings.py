@@ -144,7 +144,9 @@ class Settings(BaseSettings):
 
     # --- profile state ------------------------------------------------------------------------
     profile_recent_items: int = Field(50, gt=0)       # recent interactions kept per user
-    profile_recent_event_ids: int = Field(256, gt=0)  # event_ids remembered per user for idempotency
+    # An event_id seen again within this much event time of the newest event on its partition
+    # is applied once (profiles/dedup.py); state holds one window's event ids.
+    dedup_window_s: float = Field(7 * 86_400, gt=0)
     tumbling_window_s: int = Field(3_600, gt=0)
     tumbling_expires_s: int = 86_400
     hopping_window_s: int = Field(3_600, gt=0)

@@ -37,13 +37,22 @@ class ChangelogWriteError(RuntimeError):
     """A changelog batch could not be written: state in RocksDB is ahead of the changelog."""
 
 
+class _Tombstone:
+    def __repr__(self) -> str:
+        return "TOMBSTONE"
+
+
+#: A value for ``encode_many`` that deletes its key: from the store, and from the changelog (a
+#: record with a null value, which Faust's recovery applies as a delete and compaction drops).
+TOMBSTONE: Any = _Tombstone()
+
 
 @dataclass(frozen=True)
 class StagedWrites:
     """Encoded records (``StrKeyTable.encode_many``), stored by ``store_staged``, their changelog
     sent by ``send_all_staged``."""
 
-    by_partition: dict[int, list[tuple[bytes, bytes]]]
+    by_partition: dict[int, list[tuple[bytes, Optional[bytes]]]]  # None: a delete
 
 
 class StrKeyTable(faust.Table):
@@ -125,6 +134,28 @@ class StrKeyTable(faust.Table):
                     out[pos] = loads(raw)
         return out
 
+    def keys_between(self, partition: int, start: str, stop: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys ``start <= key < stop`` of one partition's store, in order.
+
+        A range scan of the sorted store: what the de-duplication window's expiry reads
+        (profiles/dedup.py), without a pass over the other keys.
+        """
+        store = self._rocksdb_store()
+        stop_b = stop.encode("utf-8")
+        out: list[str] = []
+        it = store._db_for_partition(partition).iter()
+        try:
+            it.seek(start.encode("utf-8"))
+            while it.valid() and len(out) < limit:
+                kb = it.key()
+                if kb >= stop_b:
+                    break
+                out.append(kb.decode("utf-8"))
+                it.next()
+        finally:
+            del it
+        return out
+
     def encode_many(self, items: Sequence[tuple[str, Any, int]],
                     encoded: Sequence[tuple[str, bytes, int]] = ()) -> "StagedWrites":
         """``(key, value, partition)`` items encoded for ``store_staged``, not stored yet.
@@ -134,10 +165,10 @@ class StrKeyTable(faust.Table):
         micro-batch folding more events into a profile) does not change what is stored.
         ``encoded`` items carry their JSON bytes already (encoded by the scoring process).
         """
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        by_partition: dict[int, list[tuple[bytes, Optional[bytes]]]] = defaultdict(list)
         dumps = codecs.dumps_json
         for key, value, partition in items:
-            by_partition[partition].append((key.encode("utf-8"), dumps(value)))
+            by_partition[partition].append((key.encode("utf-8"), None if value is TOMBSTONE else dumps(value)))
         for key, raw, partition in encoded:
             by_partition[partition].append((key.encode("utf-8"), raw))
         return StagedWrites(by_partition)
@@ -163,7 +194,10 @@ class StrKeyTable(faust.Table):
         for partition, records in staged.by_partition.items():
             batch = WriteBatch(raw_mode=True)
             for kb, vb in records:
-                batch.put(kb, vb)
+                if vb is None:
+                    batch.delete(kb)
+                else:
+                    batch.put(kb, vb)
             store._db_for_partition(partition).write(batch)
         return staged
 
@@ -176,7 +210,7 @@ class StrKeyTable(faust.Table):
                 for partition, records in staged.by_partition.items()]
 
     async def _send_records(self, producer: Any, topic: str, partition: int,
-                            records: list[tuple[bytes, bytes]]) -> list["asyncio.Future[Any]"]:
+                            records: list[tuple[bytes, Optional[bytes]]]) -> list["asyncio.Future[Any]"]:
         """Hand the records to the producer; returns the batches' delivery futures."""
         batch, count = producer.create_batch(), 0
         delivered = []
@@ -186,7 +220,7 @@ class StrKeyTable(faust.Table):
                 delivered.append(await self._send_batch(producer, batch, count, topic, partition))
                 batch, count = producer.create_batch(), 0
                 if batch.append(key=kb, value=vb, timestamp=None) is None:
-                    raise ValueError(f"a {len(vb)}-byte value does not fit one producer batch")
+                    raise ValueError(f"a {len(vb or b'')}-byte value does not fit one producer batch")
             count += 1
         delivered.append(await self._send_batch(producer, batch, count, topic, partition))
         return delivered

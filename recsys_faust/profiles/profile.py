@@ -2,8 +2,9 @@
 
 A profile is the value of the ``user_profiles`` table. It is a plain dict (not a Faust Record)
 so the pure core needs no Faust and the stored JSON is readable by anything. Each update
-records what it applied (the source offset per topic-partition and the recent event ids), so
-the replays Faust performs after a rebalance or crash change nothing: state is exact.
+records what it applied (the source offset per topic-partition; the event ids are in their
+own table, profiles/dedup.py), so the replays Faust performs after a rebalance or crash change
+nothing: state is exact.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ ROW_PRODUCT, ROW_KIND, ROW_TS, ROW_CATEGORY, ROW_RATING = range(5)
 @dataclass(frozen=True)
 class ProfileConfig:
     recent_items: int = default("profile_recent_items")
-    recent_event_ids: int = default("profile_recent_event_ids")
     tumbling: WindowSpec = WindowSpec(default("tumbling_window_s"), default("tumbling_window_s"),
                                       default("tumbling_expires_s"))
     hopping: WindowSpec = WindowSpec(default("hopping_window_s"), default("hopping_step_s"),
@@ -37,7 +37,6 @@ class ProfileConfig:
     def from_settings(cls, s: Settings) -> "ProfileConfig":
         return cls(
             recent_items=s.profile_recent_items,
-            recent_event_ids=s.profile_recent_event_ids,
             tumbling=WindowSpec(s.tumbling_window_s, s.tumbling_window_s, s.tumbling_expires_s),
             hopping=WindowSpec(s.hopping_window_s, s.hopping_step_s, s.hopping_expires_s),
             weights=s.weights,
@@ -55,7 +54,6 @@ def new_profile(user_id: str) -> Profile:
         "tumbling": {},
         "hopping": {},
         "applied": {},
-        "ids": [],
     }
 
 
@@ -65,13 +63,19 @@ DUPLICATE = "duplicate"    # another record with the same event_id is already in
 
 
 def check_applied(profile: Profile, event_id: str, source: Optional[Source]) -> Optional[str]:
-    """REPLAY or DUPLICATE when this event is already in the profile, else None."""
+    """REPLAY or DUPLICATE when this event is already in the profile, else None.
+
+    Duplicates by event_id are the ``event_ids`` table's to find (profiles/dedup.py, checked
+    before this); a profile written before that table existed still holds its last event ids,
+    frozen, and they are still honoured.
+    """
     if source is not None:
         topic, partition, offset = source
         last = profile["applied"].get(f"{topic}:{partition}")
         if last is not None and offset <= last:
             return REPLAY
-    if event_id in profile["ids"]:
+    legacy = profile.get("ids")
+    if legacy and event_id in legacy:
         return DUPLICATE
     return None
 
@@ -84,10 +88,6 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
     if source is not None:
         topic, partition, offset = source
         profile["applied"][f"{topic}:{partition}"] = offset
-    ids = profile["ids"]
-    ids.append(event.event_id)
-    if len(ids) > cfg.recent_event_ids:
-        del ids[: len(ids) - cfg.recent_event_ids]
 
     ts = event.ts
     previous_stream_time = profile["last_seen"]  # the windows were expired at it

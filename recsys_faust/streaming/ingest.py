@@ -6,8 +6,8 @@ profile (one read, one write per user), add interactions to the per-partition po
 transition entries (one write per touched item), and refresh each touched user's ready list. Writes go
 through ``encode_many``/``store_staged`` and a ``ChangelogPipe``: one encode per value and one Kafka record
 batch per changelog partition, instead of Faust's per-key send (kafka/table.py says why). Replays are
-skipped by the offsets and event ids the state records, so state is exact under Faust's
-at-least-once delivery.
+skipped by the offsets the state records and duplicates by the ``event_ids`` table
+(profiles/dedup.py), so state is exact under Faust's at-least-once delivery.
 
 A batch is processed in two steps (``process`` folds it and hands its query to the scorer; the
 returned rest stores it), so that the pipeline folds the next batch while this one is scored.
@@ -27,9 +27,10 @@ from faust.types import EventT, TopicT
 from .. import metrics
 from ..events.model import Event, Invalid, Source
 from ..events.validate import validate_event
-from ..kafka.table import ChangelogPipe, StagedWrites, StrKeyTable
+from ..kafka.table import TOMBSTONE, ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
-from ..profiles.profile import APPLIED, DUPLICATE, ProfileConfig, apply_event, new_profile
+from ..profiles import dedup
+from ..profiles.profile import APPLIED, DUPLICATE, REPLAY, ProfileConfig, apply_event, new_profile
 from ..ranking import transition_index as tix
 from ..ranking.active import ActiveModel
 from ..ranking.ranker import Ranker
@@ -68,6 +69,7 @@ class _Folded:
     profile_writes: StagedWrites
     entry_writes: StagedWrites
     transition_writes: StagedWrites
+    id_writes: StagedWrites
     active: Optional[ActiveModel]
     rows: list[int]
     scoring: Optional[asyncio.Future]
@@ -137,6 +139,7 @@ class UserEventProcessor:
         popularity: StrKeyTable,
         transitions: StrKeyTable,
         user_factors: StrKeyTable,
+        event_ids: StrKeyTable,
         index: PopularityIndex,
         ranker: Ranker,
         dead_letters: DeadLetters,
@@ -158,6 +161,8 @@ class UserEventProcessor:
         self.popularity = popularity
         self.transitions = transitions
         self.user_factors = user_factors
+        self.event_ids = event_ids
+        self.sweeper = dedup.Sweeper(settings.dedup_window_s)
         self.index = index
         self.ranker = ranker
         self.dead_letters = dead_letters
@@ -172,6 +177,7 @@ class UserEventProcessor:
         self._profiles_ahead = AheadOfStore()
         self._entries_ahead = AheadOfStore()
         self._transitions_ahead = AheadOfStore()
+        self._ids_ahead = AheadOfStore()
         # Changelog sends run one batch behind; the worker drains them before each commit.
         self.changelog = ChangelogPipe()
 
@@ -194,7 +200,9 @@ class UserEventProcessor:
         if self.drift is not None:
             await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
         marks.append(("drift", time.perf_counter()))
-        touched, outcomes, pop_updates, trans_updates = self._fold_profiles(by_user)
+        touched, outcomes, pop_updates, trans_updates, new_ids = self._fold_profiles(by_user)
+        id_writes = self.event_ids.encode_many(new_ids + self._expired_ids(by_user))
+        self._ids_ahead.hold(seq, [(key, value) for key, value, _ in new_ids])
         marks.append(("profiles", time.perf_counter()))
         local_entries = self._fold_popularity(pop_updates)
         local_transitions = self._fold_transitions(trans_updates)
@@ -223,7 +231,7 @@ class UserEventProcessor:
         return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
-            transition_writes=transition_writes, active=active, rows=rows, scoring=scoring))
+            transition_writes=transition_writes, id_writes=id_writes, active=active, rows=rows, scoring=scoring))
 
     async def _accept(self, records: Sequence[EventT]) -> dict[str, list[_Accepted]]:
         """The batch's valid events of this worker's partitions, by user; the others are
@@ -260,21 +268,34 @@ class UserEventProcessor:
         return by_user
 
     def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
-            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, list[str]]]]]:
+            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, list[str]]]],
+            list[tuple[str, Any, int]]]:
         """Each user's events into their profile (one read, one write per user); returns the
-        changed profiles, the outcomes, and what the item entries must fold next."""
+        changed profiles, the outcomes, what the item entries must fold next, and the
+        ``event_ids`` entries of the events applied."""
         pop_updates: dict[str, list[_Accepted]] = {}
         trans_updates: dict[str, list[tuple[Any, list[str]]]] = {}
         day_s = tix.DAY_S
         touched: list[tuple[str, dict, int]] = []
+        new_ids: list[tuple[str, Any, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
         stored = self._profiles_ahead.read_many(
             self.profiles, [(user_id, acc[-1].source.partition) for user_id, acc in by_user.items()])
+        id_keys = [(dedup.id_key(user_id, acc.event.event_id), acc.source.partition)
+                   for user_id, accepted in by_user.items() for acc in accepted]
+        # The batch's own applied ids join these as it goes (a duplicate inside one batch).
+        known = {key: value for (key, _), value in zip(id_keys, self._ids_ahead.read_many(self.event_ids, id_keys))
+                 if value is not None}
         for (user_id, accepted), profile in zip(by_user.items(), stored):
             profile = profile or new_profile(user_id)
             changed = False
             for acc in accepted:
                 ev = acc.event
+                key = dedup.id_key(user_id, ev.event_id)
+                seen = dedup.verdict(known.get(key), acc.source)
+                if seen == dedup.DUPLICATE:
+                    outcomes[(acc.source.topic, DUPLICATE)] += 1
+                    continue
                 # The pairs this interaction makes with the user's history before it; counted
                 # only when the profile takes the event: a transition entry is never behind its
                 # profile (its changelog is acknowledged first, see _finish), so for a replayed
@@ -282,6 +303,13 @@ class UserEventProcessor:
                 pairs = (tix.successor_updates(profile["recent"], ev.product_id, ev.ts, day_s)
                          if ev.is_interaction else None)
                 outcome = apply_event(profile, ev, acc.source, self.cfg)
+                # A replayed event the table does not know (applied before the table existed, or
+                # expired) is recorded too: its later duplicates are then found.
+                if seen == dedup.NEW and outcome in (APPLIED, REPLAY):
+                    known[key] = value = dedup.entry(ev.ts, acc.source)
+                    partition = acc.source.partition
+                    new_ids.append((key, value, partition))
+                    new_ids.append((dedup.time_key(ev.ts, user_id, ev.event_id), 1, partition))
                 if pairs and outcome == APPLIED:
                     for src, dsts in pairs.items():
                         trans_updates.setdefault(tix.entry_key(src, acc.source.partition), []).append((acc.source, dsts))
@@ -293,7 +321,30 @@ class UserEventProcessor:
                     pop_updates.setdefault(entry_key(ev.product_id, acc.source.partition), []).append(acc)
             if changed:
                 touched.append((user_id, profile, accepted[-1].source.partition))
-        return touched, outcomes, pop_updates, trans_updates
+        return touched, outcomes, pop_updates, trans_updates, new_ids
+
+    def _expired_ids(self, by_user: dict[str, list[_Accepted]]) -> list[tuple[str, Any, int]]:
+        """Deletes for the ``event_ids`` entries that left the window on the batch's partitions
+        (a range scan of the time keys when the window's edge has moved on; dedup.Sweeper)."""
+        newest: dict[int, float] = {}
+        for accepted in by_user.values():
+            for acc in accepted:
+                p = acc.source.partition
+                if acc.event.ts > newest.get(p, -1.0):
+                    newest[p] = acc.event.ts
+        deletes: list[tuple[str, Any, int]] = []
+        for partition, ts in newest.items():
+            bound = self.sweeper.due(partition, ts)
+            if bound is None:
+                continue
+            keys = self.event_ids.keys_between(partition, dedup.TIME_PREFIX, bound, dedup.SWEEP_MAX_KEYS)
+            for tk in keys:
+                deletes.append((tk, TOMBSTONE, partition))
+                deletes.append((dedup.id_key_of(tk), TOMBSTONE, partition))
+            self.sweeper.scanned(partition, bound, complete=len(keys) < dedup.SWEEP_MAX_KEYS)
+            if keys:
+                metrics.DEDUP_EXPIRED.inc(len(keys))
+        return deletes
 
     def _fold_popularity(self, pop_updates: dict[str, list[_Accepted]]) -> list[tuple[str, dict, int]]:
         """The batch's interactions into the per-partition popularity entries (one write each)."""
@@ -371,9 +422,12 @@ class UserEventProcessor:
             # The item entries' changelogs go first and the users' after they are acknowledged:
             # a transition entry is counted only with its profile's event, so it must never be
             # behind that profile in the changelog (a rebuild would then skip its pairs).
+            # The event ids go first too: an id ahead of its profile is harmless (its own record,
+            # read again, is recognised by its source; profiles/dedup.py), one behind is not.
             items_first = [
                 (self.popularity, self.popularity.store_staged(b.entry_writes)),
                 (self.transitions, self.transitions.store_staged(b.transition_writes)),
+                (self.event_ids, self.event_ids.store_staged(b.id_writes)),
             ]
             users_after = [
                 (self.profiles, self.profiles.store_staged(b.profile_writes)),
@@ -414,3 +468,4 @@ class UserEventProcessor:
         self._profiles_ahead.release(seq)
         self._entries_ahead.release(seq)
         self._transitions_ahead.release(seq)
+        self._ids_ahead.release(seq)

@@ -55,7 +55,7 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     processor = UserEventProcessor(
         settings, profiles=tables.profiles, recommendations=tables.recommendations, popularity=tables.popularity,
-        transitions=tables.transitions, user_factors=tables.user_factors, index=replicas.popularity, ranker=ranker,
+        transitions=tables.transitions, user_factors=tables.user_factors, event_ids=tables.event_ids, index=replicas.popularity, ranker=ranker,
         dead_letters=dead_letters, topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of,
         drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()},

@@ -295,6 +295,22 @@ def test_duplicate_event_ids_count_once(worker, stack):
     assert get(f"{worker.url}/api/users/dup-user/profile")[1]["counts"] == {"view": 2}
 
 
+FAR_USER = "dup-far"
+
+
+def test_an_event_id_sent_again_behind_300_events_of_its_user_counts_once(worker, stack):
+    """The contract: the same event_id twice is one event, whenever it comes (within
+    RECSYS_DEDUP_WINDOW_S). A profile used to remember only its user's last 256 ids."""
+    first = {"event_id": "far-0", "user_id": FAR_USER, "product_id": "p00001", "timestamp": END - 400}
+    between = [("view", {"event_id": f"far-{n}", "user_id": FAR_USER, "product_id": f"p{n % 90:05d}",
+                         "timestamp": END - 400 + n}) for n in range(1, 301)]
+    produce_events(stack.broker.bootstrap, [("view", first)] + between)
+    produce_events(stack.broker.bootstrap, [("view", first), ("purchase", {**first, "event_id": "far-marker"})])
+    wait_until(lambda: get(f"{worker.url}/api/users/{FAR_USER}/profile")[1].get("counts", {}).get("purchase") == 1,
+               30, what="the marker after the repeated event")
+    assert get(f"{worker.url}/api/users/{FAR_USER}/profile")[1]["counts"] == {"view": 301, "purchase": 1}
+
+
 def test_health_reports_broker_database_and_model(worker):
     status, health = get(f"{worker.url}/api/health")
     assert status == 200
@@ -399,6 +415,20 @@ def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, mo
     wait_until(lambda: get(f"{rebuilt.url}/api/health")[1]["transitions"]["caught_up"], 30,
                what="the transitions changelog read back")
     assert _snapshot(rebuilt, users, items) == before
+    # The event ids came back from their changelog too: old events sent again still count once.
+    far_before = get(f"{rebuilt.url}/api/users/{FAR_USER}/profile")[1]["counts"]
+    produce_events(stack.broker.bootstrap, [
+        ("view", {"event_id": "far-0", "user_id": FAR_USER, "product_id": "p00001", "timestamp": END - 400}),
+        ("view", {"event_id": "dup-1", "user_id": "dup-user", "product_id": "p00005", "timestamp": END - 1}),
+        ("view", {"event_id": "far-after-rebuild", "user_id": FAR_USER, "product_id": "p00002",
+                  "timestamp": END - 5}),
+        ("purchase", {"event_id": "dup-after-rebuild", "user_id": "dup-user", "product_id": "p00002",
+                      "timestamp": END - 5})])
+    wait_until(lambda: get(f"{rebuilt.url}/api/users/{FAR_USER}/profile")[1]["counts"].get("view")
+               == far_before["view"] + 1, 30, what="the new event after the repeated ones")
+    wait_until(lambda: get(f"{rebuilt.url}/api/users/dup-user/profile")[1]["counts"].get("purchase") == 1,
+               30, what="the marker after dup-1")
+    assert get(f"{rebuilt.url}/api/users/dup-user/profile")[1]["counts"] == {"view": 2, "purchase": 1}
     log = rebuilt.log_path.read_text(errors="replace")
     assert "ConsistencyError" not in log
 

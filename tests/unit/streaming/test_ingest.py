@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from recsys_faust.kafka import codecs
 from recsys_faust.kafka.partitioning import user_partition
-from recsys_faust.kafka.table import StagedWrites
+from recsys_faust.kafka.table import TOMBSTONE, StagedWrites
 from recsys_faust.popularity.trending import COUNT, PopularityIndex
 from recsys_faust.ranking.active import ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
@@ -75,7 +75,8 @@ class MemoryTable:
     def encode_many(self, items, encoded=()):
         by_partition: dict[int, list] = {}
         for key, value, partition in items:
-            by_partition.setdefault(partition, []).append((key.encode(), codecs.dumps_json(value)))
+            by_partition.setdefault(partition, []).append(
+                (key.encode(), None if value is TOMBSTONE else codecs.dumps_json(value)))
         for key, raw, partition in encoded:
             by_partition.setdefault(partition, []).append((key.encode(), raw))
         return StagedWrites(by_partition)
@@ -83,9 +84,15 @@ class MemoryTable:
     def store_staged(self, staged):
         for partition, records in staged.by_partition.items():
             for kb, vb in records:
+                if vb is None:  # a tombstone
+                    self.data.pop(kb.decode(), None)
+                    continue
                 self.data[kb.decode()] = codecs.loads_json(vb)
                 self.where[kb.decode()] = partition
         return staged
+
+    def keys_between(self, partition, start, stop, limit):
+        return sorted(k for k in self.data if start <= k < stop and self.where[k] == partition)[:limit]
 
     def _staged_sends(self, staged):
         return []
@@ -105,10 +112,10 @@ def record(topic: str, partition: int, offset: int, value: Any) -> Any:
                                                    key=None, timestamp=None))
 
 
-def build(model: bool = True, assigned=None):
-    settings = Settings()
+def build(model: bool = True, assigned=None, settings=None):
+    settings = settings or Settings()
     tables = {name: MemoryTable() for name in ("profiles", "recommendations", "popularity", "transitions",
-                                                  "user_factors")}
+                                                  "user_factors", "event_ids")}
     holder = ModelHolder()
     if model:
         ids = [f"p{i}" for i in range(6)]
@@ -121,7 +128,7 @@ def build(model: bool = True, assigned=None):
     processor = UserEventProcessor(
         settings, profiles=tables["profiles"], recommendations=tables["recommendations"],
         popularity=tables["popularity"], transitions=tables["transitions"], user_factors=tables["user_factors"],
-        index=popularity, ranker=ranker, dead_letters=dead, topic_for=lambda name: rerouted,
+        event_ids=tables["event_ids"], index=popularity, ranker=ranker, dead_letters=dead, topic_for=lambda name: rerouted,
         partitions_of=lambda topic: N, assigned=assigned)
     return processor, tables, ranker, dead, rerouted
 
@@ -188,3 +195,69 @@ def test_records_of_a_partition_revoked_since_they_were_fetched_are_left_to_the_
     assert [r[0] for r in tables["profiles"].data[user]["recent"]] == ["p1"]
     assert f"p1@{p}" not in tables["transitions"].data  # the pair p1 -> p2 is the new owner's to count
     assert not dead.records and not rerouted.records
+
+
+def test_an_event_id_seen_again_behind_hundreds_of_its_users_events_is_applied_once():
+    processor, tables, _ranker, _dead, _rerouted = build(model=False)
+    user = "dave"
+    p = user_partition(user, N)
+    topic = "amazon-product-views"
+    first = view(user, "p0", DAY, 0)
+    asyncio.run(run(processor, [record(topic, p, 0, first)]))
+    # 300 other events of the user (a profile used to remember only its last 256 ids) ...
+    for start in range(1, 301, 100):
+        asyncio.run(run(processor, [record(topic, p, n, view(user, f"q{n}", DAY + n, n))
+                                    for n in range(start, start + 100)]))
+    # ... then the first one again at a new offset, and twice inside one batch with a new one.
+    again = [record(topic, p, 400, first), record(topic, p, 401, view(user, "p9", DAY + 500, 999)),
+             record(topic, p, 402, view(user, "p9", DAY + 500, 999))]
+    asyncio.run(run(processor, again))
+    profile = tables["profiles"].data[user]
+    assert profile["counts"] == {"view": 302}
+    for item in ("p0", "p9"):
+        assert sum(e[COUNT] for k, e in tables["popularity"].data.items() if k.startswith(f"{item}@")) == 1
+    assert "ids" not in profile  # the ids live in their own table, not in every profile write
+
+
+def test_an_event_whose_id_was_stored_but_whose_profile_was_lost_is_applied_when_read_again():
+    # The ids' changelog is acknowledged before the profiles': after a crash between the two,
+    # the table knows the event and the profile does not. Its own record must still apply.
+    processor, tables, _ranker, _dead, _rerouted = build(model=False)
+    user, topic = "erin", "amazon-product-views"
+    p = user_partition(user, N)
+    rec = record(topic, p, 7, view(user, "p1", DAY, 1))
+    asyncio.run(run(processor, [rec]))
+    del tables["profiles"].data[user]  # the lost profile write
+    asyncio.run(run(processor, [rec]))  # the same record, read again
+    assert tables["profiles"].data[user]["counts"] == {"view": 1}
+    asyncio.run(run(processor, [record(topic, p, 8, view(user, "p1", DAY, 1))]))  # a true duplicate
+    assert tables["profiles"].data[user]["counts"] == {"view": 1}
+
+
+def test_the_event_ids_state_holds_one_window_of_events_and_duplicates_inside_it_are_caught():
+    window = 7 * DAY
+    processor, tables, _ranker, _dead, _rerouted = build(model=False, settings=Settings(dedup_window_s=window))
+    user, topic = "frank", "amazon-product-views"
+    p = user_partition(user, N)
+    per_day = 20
+    offset = 0
+    sizes = []
+    for day in range(30):
+        batch = []
+        for i in range(per_day):
+            batch.append(record(topic, p, offset, view(user, f"x{i}", (day + 1) * DAY + i, offset)))
+            offset += 1
+        asyncio.run(run(processor, batch))
+        sizes.append(len(tables["event_ids"].data))
+    # Two keys per event of the last window (plus at most the hour the sweep runs behind).
+    assert max(sizes) <= 2 * per_day * 8
+    assert sizes[-1] == sizes[-5]  # steady: as many leave as arrive
+    # A duplicate of an event six days back is caught; one of an event 20 days back has left the
+    # window and is applied as a new event (the contract's guarantee is the window).
+    six_days_back = (30 - 6) * per_day
+    twenty_back = (30 - 20) * per_day
+    before = tables["profiles"].data[user]["counts"]["view"]
+    asyncio.run(run(processor, [
+        record(topic, p, offset, view(user, "x0", (30 - 6 + 1) * DAY, six_days_back)),
+        record(topic, p, offset + 1, view(user, "x0", (30 - 20 + 1) * DAY, twenty_back))]))
+    assert tables["profiles"].data[user]["counts"]["view"] == before + 1
