@@ -402,3 +402,35 @@ def restore(directory: Path) -> None:
         run_restore(_settings(), directory, echo=click.echo)
     except BackupError as exc:
         raise click.ClickException(str(exc))
+
+
+@main.command()
+@click.option("--minutes", type=float, default=10.0, show_default=True, help="How long the load runs.")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Events per second produced.")
+@click.option("--users", type=int, default=2_000, show_default=True, help="Users of the synthetic shop.")
+@click.option("--requests-per-s", "http_per_s", type=float, default=20.0, show_default=True,
+              help="Recommendation requests per second (one client thread).")
+@click.option("--sample-s", type=float, default=5.0, show_default=True, help="Seconds between samples.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path(".soak"),
+              show_default=True, help="Work dir: the stack, soak.png and soak.json.")
+def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: float, out: Path) -> None:
+    """Run a dev stack under a steady event rate and HTTP load; print RSS, lag and serving p99
+    over time, write OUT/soak.png and OUT/soak.json. Exit 1 on any error, a dead worker, dead
+    letters, or events not all applied after the load stops."""
+    import shutil
+
+    from .ops.soak import plot, run_soak, summary
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    result = run_soak(out / "stack", minutes=minutes, rate=rate, users=users, sample_s=sample_s,
+                      http_per_s=http_per_s, echo=click.echo)
+    plot(result, out / "soak.png")
+    figures = summary(result)
+    (out / "soak.json").write_text(__import__("json").dumps({**figures, "samples": [
+        s.__dict__ for s in result.samples]}, indent=1))
+    click.echo(__import__("json").dumps(figures))
+    click.echo(f"plot: {out / 'soak.png'}")
+    if not result.ok:
+        raise click.ClickException("; ".join(result.problems))
