@@ -286,12 +286,13 @@ class UserEventProcessor:
         # The batch's own applied ids join these as it goes (a duplicate inside one batch).
         known = {key: value for (key, _), value in zip(id_keys, self._ids_ahead.read_many(self.event_ids, id_keys))
                  if value is not None}
+        keys = iter(id_keys)  # in the order of the loop below
         for (user_id, accepted), profile in zip(by_user.items(), stored):
             profile = profile or new_profile(user_id)
             changed = False
             for acc in accepted:
                 ev = acc.event
-                key = dedup.id_key(user_id, ev.event_id)
+                key = next(keys)[0]
                 seen = dedup.verdict(known.get(key), acc.source)
                 if seen == dedup.DUPLICATE:
                     outcomes[(acc.source.topic, DUPLICATE)] += 1
