@@ -192,7 +192,7 @@ def _check(source: Path) -> dict[str, Any]:
     return manifest
 
 
-async def _topics_empty(settings: Settings, names: list[str]) -> list[str]:
+async def _topics_with_records(settings: Settings, names: list[str]) -> list[str]:
     consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
@@ -208,7 +208,7 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
     manifest = _check(source)
     plan = plan_from_settings(settings)
     asyncio.run(apply_topics(settings, plan))
-    busy = asyncio.run(_topics_empty(settings, list(manifest["topics"])))
+    busy = asyncio.run(_topics_with_records(settings, list(manifest["topics"])))
     if busy:
         raise BackupError(f"topics already hold records: {', '.join(busy)}; restore into an empty broker "
                           f"(records produced again would follow them and double every event)")
