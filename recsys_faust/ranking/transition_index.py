@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,18 +44,29 @@ def new_entry(product_id: str) -> Entry:
     return {"item": product_id, "next": {}, "applied": {}}
 
 
-def apply_successors(entry: Entry, successors: Sequence[str], source: Optional[Source],
+def apply_successors(entry: Entry, deltas: Mapping[str, int], source: Optional[Source],
                      max_successors: int = MAX_SUCCESSORS) -> bool:
-    """Count one event's successors of ``entry``'s item; False (unchanged) for a replay.
+    """Add one event's count changes ``{successor: delta}`` to ``entry``'s item; False
+    (unchanged) for a replay.
 
-    A counted successor moves to the end of the dict (its most recent use), which is the order
-    the JSON value keeps, so trimming is the same on every worker that rebuilds the entry.
+    A successor counted up moves to the end of the dict (its most recent use), which is the
+    order the JSON value keeps, so trimming is the same on every worker that rebuilds the entry.
+    A negative delta (a late event that split two active days, see ``successor_updates``) takes
+    the count down in place and drops it at zero; a successor the bound already dropped stays
+    dropped.
     """
     if not mark_applied(entry["applied"], source):
         return False
     nxt = entry["next"]
-    for item in successors:
-        nxt[item] = nxt.pop(item, 0) + 1
+    for item, delta in deltas.items():
+        if delta > 0:
+            nxt[item] = nxt.pop(item, 0) + delta
+        elif delta < 0 and item in nxt:
+            left = nxt[item] + delta
+            if left > 0:
+                nxt[item] = left
+            else:
+                del nxt[item]
     if len(nxt) > max_successors:
         ranked = list(nxt.items())
         order = sorted(range(len(ranked)), key=lambda i: (-ranked[i][1], -i))
@@ -65,29 +76,56 @@ def apply_successors(entry: Entry, successors: Sequence[str], source: Optional[S
 
 
 def successor_updates(recent: Sequence[Sequence[Any]], product_id: str, ts: float,
-                      day_s: int = DAY_S) -> dict[str, list[str]]:
-    """What one interaction adds, by source item: ``{earlier item: [later items]}``.
+                      day_s: int = DAY_S) -> dict[str, dict[str, int]]:
+    """What one interaction changes in the counts, by source item: ``{earlier: {later: delta}}``.
 
     ``recent`` is the profile's recent rows ``[product_id, kind, ts, ...]`` before this event, in
-    time order (as the profile keeps them). The pairs are ``transitions.pairs_for_event``'s (the
-    rule the offline counts use; tested equal), found by bisecting the rows for the event's day
-    and the active day before it instead of scanning them all: this runs for every interaction.
+    time order (as the profile keeps them). The change is the difference between the offline
+    rule's counts (``transitions.pairs_for_event`` folded over a history in time order) on the
+    rows with this event and on the rows without it, so the counts do not depend on the order
+    events arrive in: a user's purchase read from its topic before an earlier view read from
+    another is counted as if they had come in time order (tested on shuffled histories).
+    With ``d`` the event's day:
+
+    - rows of day ``d`` pair with it both ways;
+    - rows of the latest active day before ``d`` pair towards it, and it pairs towards the rows
+      of the earliest active day after ``d`` (an event that came late);
+    - if ``d`` was not an active day and both neighbours are, their pairs are no longer
+      consecutive days: each is taken back (delta -1).
+
+    Rows are found by bisection rather than a scan: this runs for every interaction.
     """
     day = int(ts // day_s)
     lo = bisect_left(recent, day * day_s, key=row_ts)
     hi = bisect_left(recent, (day + 1) * day_s, lo=lo, key=row_ts)
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, int]] = {}
+
+    def add(src: str, dst: str, delta: int) -> None:
+        if src != dst:
+            counts = out.setdefault(src, {})
+            counts[dst] = counts.get(dst, 0) + delta
+
     for r in recent[lo:hi]:
-        other = r[ROW_PRODUCT]
-        if other != product_id:
-            out.setdefault(other, []).append(product_id)
-            out.setdefault(product_id, []).append(other)
+        add(r[ROW_PRODUCT], product_id, 1)
+        add(product_id, r[ROW_PRODUCT], 1)
+    before: Sequence[Sequence[Any]] = ()
+    after: Sequence[Sequence[Any]] = ()
     if lo:
         prev = int(recent[lo - 1][ROW_TS] // day_s)
-        for r in recent[bisect_left(recent, prev * day_s, hi=lo, key=row_ts):lo]:
-            if r[ROW_PRODUCT] != product_id:
-                out.setdefault(r[ROW_PRODUCT], []).append(product_id)
-    return out
+        before = recent[bisect_left(recent, prev * day_s, hi=lo, key=row_ts):lo]
+    if hi < len(recent):
+        nxt = int(recent[hi][ROW_TS] // day_s)
+        after = recent[hi:bisect_left(recent, (nxt + 1) * day_s, lo=hi, key=row_ts)]
+    for r in before:
+        add(r[ROW_PRODUCT], product_id, 1)
+    for r in after:
+        add(product_id, r[ROW_PRODUCT], 1)
+    if lo == hi and before and after:
+        for a in before:
+            for b in after:
+                add(a[ROW_PRODUCT], b[ROW_PRODUCT], -1)
+    # A pair taken back and added again by the same event (its item on both neighbour days) is no change.
+    return {src: kept for src, counts in out.items() if (kept := {dst: d for dst, d in counts.items() if d})}
 
 
 def query_items(recent: Sequence[Sequence[Any]], day_s: int = DAY_S) -> list[str]:

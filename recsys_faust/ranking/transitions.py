@@ -12,8 +12,9 @@ Amazon timestamps have no finer grain, so the order of one day's items is unknow
 A user is scored from the items of their latest active day: the successors of those items,
 plus ``reverse_weight`` times their predecessors.
 
-Pure NumPy/SciPy: the same counts are built offline (``counts_from_histories``) and, issue 13's
-next step, folded event by event in the stream (``pairs_for_event``).
+Pure NumPy/SciPy: the same counts are built offline (``counts_from_histories``) and
+folded event by event in the stream (``transition_index.successor_updates``, the same counts
+whatever order the events arrive in).
 """
 
 from __future__ import annotations

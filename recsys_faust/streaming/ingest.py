@@ -268,13 +268,13 @@ class UserEventProcessor:
         return by_user
 
     def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
-            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, list[str]]]],
+            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, dict[str, int]]]],
             list[tuple[str, Any, int]]]:
         """Each user's events into their profile (one read, one write per user); returns the
         changed profiles, the outcomes, what the item entries must fold next, and the
         ``event_ids`` entries of the events applied."""
         pop_updates: dict[str, list[_Accepted]] = {}
-        trans_updates: dict[str, list[tuple[Any, list[str]]]] = {}
+        trans_updates: dict[str, list[tuple[Any, dict[str, int]]]] = {}
         day_s = tix.DAY_S
         touched: list[tuple[str, dict, int]] = []
         new_ids: list[tuple[str, Any, int]] = []
@@ -297,7 +297,7 @@ class UserEventProcessor:
                 if seen == dedup.DUPLICATE:
                     outcomes[(acc.source.topic, DUPLICATE)] += 1
                     continue
-                # The pairs this interaction makes with the user's history before it; counted
+                # What this interaction changes in the counts of the user's history; counted
                 # only when the profile takes the event: a transition entry is never behind its
                 # profile (its changelog is acknowledged first, see _finish), so for a replayed
                 # event (the profile has it) the entries have it too.
@@ -312,8 +312,8 @@ class UserEventProcessor:
                     new_ids.append((key, value, partition))
                     new_ids.append((dedup.time_key(ev.ts, user_id, ev.event_id), 1, partition))
                 if pairs and outcome == APPLIED:
-                    for src, dsts in pairs.items():
-                        trans_updates.setdefault(tix.entry_key(src, acc.source.partition), []).append((acc.source, dsts))
+                    for src, deltas in pairs.items():
+                        trans_updates.setdefault(tix.entry_key(src, acc.source.partition), []).append((acc.source, deltas))
                 outcomes[(acc.source.topic, outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
@@ -369,8 +369,8 @@ class UserEventProcessor:
                 local_entries.append((key, entry, accs[0].source.partition))
         return local_entries
 
-    def _fold_transitions(self, trans_updates: dict[str, list[tuple[Any, list[str]]]]) -> list[tuple[str, dict, int]]:
-        """The batch's pairs into the per-partition transition entries (one write each)."""
+    def _fold_transitions(self, trans_updates: dict[str, list[tuple[Any, dict[str, int]]]]) -> list[tuple[str, dict, int]]:
+        """The batch's count changes into the per-partition transition entries (one write each)."""
         local_transitions = []
         stored = self._transitions_ahead.read_many(
             self.transitions, [(key, ups[0][0].partition) for key, ups in trans_updates.items()])

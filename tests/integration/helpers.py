@@ -24,6 +24,15 @@ TRENDING_WINDOW, BUCKET = 7 * 86400, 3600
 
 DAY = 86400
 
+
+def across_midnight(span_s: float = 6 * 3600) -> float:
+    """An ``end`` for ``synthetic_events`` at least a minute in the past whose ``span_s`` before
+    it crosses a UTC midnight, so that the transitions' day rule (same day, previous active day)
+    and events of one user read out of time order across topics are exercised on every run,
+    not only by a run that happens to start soon after midnight."""
+    midnight = (time.time() - 60 - span_s / 2) // DAY * DAY
+    return midnight + span_s / 2
+
 TOPIC_OF = {"view": "amazon-product-views", "purchase": "amazon-purchases", "review": "amazon-reviews",
             "user-event": "amazon-user-events"}
 
@@ -198,9 +207,10 @@ class Model:
         return ranked[:k]
 
     def successors(self) -> dict[str, Counter]:
-        """Item transitions, from the rule's definition: each interaction pairs with the user's
-        earlier ones (in arrival order, a repeated event_id counted once) of the same day both
-        ways, and with those of the user's latest earlier active day forwards."""
+        """Item transitions, from the rule's definition on each user's history in time order (a
+        repeated event_id counted once), whatever order the worker reads the topics in: each
+        interaction pairs with the user's other ones of the same day both ways, and with those
+        of the user's previous active day forwards."""
         out: dict[str, Counter] = defaultdict(Counter)
         history: dict[str, list[tuple[str, float]]] = defaultdict(list)
         ids: dict[str, set] = defaultdict(set)
@@ -209,18 +219,21 @@ class Model:
             if kind == "user-event" or obj["event_id"] in ids[user]:
                 continue
             ids[user].add(obj["event_id"])
-            pid, day = obj["product_id"], obj["timestamp"] // DAY
-            h = history[user]
-            for other, ts in h:
-                if ts // DAY == day and other != pid:
-                    out[other][pid] += 1
-                    out[pid][other] += 1
-            earlier = [ts // DAY for _, ts in h if ts // DAY < day]
-            if earlier:
-                for other, ts in h:
-                    if ts // DAY == max(earlier) and other != pid:
+            history[user].append((obj["product_id"], obj["timestamp"]))
+        for events in history.values():
+            events.sort(key=lambda e: e[1])
+            for n, (pid, ts) in enumerate(events):
+                day = ts // DAY
+                h = events[:n]
+                for other, t in h:
+                    if t // DAY == day and other != pid:
                         out[other][pid] += 1
-            h.append((pid, obj["timestamp"]))
+                        out[pid][other] += 1
+                earlier = [t // DAY for _, t in h if t // DAY < day]
+                if earlier:
+                    for other, t in h:
+                        if t // DAY == max(earlier) and other != pid:
+                            out[other][pid] += 1
         return {p: c for p, c in out.items() if c}
 
     def next_items(self, product_id: str, k: int) -> list[tuple[str, float]]:

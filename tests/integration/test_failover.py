@@ -20,11 +20,11 @@ import pytest
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.devstack.workers import WorkerProcess
 
-from .helpers import Model, get, http, produce_events, wait_until
+from .helpers import Model, across_midnight, get, http, produce_events, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 WITH_DATABASE = True
-END = time.time() - 60
+END = across_midnight()
 ENV = {"RECSYS_BROKER_COMMIT_INTERVAL": "3"}   # plenty processed-but-uncommitted at the kill
 
 

@@ -17,13 +17,13 @@ from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.kafka.partitioning import user_partition
 
 from .helpers import (
-    HOPPING, TUMBLING, Model, get, http, produce, produce_events, read_topic, wait_until,
+    HOPPING, TUMBLING, Model, across_midnight, get, http, produce, produce_events, read_topic, wait_until,
 )
 
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
 PARTITIONS = 4
-END = time.time() - 60
+END = across_midnight()
 
 
 def profile_matches(worker, model, user) -> bool:

@@ -10,11 +10,11 @@ import pytest
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 from recsys_faust.kafka.partitioning import user_partition
 
-from .helpers import Model, get, http, produce_events, wait_until
+from .helpers import Model, across_midnight, get, http, produce_events, wait_until
 
 pytestmark = pytest.mark.integration
 N_USERS = 240
-END = time.time() - 60
+END = across_midnight()
 # A long commit interval makes the rebalance replay many processed-but-uncommitted events.
 TOKEN = "two-workers-token"
 SLOW_COMMIT = {"RECSYS_BROKER_COMMIT_INTERVAL": "5", "RECSYS_API_TOKEN": TOKEN}

@@ -1,6 +1,8 @@
 """ranking/transition_index.py: stream entries (replays, the bound), the merged index, the
 shipped counts, and the blend in score_batch against the offline blend."""
 
+from collections import Counter
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -20,19 +22,19 @@ D = DAY_S
 
 def test_a_replayed_source_changes_nothing_and_offsets_are_per_topic_partition():
     e = new_entry("a")
-    assert apply_successors(e, ["b", "c"], ("amazon-views", 0, 5))
-    assert not apply_successors(e, ["b", "c"], ("amazon-views", 0, 5))   # the same record again
-    assert not apply_successors(e, ["b"], ("amazon-views", 0, 4))        # an older one
-    assert apply_successors(e, ["b"], ("amazon-purchases", 0, 1))        # another topic's offsets
+    assert apply_successors(e, {"b": 1, "c": 1}, ("amazon-views", 0, 5))
+    assert not apply_successors(e, {"b": 1, "c": 1}, ("amazon-views", 0, 5))   # the same record again
+    assert not apply_successors(e, {"b": 1}, ("amazon-views", 0, 4))        # an older one
+    assert apply_successors(e, {"b": 1}, ("amazon-purchases", 0, 1))        # another topic's offsets
     assert e["next"] == {"c": 1, "b": 2}  # b counted last: it is the most recent key
 
 
 def test_the_bound_drops_the_weakest_and_among_equals_the_least_recent():
     e = new_entry("a")
     for n, item in enumerate(["x", "y", "z", "x"]):
-        apply_successors(e, [item], ("t", 0, n), max_successors=3)
+        apply_successors(e, {item: 1}, ("t", 0, n), max_successors=3)
     assert e["next"] == {"y": 1, "z": 1, "x": 2}
-    apply_successors(e, ["w"], ("t", 0, 10), max_successors=3)  # y is the oldest of the 1s
+    apply_successors(e, {"w": 1}, ("t", 0, 10), max_successors=3)  # y is the oldest of the 1s
     assert e["next"] == {"z": 1, "x": 2, "w": 1}
     assert len(e["next"]) == 3
 
@@ -64,19 +66,61 @@ def test_profile_rows_folded_event_by_event_give_the_offline_counts():
     assert index.pairs == sum(len(e["next"]) for e in entries.values())
 
 
-def test_the_bisecting_pair_rule_is_the_offline_rule_on_any_history():
-    """successor_updates and query_items read the profile's time-ordered rows by bisection; they
-    must give transitions.pairs_for_event's pairs and latest_day_items' items, whatever the
-    history (events out of order, repeats, several per day)."""
+def _offline_counts(history: list[tuple[str, float]]) -> Counter:
+    """The offline rule's counts of one user's history: pairs_for_event folded in time order."""
+    counts: Counter = Counter()
+    done: list[tuple[str, float]] = []
+    for item, ts in sorted(history, key=lambda h: h[1]):
+        counts.update(pairs_for_event(done, item, ts))
+        done.append((item, ts))
+    return counts
+
+
+def test_the_bisecting_pair_rule_changes_the_counts_as_the_offline_rule_on_any_history():
+    """successor_updates is the difference the event makes to the offline counts of the user's
+    time-ordered history, wherever in time it falls (late events, repeats, several a day, a new
+    day between two active ones); query_items are latest_day_items."""
     rng = np.random.default_rng(8)
-    for _ in range(300):
+    for _ in range(600):
         n = int(rng.integers(0, 12))
         rows = sorted(([f"p{int(rng.integers(0, 6))}", "view", float(rng.integers(0, 5 * D)), None, None]
                        for _ in range(n)), key=lambda r: r[2])
         item, ts = f"p{int(rng.integers(0, 6))}", float(rng.integers(0, 6 * D))
-        got = sorted((a, b) for a, bs in successor_updates(rows, item, ts).items() for b in bs)
-        assert got == sorted(pairs_for_event([(r[0], r[2]) for r in rows], item, ts))
-        assert query_items(rows) == latest_day_items((r[0], r[2]) for r in rows)
+        history = [(r[0], r[2]) for r in rows]
+        expected = _offline_counts(history + [(item, ts)])
+        expected.subtract(_offline_counts(history))
+        got = {(a, b): d for a, ds in successor_updates(rows, item, ts).items() for b, d in ds.items()}
+        assert got == {pair: d for pair, d in expected.items() if d}
+        assert query_items(rows) == latest_day_items(history)
+
+
+def test_counts_do_not_depend_on_the_order_events_arrive_in():
+    """A user's events read from several topics arrive out of time order: folded in any order,
+    the stream's counts are the offline counts of the time-ordered histories (the independent
+    model of the integration tests relies on it)."""
+    rng = np.random.default_rng(21)
+    for trial in range(40):
+        n, n_items = 60, 8
+        users = rng.integers(0, 4, n)
+        ts = rng.integers(0, 8 * D, n).astype(np.float64)
+        items = rng.integers(0, n_items, n)
+        order = np.argsort(ts, kind="stable")
+        offline = counts_from_histories(users[order], items[order], ts[order], n_items).toarray()
+        entries: dict[str, dict] = {}
+        recent: dict[int, list] = {}
+        for offset in rng.permutation(n).tolist():
+            u, i, t = int(users[offset]), int(items[offset]), float(ts[offset])
+            rows = recent.setdefault(u, [])
+            for src, deltas in successor_updates(rows, f"p{i}", t).items():
+                e = entries.setdefault(src, new_entry(src))
+                apply_successors(e, deltas, None, max_successors=10_000)
+            rows.append([f"p{i}", "view", t, None, None])
+            rows.sort(key=lambda r: r[2])
+        streamed = np.zeros((n_items, n_items))
+        for src, e in entries.items():
+            for dst, c in e["next"].items():
+                streamed[int(src[1:]), int(dst[1:])] = c
+        assert np.array_equal(streamed, offline), trial
 
 
 def test_query_items_are_the_latest_active_day():
@@ -151,7 +195,7 @@ def test_the_served_blend_equals_the_offline_blend_of_dense_matrices():
     for n in range(120):  # streamed entries on two partitions
         a, part = int(rng.integers(0, n_items)), int(rng.integers(0, 2))
         e = index._entries.get(f"p{a}@{part}") or new_entry(f"p{a}")
-        apply_successors(e, [f"p{int(b)}" for b in rng.integers(0, n_items, 3)], ("t", part, n))
+        apply_successors(e, Counter(f"p{int(b)}" for b in rng.integers(0, n_items, 3)), ("t", part, n))
         index.put(f"p{a}@{part}", dict(e, next=dict(e["next"])))
     ranker = Ranker(Settings(), PopularityIndex(window_s=10, bucket_s=1), index, holder)
     profiles = []
@@ -200,12 +244,12 @@ def test_an_older_copy_read_back_never_replaces_a_newer_entry():
     (before the broker acknowledged it, so it is not skipped): the index keeps the newer one."""
     index = TransitionIndex()
     older = new_entry("a")
-    apply_successors(older, ["b"], ("t", 0, 1))
+    apply_successors(older, {"b": 1}, ("t", 0, 1))
     newer = {"item": "a", "next": dict(older["next"]), "applied": dict(older["applied"])}
-    apply_successors(newer, ["c"], ("t", 0, 2))
+    apply_successors(newer, {"c": 1}, ("t", 0, 2))
     index.put("a@0", newer)
     index.put("a@0", {**older, "next": dict(older["next"]), "applied": dict(older["applied"])})
     assert index.successors("a") == {"b": 1, "c": 1} and index.pairs == 2
-    apply_successors(newer, ["d"], ("t", 0, 3))  # the same object, changed in place, put again
+    apply_successors(newer, {"d": 1}, ("t", 0, 3))  # the same object, changed in place, put again
     index.put("a@0", newer)
     assert index.successors("a") == {"b": 1, "c": 1, "d": 1} and index.pairs == 3
