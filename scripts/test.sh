@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test command: builds .venv (once), installs the project with its test extra, runs pytest.
 # Starts everything the tests need itself (dev broker, PostgreSQL, workers); needs only Python 3.10+.
-# The demo-page test drives a headless Chromium: where none is installed and this runs as root
+# The demo-page test drives a headless Chromium (Playwright, executable_path): where none is installed and this runs as root
 # with apt-get (CI machines), Debian's chromium is installed first; elsewhere that one test is
-# skipped with a message saying so. The same goes for haproxy and promtool (the deployment checks).
+# skipped with a message saying so (under CI it fails). The same goes for haproxy and promtool (the deployment checks).
 source "$(dirname "$0")/_venv.sh" test
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's chromium for the demo-page browser test ..."

@@ -31,6 +31,7 @@ from ..kafka.table import TOMBSTONE, ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles import dedup
 from ..profiles.profile import APPLIED, DUPLICATE, REPLAY, ProfileConfig, apply_event, new_profile
+from ..profiles.recent_users import RecentUsers
 from ..ranking import transition_index as tix
 from ..ranking.active import ActiveModel
 from ..ranking.ranker import Ranker
@@ -163,6 +164,8 @@ class UserEventProcessor:
         self.user_factors = user_factors
         self.event_ids = event_ids
         self.sweeper = dedup.Sweeper(settings.dedup_window_s)
+        # Who changed last (the demo page's user picker; GET /api/users/active).
+        self.recent_users = RecentUsers()
         self.index = index
         self.ranker = ranker
         self.dead_letters = dead_letters
@@ -440,6 +443,7 @@ class UserEventProcessor:
             # Stored (or failed: the worker stops and the batch is read again): later batches
             # read these keys from the tables again.
             self._release(b.seq)
+        self.recent_users.touch(user_id for user_id, _, _ in b.touched)
         for (topic, outcome), count in b.outcomes.items():  # counted once visible
             metrics.EVENTS.labels(topic, outcome).inc(count)
         marks.append(("store", time.perf_counter()))

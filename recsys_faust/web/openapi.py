@@ -51,6 +51,7 @@ SCHEMAS: dict[str, Any] = {
     "Similar": _obj(["product_id", "kind", "items", "model_version"], product_id=STR,
                     kind={"type": "string", "enum": ["factors", "next"]},
                     items={"type": "array", "items": _ref("Item")}, model_version=STR),
+    "ActiveUsers": _obj(["users", "worker"], users={"type": "array", "items": STR}, worker=STR),
     "Accepted": _obj(["accepted", "event_id", "topic"], accepted=BOOL, event_id=STR, topic=STR),
     "Event": {
         "type": "object", "required": ["user_id"],
@@ -120,6 +121,10 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 _param("exclude", schema={"type": "array", "items": STR}, description="product ids to leave out")))},
     "Profile": {"get": _op("A user's profile from table state", (200, JSON, _ref("Profile")), errors=READ,
                            params=(_param("user_id", "path"),))},
+    "ActiveUsers": {"get": _op("Users whose profiles this worker changed last, newest first",
+                               (200, JSON, _ref("ActiveUsers")), errors=READ,
+                               params=(_param("k", schema={"type": "integer", "minimum": 1, "maximum": 100,
+                                                           "default": 20}),))},
     "Trending": {"get": _op("Popular items in the trending window", (200, JSON, _ref("Trending")), errors=READ,
                             params=(K, CATEGORY))},
     "Ingest": {"post": _op("Validate an event and produce it to its topic", (202, JSON, _ref("Accepted")),

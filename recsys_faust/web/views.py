@@ -60,6 +60,7 @@ class WebContext:
     readiness: Callable[[], list[str]] = lambda: []   # the reasons this worker is not ready
     models: Any = None
     clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
+    active_users: Callable[[int], list[str]] = lambda k: []   # the users this worker changed last
     # set by register_views
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
     owners: Any = None
@@ -269,6 +270,17 @@ class Profile(ApiView):
             raise ApiError(404, "not_found", f"no events seen for user '{user_id}'")
         return self.json(profile_view(profile, self.ctx.profile_config))
 
+class ActiveUsers(ApiView):
+    """Users whose profiles this worker changed last (its own partitions, newest first): a
+    starting point to explore, as the demo page's picker does; not a directory of users."""
+
+    scope = "read"
+
+    async def get(self, request: Request) -> Response:
+        k = _int_arg(request, "k", 20, 1, 100)
+        return self.json({"users": self.ctx.active_users(k), "worker": self.ctx.settings.worker_name})
+
+
 class Trending(ApiView):
     scope = "read"
 
@@ -382,6 +394,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/health/live", Live),
     ("/api/health/ready", Ready),
     ("/api/recommendations/{user_id}", Recommendations),
+    ("/api/users/active", ActiveUsers),
     ("/api/users/{user_id}/profile", Profile),
     ("/api/trending", Trending),
     ("/api/events/{kind}", Ingest),

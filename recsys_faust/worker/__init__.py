@@ -88,6 +88,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
         readiness=metrics.STATE.readiness, models=replicas.models, clear_cache=cache.clear,
+        active_users=processor.recent_users.newest,
     ))
     timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
            probe=probe)

@@ -112,8 +112,8 @@ def http(method: str, url: str, body: Optional[bytes] = None, headers: Optional[
             return err.code, raw.decode("utf-8", "replace")
 
 
-def get(url: str) -> tuple[int, Any]:
-    return http("GET", url)
+def get(url: str, headers: Optional[dict] = None) -> tuple[int, Any]:
+    return http("GET", url, headers=headers)
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60.0, interval: float = 0.3, what: str = "") -> Any:

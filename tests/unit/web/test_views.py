@@ -24,6 +24,7 @@ from recsys_faust.ranking.ready_values import ready_entry
 from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
 from recsys_faust.ranking.transition_index import TransitionIndex
 from recsys_faust.serving.service import Recommender
+from recsys_faust.profiles.recent_users import RecentUsers
 from recsys_faust.settings import Settings
 from recsys_faust.web import views
 from tests.unit.factories import B, popularity_entry
@@ -68,7 +69,7 @@ def _state(settings: Settings):
     return idx, {"u1": profile}, recommender
 
 
-async def _client(settings: Settings, topics=None, owners=None, health=None, reasons=None):
+async def _client(settings: Settings, topics=None, owners=None, health=None, reasons=None, active=None):
     app = faust.App("views-test", broker="memory://", store="memory://", web_enabled=True)
     idx, profiles, recommender = _state(settings)
 
@@ -78,6 +79,8 @@ async def _client(settings: Settings, topics=None, owners=None, health=None, rea
     ctx = views.WebContext(settings=settings, recommender=recommender, profiles=profiles, index=idx,
                            topics=topics or {}, health=healthy, models=ModelHolder(),
                            readiness=lambda: list(reasons or []))
+    if active is not None:
+        ctx.active_users = active.newest
     ctx.self_ident = SELF
     ctx.owners = owners or Owners()
     views.mount(app, ctx)
@@ -273,3 +276,18 @@ def test_a_route_without_a_description_is_refused():
 
     with pytest.raises(KeyError, match="no entry"):
         document([*views.ROUTES, ("/api/new", Undocumented)])
+
+
+async def test_active_users_are_this_workers_newest_and_k_is_checked():
+    recent = RecentUsers()
+    recent.touch(["u1", "u2", "u3"])
+    app, client = await _client(Settings(), active=recent)
+    try:
+        resp = await client.get("/api/users/active?k=2")
+        assert resp.status == 200 and (await resp.json())["users"] == ["u3", "u2"]
+        resp = await client.get("/api/users/active?k=0")
+        assert resp.status == 400
+        resp = await client.get("/api/users/active/profile")  # a user named "active" still has a profile route
+        assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    finally:
+        await client.close()
