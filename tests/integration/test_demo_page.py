@@ -111,6 +111,7 @@ def test_a_shopper_buys_a_recommended_item_and_the_page_follows(worker, model, t
         assert page.text_content("#dead") == "0"
         assert page.text_content("#model") == get(f"{worker.url}/api/health")[1]["model_version"]
         assert not page.text_content("#live-error")
+        page.wait_for_function("live.eps.length >= 4", timeout=20_000)  # the charts have a few points
 
         shot = Path(os.environ.get("RECSYS_DEMO_SCREENSHOT") or tmp_path / "demo-page.png")
         page.screenshot(path=str(shot), full_page=True)
