@@ -36,13 +36,16 @@ class ReplicatedChangelog(Service):
     """Tails ``topic`` (all partitions) into ``on_records``; ``caught_up`` once at the end."""
 
     def __init__(self, settings: Settings, topic: str, on_records: Callback, *,
-                 skip: Optional[Callable[[int, int], bool]] = None, **kwargs: Any) -> None:
-        """``skip(partition, offset)``: records this process already applied (own_writes.py)."""
+                 skip: Optional[Callable[[int, int], bool]] = None,
+                 ignore_key: Optional[Callable[[Optional[bytes]], bool]] = None, **kwargs: Any) -> None:
+        """``skip(partition, offset)``: records this process already applied (own_writes.py);
+        ``ignore_key(raw key)``: records no worker but their owner needs, passed over undecoded."""
         super().__init__(**kwargs)
         self.settings = settings
         self.topic = topic
         self.on_records = on_records
         self.skip = skip
+        self.ignore_key = ignore_key
         self.records_skipped = 0
         self.records_seen = 0
         self.caught_up = asyncio.Event()
@@ -76,11 +79,13 @@ class ReplicatedChangelog(Service):
             while not self.should_stop:
                 batch = await self._consumer.getmany(timeout_ms=200)
                 updates: list[tuple[str, Optional[Any]]] = []
-                skip = self.skip
+                skip, ignore = self.skip, self.ignore_key
                 for records in batch.values():
                     for rec in records:
                         if skip is not None and skip(rec.partition, rec.offset):
                             self.records_skipped += 1
+                            continue
+                        if ignore is not None and ignore(rec.key):
                             continue
                         try:
                             key = rec.key.decode("utf-8") if rec.key is not None else ""

@@ -203,12 +203,15 @@ class UserEventProcessor:
         if self.drift is not None:
             await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
         marks.append(("drift", time.perf_counter()))
-        touched, outcomes, pop_updates, trans_updates, new_ids = self._fold_profiles(by_user)
+        touched, outcomes, pop_updates, interactions, new_ids = self._fold_profiles(by_user)
         id_writes = self.event_ids.encode_many(new_ids + self._expired_ids(by_user))
         self._ids_ahead.hold(seq, [(key, value) for key, value, _ in new_ids])
         marks.append(("profiles", time.perf_counter()))
         local_entries = self._fold_popularity(pop_updates)
-        local_transitions = self._fold_transitions(trans_updates)
+        trans_updates, histories = self._fold_histories(interactions)
+        # The histories after the entries: in one changelog partition, in this order, a history
+        # that survived a crash never holds an event whose count changes did not.
+        local_transitions = self._fold_transitions(trans_updates) + histories
         # This worker's own writes count at once; other partitions arrive via the changelog.
         self.index.put_many([(key, entry) for key, entry, _ in local_entries])
         self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
@@ -271,14 +274,13 @@ class UserEventProcessor:
         return by_user
 
     def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
-            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[tuple[Any, dict[str, int]]]],
+            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[_Accepted]],
             list[tuple[str, Any, int]]]:
         """Each user's events into their profile (one read, one write per user); returns the
-        changed profiles, the outcomes, what the item entries must fold next, and the
-        ``event_ids`` entries of the events applied."""
+        changed profiles, the outcomes, what the item entries and the users' transition
+        histories must fold next, and the ``event_ids`` entries of the events applied."""
         pop_updates: dict[str, list[_Accepted]] = {}
-        trans_updates: dict[str, list[tuple[Any, dict[str, int]]]] = {}
-        day_s = tix.DAY_S
+        interactions: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []
         new_ids: list[tuple[str, Any, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
@@ -300,12 +302,6 @@ class UserEventProcessor:
                 if seen == dedup.DUPLICATE:
                     outcomes[(acc.source.topic, DUPLICATE)] += 1
                     continue
-                # What this interaction changes in the counts of the user's history; counted
-                # only when the profile takes the event: a transition entry is never behind its
-                # profile (its changelog is acknowledged first, see _finish), so for a replayed
-                # event (the profile has it) the entries have it too.
-                pairs = (tix.successor_updates(profile["recent"], ev.product_id, ev.ts, day_s)
-                         if ev.is_interaction else None)
                 outcome = apply_event(profile, ev, acc.source, self.cfg)
                 # A replayed event the table does not know (applied before the table existed, or
                 # expired) is recorded too: its later duplicates are then found.
@@ -314,18 +310,42 @@ class UserEventProcessor:
                     partition = acc.source.partition
                     new_ids.append((key, value, partition))
                     new_ids.append((dedup.time_key(ev.ts, user_id, ev.event_id), 1, partition))
-                if pairs and outcome == APPLIED:
-                    for src, deltas in pairs.items():
-                        trans_updates.setdefault(tix.entry_key(src, acc.source.partition), []).append((acc.source, deltas))
                 outcomes[(acc.source.topic, outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
                 # after a crash); only a second record of the same event_id is skipped here.
+                # The transition histories, likewise, by theirs (_fold_histories).
                 if ev.is_interaction and outcome != DUPLICATE:
                     pop_updates.setdefault(entry_key(ev.product_id, acc.source.partition), []).append(acc)
+                    interactions.setdefault(user_id, []).append(acc)
             if changed:
                 touched.append((user_id, profile, accepted[-1].source.partition))
-        return touched, outcomes, pop_updates, trans_updates, new_ids
+        return touched, outcomes, pop_updates, interactions, new_ids
+
+    def _fold_histories(self, interactions: dict[str, list[_Accepted]]) -> tuple[
+            dict[str, list[tuple[Any, dict[str, int]]]], list[tuple[str, dict, int]]]:
+        """Each user's interactions into their transition history (ranking/transition_index.py
+        says why it is not the profile's rows); returns the count changes by entry key and the
+        changed histories."""
+        trans_updates: dict[str, list[tuple[Any, dict[str, int]]]] = {}
+        changed: list[tuple[str, dict, int]] = []
+        keys = [(tix.history_key(user_id), accs[0].source.partition) for user_id, accs in interactions.items()]
+        max_rows, day_s = self.cfg.recent_items, tix.DAY_S
+        for (key, partition), accs, history in zip(keys, interactions.values(),
+                                                    self._transitions_ahead.read_many(self.transitions, keys)):
+            history = history or tix.new_history()
+            folded = False
+            for acc in accs:
+                ev = acc.event
+                deltas = tix.fold_into_history(history, ev.product_id, ev.kind, ev.ts, acc.source, max_rows, day_s)
+                if deltas is None:
+                    continue  # a replay: its count changes are in the entries already
+                folded = True
+                for src, counts in deltas.items():
+                    trans_updates.setdefault(tix.entry_key(src, partition), []).append((acc.source, counts))
+            if folded:
+                changed.append((key, history, partition))
+        return trans_updates, changed
 
     def _expired_ids(self, by_user: dict[str, list[_Accepted]]) -> list[tuple[str, Any, int]]:
         """Deletes for the ``event_ids`` entries that left the window on the batch's partitions
@@ -423,11 +443,11 @@ class UserEventProcessor:
             # Every table is stored in one step with no await between (a reader never sees a
             # profile newer than its list), and the changelogs are sent after, so a send waiting
             # on the broker does not hold back what this batch makes visible.
-            # The item entries' changelogs go first and the users' after they are acknowledged:
-            # a transition entry is counted only with its profile's event, so it must never be
-            # behind that profile in the changelog (a rebuild would then skip its pairs).
-            # The event ids go first too: an id ahead of its profile is harmless (its own record,
-            # read again, is recognised by its source; profiles/dedup.py), one behind is not.
+            # The item tables' changelogs go first and the users' after they are acknowledged.
+            # The event ids must: an id ahead of its profile is harmless (its own record, read
+            # again, is recognised by its source; profiles/dedup.py), one behind is not. The
+            # transition entries and histories are one table whose records keep each other
+            # consistent by their order (_fold_histories), whichever phase they go in.
             items_first = [
                 (self.popularity, self.popularity.store_staged(b.entry_writes)),
                 (self.transitions, self.transitions.store_staged(b.transition_writes)),

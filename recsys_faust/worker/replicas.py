@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .. import metrics
 from ..events.model import TOPIC_CONTROL, TOPIC_MODEL_UPDATES
@@ -21,7 +21,7 @@ from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex
 from ..ranking.active import ModelHolder
 from ..ranking.payload import decode as decode_model
-from ..ranking.transition_index import TransitionIndex
+from ..ranking.transition_index import TransitionIndex, is_history_key_bytes
 from ..settings import Settings
 
 log = logging.getLogger("recsys_faust")
@@ -43,11 +43,13 @@ class Replicas:
         return (self.popularity_tail, self.transitions_tail, self.models_tail)
 
 
-def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], None]) -> ReplicatedChangelog:
+def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], None],
+               ignore_key: Optional[Callable[[Optional[bytes]], bool]] = None) -> ReplicatedChangelog:
     """A tail of an item table's changelog that skips this worker's own, applied records."""
     own = OwnWrites()
     table.on_changelog_sent = own.add
-    return ReplicatedChangelog(settings, table.changelog_topic.get_topic_name(), apply, skip=own.contains)
+    return ReplicatedChangelog(settings, table.changelog_topic.get_topic_name(), apply, skip=own.contains,
+                               ignore_key=ignore_key)
 
 
 def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_table: StrKeyTable) -> Replicas:
@@ -59,7 +61,7 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
         popularity=popularity,
         popularity_tail=_item_tail(settings, popularity_table, popularity.put_many),
         transitions=transitions,
-        transitions_tail=_item_tail(settings, transitions_table, transitions.put_many),
+        transitions_tail=_item_tail(settings, transitions_table, transitions.put_many, is_history_key_bytes),
         models=models,
         models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: offer_models(models, recs)),
     )

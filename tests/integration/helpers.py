@@ -236,6 +236,17 @@ class Model:
                             out[other][pid] += 1
         return {p: c for p, c in out.items() if c}
 
+    def wrong_successors(self, url: str, items: Iterable[str]) -> dict[str, dict[str, tuple]]:
+        """The items whose "users took next" on the worker at ``url`` differ from the model:
+        {item: {successor: (worker count, model count)}}, only the differing successors."""
+        out = {}
+        for pid in items:
+            got = {i["product_id"]: i["score"] for i in get(f"{url}/api/products/{pid}/similar?kind=next&k=100")[1]["items"]}
+            want = dict(self.next_items(pid, 100))
+            if got != want:
+                out[pid] = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        return out
+
     def next_items(self, product_id: str, k: int) -> list[tuple[str, float]]:
         succ = self.successors().get(product_id, Counter())
         return sorted(((p, float(c)) for p, c in succ.items()), key=lambda kv: (-kv[1], kv[0]))[:k]

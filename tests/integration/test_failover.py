@@ -126,11 +126,12 @@ def test_sigkill_one_of_two_workers_mid_stream_loses_no_record_of_its_partitions
     successors = model.successors()
     sample = sorted(successors)[:60]
     for w in (w1, w2):
-        def wrong_successors():
-            return [p for p in sample if {i["product_id"]: i["score"] for i in
-                                          get(f"{w.url}/api/products/{p}/similar?kind=next&k=100")[1]["items"]}
-                    != dict(model.next_items(p, 100))]
-        wait_until(lambda: not wrong_successors(), 60, interval=1, what=f"item successors exact on {w.name}")
+        try:
+            wait_until(lambda: not model.wrong_successors(w.url, sample), 60, interval=1,
+                       what=f"item successors exact on {w.name}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; (worker, model) counts that differ: "
+                                 f"{model.wrong_successors(w.url, sample)}") from None
     trending = [i["product_id"] for i in get(f"{w1.url}/api/trending?k=10")[1]["items"]]
     assert trending == model.trending(10)
     # Every event exactly once in PostgreSQL (natural keys: a replay inserts nothing).

@@ -107,14 +107,7 @@ def test_transitions_are_exact_on_both_workers(workers, model):
     assert len(successors) > 50
 
     def wrong(w) -> dict:
-        out = {}
-        for pid in sorted(successors):
-            got = dict((i["product_id"], i["score"]) for i in
-                       get(f"{w.url}/api/products/{pid}/similar?kind=next&k=100")[1]["items"])
-            want = dict(model.next_items(pid, 100))
-            if got != want:
-                out[pid] = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
-        return out
+        return model.wrong_successors(w.url, sorted(successors))
 
     try:
         wait_until(lambda: not wrong(workers[0]) and not wrong(workers[1]), 30, interval=1,
