@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import sys
@@ -129,7 +130,6 @@ def _database_and_keys() -> tuple[Settings, Any]:
 @click.option("--limit", type=int, default=20, show_default=True, help="Newest events shown.")
 def db_events(user_id: str, limit: int) -> None:
     """A user's stored events as JSON lines, newest first, sealed fields opened with RECSYS_FIELD_KEYS."""
-    import json
 
     import psycopg
     from cryptography.fernet import InvalidToken
@@ -300,6 +300,71 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
         click.echo(f"published {result.artifact.version} on amazon-model-updates ({size / 1e6:.1f} MB)")
 
 
+@main.group()
+def models() -> None:
+    """The model lifecycle on amazon-model-updates: list, activate (roll back), prune.
+
+    Every worker follows that topic, so each command acts on the whole cluster at once, and a
+    worker restarted later comes back on the same version.
+    """
+
+
+def _run_models(coro_fn, *args):
+    from .kafka.read_all import TopicMissing
+    from .ops.models import ModelsError
+
+    settings = _settings()
+    try:
+        return asyncio.run(coro_fn(settings, *args))
+    except (ModelsError, TopicMissing) as exc:
+        raise click.ClickException(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a readable error, not a trace
+        raise click.ClickException(f"{settings.broker}: {type(exc).__name__}: {exc}")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_list(as_json: bool) -> None:
+    """Every version on the topic, newest first: which one is served, which is pinned, offline NDCG@10."""
+    from .ops.models import read_registry
+
+    rows = _run_models(read_registry).summary()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no model on amazon-model-updates (the workers serve popularity)")
+        return
+    click.echo(f"{'':2}{'version':24}{'published (UTC)':22}{'factors':>8}{'items':>8}{'NDCG@10':>9}{'MB':>7}")
+    for r in rows:
+        ndcg = (r["offline_metrics"].get("als") or {}).get("ndcg@10")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["published_at"]))
+        mark = ("*" if r["active"] else " ") + ("p" if r["pinned"] else " ")
+        click.echo(f"{mark}{r['model_version']:24}{when:22}{r['factors'] or '':>8}{r['items'] or '':>8}"
+                   f"{'' if ndcg is None else f'{ndcg:.4f}':>9}{r['bytes'] / 1e6:>7.1f}")
+    click.echo("* served by every worker   p pinned by `models activate`")
+
+
+@models.command("activate")
+@click.argument("version")
+def models_activate(version: str) -> None:
+    """Serve VERSION on every worker (a rollback, or a chosen roll-forward); a later publication wins again."""
+    from .ops.models import activate
+
+    pin = _run_models(activate, version)
+    click.echo(f"activated {pin['model_version']}: every worker switches to it (and comes back on it after a restart)")
+
+
+@models.command("prune")
+@click.option("--keep", type=int, default=3, show_default=True, help="Newest publications kept (the served one always is).")
+def models_prune(keep: int) -> None:
+    """Remove older versions from the topic (tombstones; compaction then drops them), so start-up reads less."""
+    from .ops.models import prune
+
+    doomed = _run_models(prune, keep)
+    click.echo(f"pruned {len(doomed)} version(s){': ' + ', '.join(doomed) if doomed else ''}")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Stream this dataset (e.g. ../shared/data/amazon-grocery/interactions.csv) "
@@ -329,7 +394,6 @@ def health(url: Optional[str], live: bool, timeout: float) -> None:
 
     What the Docker image's HEALTHCHECK runs; handy on a host too.
     """
-    import json
     import os
     import urllib.error
     import urllib.request

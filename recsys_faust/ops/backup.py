@@ -28,13 +28,12 @@ import aiokafka
 from aiokafka import TopicPartition
 
 from ..kafka.clients import client_kwargs
+from ..kafka.read_all import TopicMissing, TopicReader
 from ..kafka.topics import apply_topics, plan_from_settings
 from ..settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-#: A partition is read to its end once it has been silent this long past its end offset.
-QUIET_S = 1.0
 
 
 class BackupError(RuntimeError):
@@ -76,42 +75,19 @@ def _unb64(text: Optional[str]) -> Optional[bytes]:
 async def export_topic(settings: Settings, topic: str, path: Path,
                        progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
     """Every record of ``topic`` as JSON lines (partition, offset, timestamp, key, value, headers)."""
-    consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                         fetch_max_wait_ms=100, **client_kwargs(settings))
-    await consumer.start()
     per_partition: dict[int, int] = {}
+    reader = TopicReader(settings, topic)
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            raise BackupError(f"topic {topic} does not exist on the broker (run `recsys-faust topics apply`)")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        last_seen = {tp: time.monotonic() for tp in tps}
-        done: set = set()
         with path.open("w", encoding="utf-8") as out:
-            while len(done) < len(tps):
-                batch = await consumer.getmany(timeout_ms=200)
-                now = time.monotonic()
-                for tp, records in batch.items():
-                    if records:
-                        last_seen[tp] = now
-                    for r in records:
-                        out.write(json.dumps({"p": r.partition, "o": r.offset, "t": r.timestamp, "k": _b64(r.key),
-                                              "v": _b64(r.value), "h": [[k, _b64(v)] for k, v in r.headers]}) + "\n")
-                        per_partition[r.partition] = per_partition.get(r.partition, 0) + 1
-                    progress(len(records))
-                for tp in tps:
-                    position = await consumer.position(tp)
-                    if position >= ends[tp] and now - last_seen[tp] >= QUIET_S:
-                        done.add(tp)
-    finally:
-        await consumer.stop()
-    return {"file": path.name, "partitions": len(tps), "records": sum(per_partition.values()),
+            async for records in reader.batches():
+                for r in records:
+                    out.write(json.dumps({"p": r.partition, "o": r.offset, "t": r.timestamp, "k": _b64(r.key),
+                                          "v": _b64(r.value), "h": [[k, _b64(v)] for k, v in r.headers]}) + "\n")
+                    per_partition[r.partition] = per_partition.get(r.partition, 0) + 1
+                progress(len(records))
+    except TopicMissing as exc:
+        raise BackupError(str(exc)) from None
+    return {"file": path.name, "partitions": len(reader.partitions), "records": sum(per_partition.values()),
             "per_partition": {str(p): n for p, n in sorted(per_partition.items())}, "sha256": _sha256(path)}
 
 

@@ -115,3 +115,11 @@ class ModelHolder:
         log.info("model %s active (%d items, %d factors)", artifact.version, len(artifact.item_ids), artifact.factors)
         return True
 
+    def switch(self, artifact: ModelArtifact, created_at: float) -> None:
+        """Serve ``artifact`` whatever its age: the registry chose it (a rollback included)."""
+        model = ActiveModel.build(artifact, created_at, self._max_successors)
+        with self._lock:
+            self._active = model
+        log.info("model %s active (%d items, %d factors), as amazon-model-updates chose",
+                 artifact.version, len(artifact.item_ids), artifact.factors)
+

@@ -19,6 +19,7 @@ def encode(artifact: ModelArtifact, *, created_at: float | None = None) -> dict[
     return {
         "model_version": artifact.version,
         "created_at": created_at or time.time(),
+        "published_at": time.time(),  # what the registry orders publications by (ranking/registry.py)
         "manifest": {**artifact.manifest, "params": artifact.params, "factors": artifact.factors,
                      "n_items": len(artifact.item_ids)},
         "artifact_npz_b64": base64.b64encode(buf.getvalue()).decode("ascii"),

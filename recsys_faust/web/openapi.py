@@ -69,7 +69,11 @@ SCHEMAS: dict[str, Any] = {
     "Ready": _obj(["ready", "reasons"], ready=BOOL, reasons={"type": "array", "items": STR}, worker=STR),
     "Live": _obj(["live", "worker"], live=BOOL, worker=STR),
     "Ping": _obj(["ok"], ok=BOOL),
-    "Reloaded": _obj(["model_version", "switched"], model_version=STR, switched=BOOL),
+    "Models": _obj(["model_version", "versions"], model_version=STR, versions={"type": "array", "items": _obj(
+        ["model_version", "published_at", "active", "pinned"], model_version=STR, created_at=NULLABLE_NUM,
+        published_at=NUM, factors={"type": "integer", "nullable": True}, items={"type": "integer", "nullable": True},
+        offline_metrics={"type": "object"}, active=BOOL, pinned=BOOL, bytes=INT)}),
+    "Reloaded": _obj(["model_version", "switched"], model_version=STR, switched=BOOL, published=BOOL),
     "Cleared": _obj(["cleared", "cache_epoch"], cleared=BOOL, cache_epoch=NUM, detail=STR),
 }
 
@@ -135,7 +139,10 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                            (200, JSON, _ref("Similar")), errors=READ,
                            params=(_param("product_id", "path"), K,
                                    _param("kind", schema={"type": "string", "enum": ["factors", "next"]})))},
-    "ReloadModels": {"post": _op("Load the newest model under RECSYS_MODELS_DIR", (200, JSON, _ref("Reloaded")),
+    "Models": {"get": _op("Model versions on amazon-model-updates: served, pinned, offline figures",
+                          (200, JSON, _ref("Models")), errors=READ)},
+    "ReloadModels": {"post": _op("Publish the newest model under RECSYS_MODELS_DIR: every worker switches to it",
+                                 (200, JSON, _ref("Reloaded")),
                                  errors=(401, 403, 503))},
     "ClearCache": {"post": _op("Stop serving ready lists built before now, on every worker",
                                (200, JSON, _ref("Cleared")), errors=(401, 403, 503))},

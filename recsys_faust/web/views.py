@@ -61,6 +61,8 @@ class WebContext:
     models: Any = None
     clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
     active_users: Callable[[int], list[str]] = lambda k: []   # the users this worker changed last
+    publish_model: Optional[Callable[[Any], Awaitable[Any]]] = None  # an artifact onto amazon-model-updates
+    models_summary: Callable[[], list[dict[str, Any]]] = lambda: []   # the registry's versions
     # set by register_views
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
     owners: Any = None
@@ -334,6 +336,10 @@ class Similar(ApiView):
         return self.json({"product_id": product_id, "kind": kind, **found})
 
 class ReloadModels(ApiView):
+    """Publish the newest artifact under RECSYS_MODELS_DIR on amazon-model-updates: this worker
+    switches at once, every other one when its tail reads the announcement (ranking/registry.py),
+    and a worker restarted later comes back on it."""
+
     scope = "admin"
 
     async def post(self, request: Request) -> Response:
@@ -343,8 +349,29 @@ class ReloadModels(ApiView):
         if path is None:
             raise ApiError(404, "not_found", f"no model under {self.ctx.settings.models_dir}")
         artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
-        switched = self.ctx.models.offer(artifact, float(artifact.manifest.get("created_at") or 0))
-        return self.json({"model_version": self.ctx.models.active.version, "switched": switched})
+        published = False
+        if self.ctx.publish_model is not None:
+            try:
+                await self.ctx.publish_model(artifact)
+            except Exception as exc:  # noqa: BLE001 - the caller gets the reason
+                raise ApiError(503, "unavailable", f"could not publish {artifact.version}: {type(exc).__name__}: {exc}")
+            published = True
+        active = self.ctx.models.active
+        switched = active is None or active.version != artifact.version
+        if switched:
+            self.ctx.models.switch(artifact, float(artifact.manifest.get("created_at") or 0))
+        return self.json({"model_version": artifact.version, "switched": switched, "published": published})
+
+class Models(ApiView):
+    """The versions on amazon-model-updates, newest first, with their offline figures and which
+    one every worker serves (ranking/registry.py)."""
+
+    scope = "read"
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"model_version": self.ctx.recommender.model_version,
+                          "versions": self.ctx.models_summary()})
+
 
 class ClearCache(ApiView):
     scope = "admin"
@@ -399,6 +426,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/trending", Trending),
     ("/api/events/{kind}", Ingest),
     ("/api/products/{product_id}/similar", Similar),
+    ("/api/models", Models),
     ("/api/reload-models", ReloadModels),
     ("/api/clear-cache", ClearCache),
     ("/metrics", Metrics),

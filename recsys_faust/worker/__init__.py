@@ -35,6 +35,14 @@ from .tables import declare_tables
 from .topics import declare_topics
 
 
+async def _publish_model(settings: Settings, artifact: Any) -> int:
+    """``POST /api/reload-models``' announcement, as ``train --publish`` makes it (imported when used:
+    the training side stays out of a worker that never reloads)."""
+    from ..training.train import publish
+
+    return await publish(settings, artifact)
+
+
 def build_worker(settings: Settings) -> RecsysApp:
     tune_process(settings)
     app = create_app(settings)
@@ -89,6 +97,8 @@ def build_worker(settings: Settings) -> RecsysApp:
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
         readiness=metrics.STATE.readiness, models=replicas.models, clear_cache=cache.clear,
         active_users=processor.recent_users.newest,
+        publish_model=lambda artifact: _publish_model(settings, artifact),
+        models_summary=replicas.registry.summary,
     ))
     timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
            probe=probe)

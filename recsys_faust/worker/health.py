@@ -106,6 +106,8 @@ def health_document(app: RecsysApp, settings: Settings, *, database: DatabasePro
             "persistence": "on" if settings.persistence_enabled else "off",
             "auth": auth_modes(settings),
             "model_version": recommender.model_version,
+            "models": {"announced": sorted(replicas.registry.versions),
+                       "pinned": replicas.registry.pin["model_version"] if replicas.registry.pin else None},
             "cache_epoch": recommender.cache_epoch,
             "drift": drift.status(),
             "scoring": scorer.status(),

@@ -21,6 +21,7 @@ from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex
 from ..ranking.active import ModelHolder
 from ..ranking.payload import decode as decode_model
+from ..ranking.registry import ModelRegistry
 from ..ranking.transition_index import TransitionIndex, is_history_key_bytes
 from ..settings import Settings
 
@@ -36,6 +37,7 @@ class Replicas:
     transitions: TransitionIndex
     transitions_tail: ReplicatedChangelog
     models: ModelHolder
+    registry: ModelRegistry
     models_tail: ReplicatedChangelog
 
     @property
@@ -57,26 +59,30 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
                                  refresh_s=settings.trending_refresh_s)
     transitions = TransitionIndex()
     models = ModelHolder(settings.transitions_max_successors)
+    registry = ModelRegistry()
     return Replicas(
         popularity=popularity,
         popularity_tail=_item_tail(settings, popularity_table, popularity.put_many),
         transitions=transitions,
         transitions_tail=_item_tail(settings, transitions_table, transitions.put_many, is_history_key_bytes),
         models=models,
-        models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: offer_models(models, recs)),
+        registry=registry,
+        models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: follow_registry(registry, models, recs)),
     )
 
 
-def offer_models(models: ModelHolder, records: list[tuple[str, Any]]) -> None:
-    """Load the newest model announced in ``records`` (older ones are skipped undecoded)."""
-    valid = [v for _k, v in records if isinstance(v, dict) and "model_version" in v and "artifact_npz_b64" in v]
-    if not valid:
+def follow_registry(registry: ModelRegistry, models: ModelHolder, records: list[tuple[str, Any]]) -> None:
+    """Fold records of amazon-model-updates into the registry and serve the version it chooses
+    (ranking/registry.py: the newest publication, or a version activated after it)."""
+    registry.apply(records)
+    chosen = registry.chosen()
+    active = models.active
+    if chosen is None or (active is not None and active.version == str(chosen["model_version"])):
         return
-    newest = max(valid, key=lambda v: (float(v.get("created_at") or 0), str(v["model_version"])))
     try:
-        models.offer(decode_model(newest), float(newest.get("created_at") or 0))
+        models.switch(decode_model(chosen), float(chosen.get("created_at") or 0))
     except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
-        log.exception("could not load model %s from amazon-model-updates", newest.get("model_version"))
+        log.exception("could not load model %s from amazon-model-updates", chosen.get("model_version"))
 
 
 class CacheControl:

@@ -1,0 +1,108 @@
+"""The model lifecycle on two real workers: publish, roll back with `models activate`, survive a
+restart, reload from one worker's models dir onto both, prune the topic's history."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+
+from .helpers import get, http, wait_until
+
+pytestmark = pytest.mark.integration
+END = time.time() - 60
+TOKEN = "lifecycle-token"
+
+
+@pytest.fixture(scope="module")
+def shop_csv(tmp_path_factory):
+    events = synthetic_events(ShopSpec(users=200, items=120, categories=6, events_per_user=10, seed=31), end=END)
+    path = tmp_path_factory.mktemp("data") / "shop.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "item_id", "rating", "timestamp", "category"])
+        for kind, o in events:
+            if kind != "user-event":
+                w.writerow([o["user_id"], o["product_id"], 1, o["timestamp"], o["category"]])
+    return path
+
+
+def cli(stack, *args, models_dir) -> subprocess.CompletedProcess:
+    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir)}
+    return subprocess.run([sys.executable, "-m", "recsys_faust", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def served(worker) -> str:
+    return get(f"{worker.url}/api/health")[1]["model_version"]
+
+
+def train(stack, shop_csv, models_dir) -> str:
+    before = {p.name for p in models_dir.iterdir()}
+    out = cli(stack, "train", "--data", str(shop_csv), "--factors", "16", "--publish", "--no-eval", models_dir=models_dir)
+    assert out.returncode == 0, out.stderr + out.stdout
+    (version,) = {p.name for p in models_dir.iterdir() if (p / "manifest.json").exists()} - before
+    return version
+
+
+def listed(stack, models_dir) -> list[dict]:
+    out = cli(stack, "models", "list", "--json", models_dir=models_dir)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_publish_activate_restart_reload_and_prune_act_on_every_worker(stack, shop_csv, tmp_path):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    env = {"RECSYS_API_TOKEN": TOKEN, "RECSYS_MODELS_DIR": str(models_dir)}
+    workers = [stack.add_worker("w1", extra_env=env), stack.add_worker("w2", extra_env=env)]
+
+    def everywhere(version: str, what: str) -> None:
+        wait_until(lambda: all(served(w) == version for w in workers), 60, what=f"both workers on {version} ({what})")
+
+    v1 = train(stack, shop_csv, models_dir)
+    everywhere(v1, "published")
+    time.sleep(1.1)  # versions are named by the second
+    v2 = train(stack, shop_csv, models_dir)
+    everywhere(v2, "published")
+    rows = listed(stack, models_dir)
+    assert [r["model_version"] for r in rows] == [v2, v1] and rows[0]["active"] and not rows[1]["active"]
+
+    # Roll back: one record on the topic, every worker follows.
+    out = cli(stack, "models", "activate", v1, models_dir=models_dir)
+    assert out.returncode == 0, out.stderr
+    everywhere(v1, "activated")
+    body = get(f"{workers[1].url}/api/models")[1]
+    assert body["model_version"] == v1
+    assert {r["model_version"]: (r["active"], r["pinned"]) for r in body["versions"]} == {v1: (True, True), v2: (False, False)}
+
+    # A restarted worker comes back on the activated version, not on the newest.
+    workers[1].stop()
+    workers[1] = stack.add_worker("w2", extra_env=env)
+    wait_until(lambda: served(workers[1]) == v1, 60, what="the restarted worker on the activated version")
+    assert get(f"{workers[1].url}/api/health")[1]["models"] == {"announced": sorted([v1, v2]), "pinned": v1}
+
+    # Reload on one worker publishes the newest artifact of its models dir: both switch.
+    status, body = http("POST", f"{workers[0].url}/api/reload-models", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and body == {"model_version": v2, "switched": True, "published": True}, body
+    everywhere(v2, "reloaded on w1")
+
+    # Prune: only the newest stays on the topic; a new worker reads only it.
+    out = cli(stack, "models", "prune", "--keep", "1", models_dir=models_dir)
+    assert out.returncode == 0 and v1 in out.stdout, out.stderr + out.stdout
+    assert [r["model_version"] for r in listed(stack, models_dir)] == [v2]
+    fresh = stack.add_worker("w3", extra_env=env)
+    wait_until(lambda: served(fresh) == v2, 60, what="a new worker on the newest version")
+    assert get(f"{fresh.url}/api/health")[1]["models"] == {"announced": [v2], "pinned": None}
+
+    # An unknown version is refused with the reason, and nothing changes.
+    out = cli(stack, "models", "activate", "als-no-such-version", models_dir=models_dir)
+    assert out.returncode != 0 and "is not on amazon-model-updates" in out.stderr
+    assert all(served(w) == v2 for w in [*workers, fresh])
