@@ -337,7 +337,8 @@ def models_list(as_json: bool) -> None:
         return
     click.echo(f"{'':2}{'version':24}{'published (UTC)':22}{'factors':>8}{'items':>8}{'NDCG@10':>9}{'MB':>7}")
     for r in rows:
-        ndcg = (r["offline_metrics"].get("als") or {}).get("ndcg@10")
+        figures = r["offline_metrics"]
+        ndcg = (figures.get("als+transitions") or figures.get("als") or {}).get("ndcg@10")  # what is served
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["published_at"]))
         mark = ("*" if r["active"] else " ") + ("p" if r["pinned"] else " ")
         click.echo(f"{mark}{r['model_version']:24}{when:22}{r['factors'] or '':>8}{r['items'] or '':>8}"
