@@ -46,6 +46,7 @@ class Sample:
 class SoakResult:
     minutes: float
     rate: float
+    warm: int = 0       # events of the warm-up (in produced and applied too)
     produced: int = 0
     applied: float = 0
     dead_letters: float = 0
@@ -82,6 +83,24 @@ def live_events(users: int, stop: threading.Event, seed: int = 3) -> Iterator[tu
         kind = "purchase" if rng.random() < 0.2 else "view"
         yield kind, {"event_id": uuid.uuid4().hex, "user_id": f"s{u:05d}", "product_id": f"i{item:05d}",
                      "category": f"c{cat:02d}", "timestamp": time.time()}
+
+
+def _warm_up(stack: Any, worker: Any, n: int, users: int, echo: Callable[[str], None]) -> int:
+    """Produce ``n`` events at full speed and wait until the worker applied them all."""
+    if n <= 0:
+        return 0
+    from ..client.replay import replay_events
+
+    started = time.monotonic()
+    events = [e for _, e in zip(range(n), live_events(users, threading.Event(), seed=2))]
+    sent = asyncio.run(replay_events(stack.settings, events))
+    deadline = time.monotonic() + max(120.0, n / 200)
+    while time.monotonic() < deadline:
+        if _metric(worker.get_text("/metrics"), "recsys_events_total", 'outcome="applied"') >= sent:
+            echo(f"warm-up: {sent} events applied in {time.monotonic() - started:.0f} s (state full before the clock starts)")
+            return sent
+        time.sleep(1.0)
+    raise RuntimeError(f"warm-up: {sent} events not applied within {deadline - started:.0f} s")
 
 
 def _metric(text: str, name: str, label: str = "") -> float:
@@ -131,7 +150,11 @@ class _HttpLoad(threading.Thread):
 
 
 def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, sample_s: float = 5.0,
-             http_per_s: float = 20.0, echo: Callable[[str], None] = print) -> SoakResult:
+             http_per_s: float = 20.0, warm_per_user: int = 50,
+             echo: Callable[[str], None] = print) -> SoakResult:
+    """``warm_per_user``: events per user produced as fast as possible and applied before the clock
+    starts, so that the measured run begins from full state (every profile at its
+    ``RECSYS_PROFILE_RECENT_ITEMS`` cap with the default) and growth it shows is not state filling up."""
     from ..bench.suite import publish_model
     from ..client.replay import replay_events
     from ..devstack.stack import DevStack
@@ -146,6 +169,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
         worker = stack.add_worker("soak")
         echo(f"soak: {minutes:g} min at {rate:g} events/s, {http_per_s:g} requests/s; worker {worker.url} "
              f"(metrics {worker.url}/metrics), workdir {workdir}")
+        result.warm = _warm_up(stack, worker, users * warm_per_user, users, echo)
         produced: dict[str, int] = {}
 
         def produce() -> None:
@@ -181,7 +205,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
         stop.set()
         producer.join(60)
         load.join(10)
-        result.produced = produced.get("n", 0)
+        result.produced = result.warm + produced.get("n", 0)
         result.errors = load.errors
         deadline = time.monotonic() + 60
         while worker.alive() and time.monotonic() < deadline:

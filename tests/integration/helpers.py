@@ -5,12 +5,17 @@ from the implementation."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import aiokafka
@@ -110,6 +115,24 @@ def http(method: str, url: str, body: Optional[bytes] = None, headers: Optional[
             return err.code, json.loads(raw)
         except ValueError:
             return err.code, raw.decode("utf-8", "replace")
+
+
+def write_shop_csv(path: Path, events: Iterable[tuple[str, dict]]) -> Path:
+    """The interactions of ``events`` as the dataset CSV that ``train`` and ``evaluate`` read."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "item_id", "rating", "timestamp", "category"])
+        for kind, o in events:
+            if kind != "user-event":
+                w.writerow([o["user_id"], o["product_id"], 1, o["timestamp"], o["category"]])
+    return path
+
+
+def cli(stack: Any, *args: str, models_dir: Path) -> subprocess.CompletedProcess:
+    """``recsys-faust ARGS`` against ``stack``, as an operator would run it."""
+    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir)}
+    return subprocess.run([sys.executable, "-m", "recsys_faust", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
 
 
 def get(url: str, headers: Optional[dict] = None) -> tuple[int, Any]:

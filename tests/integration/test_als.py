@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -14,7 +10,7 @@ import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import get, http, produce_events, wait_until
+from .helpers import cli, get, http, produce_events, wait_until, write_shop_csv
 
 pytestmark = pytest.mark.integration
 END = time.time() - 60
@@ -24,20 +20,7 @@ TOKEN = "test-token"
 @pytest.fixture(scope="module")
 def shop_csv(tmp_path_factory):
     events = synthetic_events(ShopSpec(users=400, items=240, categories=8, events_per_user=15, seed=21), end=END)
-    path = tmp_path_factory.mktemp("data") / "shop.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["user_id", "item_id", "rating", "timestamp", "category"])
-        for kind, o in events:
-            if kind != "user-event":
-                w.writerow([o["user_id"], o["product_id"], 1, o["timestamp"], o["category"]])
-    return path, events
-
-
-def cli(stack, *args, models_dir) -> subprocess.CompletedProcess:
-    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir)}
-    return subprocess.run([sys.executable, "-m", "recsys_faust", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return write_shop_csv(tmp_path_factory.mktemp("data") / "shop.csv", events), events
 
 
 @pytest.fixture(scope="module")

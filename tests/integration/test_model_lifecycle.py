@@ -3,18 +3,14 @@ restart, reload from one worker's models dir onto both, prune the topic's histor
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import get, http, wait_until
+from .helpers import cli, get, http, wait_until, write_shop_csv
 
 pytestmark = pytest.mark.integration
 END = time.time() - 60
@@ -24,20 +20,7 @@ TOKEN = "lifecycle-token"
 @pytest.fixture(scope="module")
 def shop_csv(tmp_path_factory):
     events = synthetic_events(ShopSpec(users=200, items=120, categories=6, events_per_user=10, seed=31), end=END)
-    path = tmp_path_factory.mktemp("data") / "shop.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["user_id", "item_id", "rating", "timestamp", "category"])
-        for kind, o in events:
-            if kind != "user-event":
-                w.writerow([o["user_id"], o["product_id"], 1, o["timestamp"], o["category"]])
-    return path
-
-
-def cli(stack, *args, models_dir) -> subprocess.CompletedProcess:
-    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir)}
-    return subprocess.run([sys.executable, "-m", "recsys_faust", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return write_shop_csv(tmp_path_factory.mktemp("data") / "shop.csv", events)
 
 
 def served(worker) -> str:
