@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import threading
@@ -40,6 +41,9 @@ class Sample:
     requests: int
     errors: int
     applied: float
+    worker_cpu: float = 0.0    # share of one core over the interval
+    scoring_cpu: float = 0.0
+    broker_cpu: float = 0.0
 
 
 @dataclass
@@ -70,6 +74,32 @@ def rss_mib(pid: Optional[int]) -> float:
         return 0.0
     m = re.search(r"VmRSS:\s+(\d+) kB", text)
     return int(m.group(1)) / 1024 if m else 0.0
+
+
+def cpu_seconds(pid: Optional[int]) -> float:
+    """User + system CPU time a process has used (``/proc/PID/stat``), 0 when it is gone."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShare:
+    """A process's CPU over the interval since the last call, as a share of one core."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, float]] = {}
+
+    def __call__(self, pid: Optional[int]) -> float:
+        if not pid:
+            return 0.0
+        now, used = time.monotonic(), cpu_seconds(pid)
+        before = self._last.get(pid)
+        self._last[pid] = (now, used)
+        return 0.0 if before is None or now <= before[0] else (used - before[1]) / (now - before[0])
 
 
 def live_events(users: int, stop: threading.Event, seed: int = 3) -> Iterator[tuple[str, dict]]:
@@ -182,7 +212,8 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
         started = time.monotonic()
         broker_pid = stack.broker.proc.pid if stack.broker and stack.broker.proc else None
         echo(f"{'t s':>6} {'worker':>8} {'scoring':>8} {'broker':>8} {'lag':>7} {'p99 ms':>7} {'reqs':>6} "
-             f"{'errors':>6} {'applied':>8}")
+             f"{'errors':>6} {'applied':>8}  CPU worker/scoring/broker")
+        cpu = CpuShare()
         while True:
             time.sleep(sample_s)
             elapsed = time.monotonic() - started
@@ -190,13 +221,15 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
             metrics = worker.get_text("/metrics") if worker.alive() else ""
             lat, requests, errors = load.take()
             p99 = 1000 * sorted(lat)[int(0.99 * (len(lat) - 1))] if lat else float("nan")
-            s = Sample(round(elapsed, 1), rss_mib(worker.proc.pid if worker.proc else None),
-                       rss_mib((health.get("scoring") or {}).get("pid")), rss_mib(broker_pid),
+            worker_pid, scoring_pid = worker.proc.pid if worker.proc else None, (health.get("scoring") or {}).get("pid")
+            s = Sample(round(elapsed, 1), rss_mib(worker_pid), rss_mib(scoring_pid), rss_mib(broker_pid),
                        _metric(metrics, "recsys_consumer_lag_records"), p99, requests, errors,
-                       _metric(metrics, "recsys_events_total", 'outcome="applied"'))
+                       _metric(metrics, "recsys_events_total", 'outcome="applied"'),
+                       round(cpu(worker_pid), 3), round(cpu(scoring_pid), 3), round(cpu(broker_pid), 3))
             result.samples.append(s)
             echo(f"{s.t_s:6.0f} {s.worker_rss_mib:7.0f}M {s.scoring_rss_mib:7.0f}M {s.broker_rss_mib:7.0f}M "
-                 f"{s.lag_records:7.0f} {s.p99_ms:7.1f} {s.requests:6d} {s.errors:6d} {s.applied:8.0f}")
+                 f"{s.lag_records:7.0f} {s.p99_ms:7.1f} {s.requests:6d} {s.errors:6d} {s.applied:8.0f}"
+                 f"  {s.worker_cpu:.2f}/{s.scoring_cpu:.2f}/{s.broker_cpu:.2f}")
             if not worker.alive():
                 result.worker_alive = False
                 break
@@ -232,14 +265,14 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
 
 
 def plot(result: SoakResult, path: Path) -> None:
-    """RSS, lag and serving p99 over time, one panel each."""
+    """RSS, lag, serving p99 and CPU per process over time, one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = [s.t_s / 60 for s in result.samples]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
     axes[0].plot(t, [s.worker_rss_mib for s in result.samples], label="worker")
     axes[0].plot(t, [s.scoring_rss_mib for s in result.samples], label="scoring process")
     axes[0].plot(t, [s.broker_rss_mib for s in result.samples], label="dev broker")
@@ -249,7 +282,12 @@ def plot(result: SoakResult, path: Path) -> None:
     axes[1].set_ylabel("consumer lag (records)")
     axes[2].plot(t, [s.p99_ms for s in result.samples], color="tab:green")
     axes[2].set_ylabel("serving p99 ms")
-    axes[2].set_xlabel("minutes")
+    axes[3].plot(t, [s.worker_cpu for s in result.samples], label="worker")
+    axes[3].plot(t, [s.scoring_cpu for s in result.samples], label="scoring process")
+    axes[3].plot(t, [s.broker_cpu for s in result.samples], label="dev broker")
+    axes[3].set_ylabel("CPU (cores)")
+    axes[3].legend(loc="upper left", fontsize=8)
+    axes[3].set_xlabel("minutes")
     fig.suptitle(f"recsys-faust soak: {result.rate:g} events/s for {result.minutes:g} min, "
                  f"{result.errors} errors, {result.produced:,} events")
     fig.tight_layout()
