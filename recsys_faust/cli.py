@@ -478,10 +478,12 @@ def restore(directory: Path) -> None:
 @click.option("--sample-s", type=float, default=5.0, show_default=True, help="Seconds between samples.")
 @click.option("--warm-per-user", type=int, default=50, show_default=True,
               help="Events per user applied before the clock starts (full profiles); 0: start empty.")
+@click.option("--durable-broker", is_flag=True,
+              help="The dev broker keeps its log on a local S3 server (moto) rather than in its memory.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path(".soak"),
               show_default=True, help="Work dir: the stack, soak.png and soak.json.")
 def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: float, warm_per_user: int,
-         out: Path) -> None:
+         durable_broker: bool, out: Path) -> None:
     """Run a dev stack under a steady event rate and HTTP load; print RSS, lag and serving p99
     over time, write OUT/soak.png and OUT/soak.json. Exit 1 on any error, a dead worker, dead
     letters, or events not all applied after the load stops."""
@@ -493,7 +495,8 @@ def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: f
         shutil.rmtree(out)
     out.mkdir(parents=True)
     result = run_soak(out / "stack", minutes=minutes, rate=rate, users=users, sample_s=sample_s,
-                      http_per_s=http_per_s, warm_per_user=warm_per_user, echo=click.echo)
+                      http_per_s=http_per_s, warm_per_user=warm_per_user, durable_broker=durable_broker,
+                      echo=click.echo)
     plot(result, out / "soak.png")
     figures = summary(result)
     (out / "soak.json").write_text(__import__("json").dumps({**figures, "samples": [

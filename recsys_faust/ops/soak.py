@@ -180,17 +180,18 @@ class _HttpLoad(threading.Thread):
 
 
 def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, sample_s: float = 5.0,
-             http_per_s: float = 20.0, warm_per_user: int = 50,
+             http_per_s: float = 20.0, warm_per_user: int = 50, durable_broker: bool = False,
              echo: Callable[[str], None] = print) -> SoakResult:
     """``warm_per_user``: events per user produced as fast as possible and applied before the clock
     starts, so that the measured run begins from full state (every profile at its
-    ``RECSYS_PROFILE_RECENT_ITEMS`` cap with the default) and growth it shows is not state filling up."""
+    ``RECSYS_PROFILE_RECENT_ITEMS`` cap with the default) and growth it shows is not state filling up.
+    ``durable_broker``: the dev broker keeps its log on a local S3 server instead of in its memory."""
     from ..bench.suite import publish_model
     from ..client.replay import replay_events
     from ..devstack.stack import DevStack
 
     result = SoakResult(minutes=minutes, rate=rate)
-    stack = DevStack(workdir, partitions=4, database=True).start()
+    stack = DevStack(workdir, partitions=4, database=True, durable_broker=durable_broker).start()
     stop = threading.Event()
     try:
         stack.apply_topics()
@@ -211,6 +212,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
         load.start()
         started = time.monotonic()
         broker_pid = stack.broker.proc.pid if stack.broker and stack.broker.proc else None
+        s3_pid = stack.s3.proc.pid if stack.s3 is not None and stack.s3.proc else None
         echo(f"{'t s':>6} {'worker':>8} {'scoring':>8} {'broker':>8} {'lag':>7} {'p99 ms':>7} {'reqs':>6} "
              f"{'errors':>6} {'applied':>8}  CPU worker/scoring/broker")
         cpu = CpuShare()
@@ -222,10 +224,13 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
             lat, requests, errors = load.take()
             p99 = 1000 * sorted(lat)[int(0.99 * (len(lat) - 1))] if lat else float("nan")
             worker_pid, scoring_pid = worker.proc.pid if worker.proc else None, (health.get("scoring") or {}).get("pid")
-            s = Sample(round(elapsed, 1), rss_mib(worker_pid), rss_mib(scoring_pid), rss_mib(broker_pid),
+            # The broker's columns include its S3 server when its log is there (--durable-broker).
+            s = Sample(round(elapsed, 1), rss_mib(worker_pid), rss_mib(scoring_pid),
+                       rss_mib(broker_pid) + rss_mib(s3_pid),
                        _metric(metrics, "recsys_consumer_lag_records"), p99, requests, errors,
                        _metric(metrics, "recsys_events_total", 'outcome="applied"'),
-                       round(cpu(worker_pid), 3), round(cpu(scoring_pid), 3), round(cpu(broker_pid), 3))
+                       round(cpu(worker_pid), 3), round(cpu(scoring_pid), 3),
+                       round(cpu(broker_pid) + cpu(s3_pid), 3))
             result.samples.append(s)
             echo(f"{s.t_s:6.0f} {s.worker_rss_mib:7.0f}M {s.scoring_rss_mib:7.0f}M {s.broker_rss_mib:7.0f}M "
                  f"{s.lag_records:7.0f} {s.p99_ms:7.1f} {s.requests:6d} {s.errors:6d} {s.applied:8.0f}"
