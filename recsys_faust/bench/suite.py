@@ -413,6 +413,11 @@ def bench_training(report: Report, data: Optional[Path], quick: bool, workdir: P
         dot = (time.perf_counter() - t0) / len(histories)
     report.add("fold-in + top-50 per event", f"{per * 1e6:.0f} us", f"scoring dot only {dot * 1e6:.0f} us",
                f"{per / dot:.1f}x", f"64 factors, {dataset.n_items} items, 1 BLAS thread; target < 1 ms")
+    from .against_implicit import compare
+
+    click.echo("our maths against implicit's own routines (same model, same users, one thread)")
+    for what, ours, theirs, note in compare(matrix, users=300 if quick else 1000):
+        report.add(f"{what}: ours", f"{ours * 1e6:.1f} us", f"implicit {theirs * 1e6:.1f} us", f"{ours / theirs:.2f}x", note)
     bench_ranking(report, dataset, fold)
 
 

@@ -14,7 +14,6 @@ import scipy.sparse as sp
 
 from .foldin import FoldIn
 from .items import answered_item
-from .topk import top_k
 from .artifact import ModelArtifact
 from .transition_index import MAX_SUCCESSORS, TransitionCounts
 
@@ -85,12 +84,17 @@ class ActiveModel:
         )
 
     def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
+        """Cosine of the item factors, by implicit's own top-k: it measured faster than ours on a
+        single row (113 against 127-162 us on the Amazon catalogue; bench/against_implicit.py)."""
+        from implicit.cpu.topk import topk
+
         i = self.index.get(product_id)
         if i is None:
             return None
-        sims = self.unit_factors @ self.unit_factors[i]
-        best = top_k(sims, k, [i])
-        return [answered_item(self.artifact.item_ids[j], round(float(sims[j]), 6)) for j in best]
+        n = min(k + 1, len(self.artifact.item_ids))  # the item itself comes back too
+        ids, sims = topk(self.unit_factors, self.unit_factors[i][None, :], n, num_threads=1)
+        return [answered_item(self.artifact.item_ids[int(j)], round(float(s), 6))
+                for j, s in zip(ids[0], sims[0]) if j != i and j >= 0 and np.isfinite(s)][:k]
 
 
 class ModelHolder:
