@@ -163,6 +163,12 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
 
     _rejoins: Optional[dict] = None      # (tp, first skipped offset) -> rejoins asked for it
     _rejoin_pending = False
+    #: (topic, partition) -> the first offset of a hole not read yet: the processors hold back
+    #: the records past it until it is (streaming/ingest.py ``_accept``). Item entries count a
+    #: topic-partition's offsets in order; applied before the hole's records, records past it
+    #: made the entries skip those as replays (found by the failover test: item successor
+    #: counts one short, every profile exact).
+    holes: Optional[dict] = None
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """The fetch loop met an offset past the next one it expected on a topic whose offsets
@@ -183,11 +189,16 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
         if self._rejoins is None:
             self._rejoins = {}
         tries = self._rejoins[(tp, offset_from)] = self._rejoins.get((tp, offset_from), 0) + 1
+        if self.holes is None:
+            self.holes = {}
         if tries > 3:
             self.log.error("offsets %s..%s of %s still not delivered after three rejoins: counting them as "
                            "done (Faust's gap handling)", offset_from, offset_to - 1, tp)
+            self.holes.pop((tp.topic, tp.partition), None)
             await super()._add_gap(tp, offset_from, offset_to)
             return
+        key = (tp.topic, tp.partition)
+        self.holes[key] = min(offset_from, self.holes.get(key, offset_from))
         metrics.OFFSET_GAPS.labels(tp.topic).inc()
         self.log.warning("offsets %s..%s of %s were not delivered: not committing past them; rejoining the "
                          "group to read them again", offset_from, offset_to - 1, tp)
@@ -200,6 +211,9 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
 
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self._rejoin_pending = False
+        if self.holes:  # a partition gone to another worker: its new owner reads from the commit
+            kept = {(tp.topic, tp.partition) for tp in assigned}
+            self.holes = {key: offset for key, offset in self.holes.items() if key in kept}
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:

@@ -149,10 +149,13 @@ class UserEventProcessor:
         drift: Optional[DriftMonitor] = None,
         scorer: Optional[Scorer] = None,
         assigned: Optional[Callable[[], Any]] = None,
+        holes: Optional[Callable[[], Optional[dict]]] = None,
     ) -> None:
         self.settings = settings
         # The topic-partitions this worker owns now (a set of (topic, partition)); None: all.
         self.assigned = assigned
+        # The consumer's holes: (topic, partition) -> first offset not delivered yet (kafka/transport.py).
+        self.holes = holes
         # ids of the records of revoked partitions this worker did not apply: never acked
         # (``keep_unacked``), so no commit covers them.
         self.left_to_owner: set[int] = set()
@@ -254,12 +257,24 @@ class UserEventProcessor:
         # worker serves from; measured: a few pairs lost on the old owner in one two-worker run
         # in five, when a revocation outlasted the rebalance timeout).
         owned = self.assigned() if self.assigned is not None else None
+        holes = self.holes() if self.holes is not None else None
         for rec in records:
             msg = rec.message
             if owned is not None and (msg.topic, msg.partition) not in owned:
                 metrics.EVENTS.labels(msg.topic, "not_owned").inc()
                 self.left_to_owner.add(id(rec))
                 continue
+            if holes:
+                hole = holes.get((msg.topic, msg.partition))
+                if hole is not None:
+                    if msg.offset > hole:
+                        # Past offsets not delivered yet: left unacked, read again after them,
+                        # so the item entries see this topic-partition's offsets in order.
+                        metrics.EVENTS.labels(msg.topic, "behind_a_hole").inc()
+                        self.left_to_owner.add(id(rec))
+                        continue
+                    if msg.offset == hole:
+                        del holes[(msg.topic, msg.partition)]  # the hole is being read
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
                 max_future_skew_s=self.settings.max_future_skew_s,

@@ -67,6 +67,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         dead_letters=dead_letters, topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of,
         drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
+        holes=lambda: getattr(app.consumer, "holes", None),
     )
     app.before_commit.append(processor.changelog.drain)
 
