@@ -59,13 +59,18 @@ def test_readiness_lag_and_a_broker_crash(stack):
 
     # 2. A backlog: the lag metric rises, then returns to 0.
     events = synthetic_events(ShopSpec(users=600, items=300, categories=6, events_per_user=20, seed=3), end=END)
-    events = [(k, o) for k, o in events if k != "user-event"]
+    # 4,000 of them: enough for a backlog (the producer is far faster than the S3-backed broker
+    # drains), few enough that the drain is not the test's length.
+    events = [(k, o) for k, o in events if k != "user-event"][:4_000]
     assert lag_total(worker.url)[1], "the lag family is exported once partitions are assigned"
     t0 = time.monotonic()
     produce_events(stack.broker.bootstrap, events)
     print(f"{len(events)} events produced in {time.monotonic() - t0:.1f} s")
     peak = 0.0
-    deadline = time.monotonic() + 120
+    # The outcome is "rises, then back to 0", not a speed: on this broker's S3 storage (moto, in
+    # Python, a core of its own) 12,000 events took 60 s to drain in one run and over 240 s in
+    # another on the same machine.
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         total, _ = lag_total(worker.url)
         peak = max(peak, total)
