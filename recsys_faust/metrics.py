@@ -93,6 +93,10 @@ DRIFT_STATISTIC = Gauge(
     "recsys_drift_psi", "Population stability index of the last judged window, per feature", ["feature"],
     registry=REGISTRY,
 )
+DRIFT_KS = Gauge(
+    "recsys_drift_ks", "Kolmogorov-Smirnov statistic D of the last judged window, per numeric feature", ["feature"],
+    registry=REGISTRY,
+)
 DRIFT_ALERTS = Counter(
     "recsys_drift_alerts_total", "Drift alerts published to amazon-data-drift", ["feature"], registry=REGISTRY,
 )

@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     drift_min_events: int = Field(500, gt=0)        # per feature and window per worker; smaller windows are not judged
     drift_threshold: float = Field(0.2, gt=0)       # population stability index above which an alert is published
     drift_max_buckets: int = Field(30, gt=0)        # buckets kept per feature (categories beyond are "(other)")
+    drift_ks_threshold: float = Field(0.1, gt=0, le=1)  # KS statistic D (numeric features) above which an alert goes out ...
+    drift_ks_alpha: float = Field(0.01, gt=0, lt=1)     # ... when its p-value is also below this
+    drift_sample_size: int = Field(2000, gt=0)      # numeric values (and distinct users) kept per feature and window
     gc_gen0_threshold: int = Field(50_000, gt=0)    # allocations between young GC passes (Python's default: 700)
     scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
     gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)

@@ -31,7 +31,9 @@ class DriftMonitor:
         self.publish = publish
         self.detector = DriftDetector(DriftConfig(
             window_s=settings.drift_window_s, min_events=settings.drift_min_events,
-            threshold=settings.drift_threshold, max_buckets=settings.drift_max_buckets))
+            threshold=settings.drift_threshold, max_buckets=settings.drift_max_buckets,
+            ks_threshold=settings.drift_ks_threshold, ks_alpha=settings.drift_ks_alpha,
+            sample_size=settings.drift_sample_size))
 
     async def observe(self, events: Iterable[Event]) -> None:
         active = self.models.active
@@ -43,11 +45,13 @@ class DriftMonitor:
         )
         for feature, value in self.detector.last_values.items():
             metrics.DRIFT_STATISTIC.labels(feature).set(value)
+        for feature, value in self.detector.last_ks.items():
+            metrics.DRIFT_KS.labels(feature).set(value)
         for alert in alerts:
             alert["details"]["worker"] = self.settings.worker_name
             metrics.DRIFT_ALERTS.labels(alert["feature"]).inc()
-            log.warning("input drift: %s psi %.3f > %.2f in window %.0f..%.0f (reference %s)", alert["feature"],
-                        alert["value"], alert["threshold"], alert["window_start"], alert["window_end"],
+            log.warning("input drift: %s %s %.3f > %.2f in window %.0f..%.0f (reference %s)", alert["feature"],
+                        alert["statistic"], alert["value"], alert["threshold"], alert["window_start"], alert["window_end"],
                         alert["reference"]["source"])
             await self.publish(alert)
 
@@ -58,5 +62,11 @@ class DriftMonitor:
     def status(self) -> dict[str, Any]:
         d = self.detector
         return {"window_s": d.config.window_s, "window_start": d.window_start, "events_in_window": d.events,
-                "baseline_features": sorted(d.baseline), "last_psi": dict(d.last_values),
-                "threshold": d.config.threshold}
+                "baseline_features": sorted(set(d.baseline) | set(d.numeric_baseline)), "last_psi": dict(d.last_values),
+                "threshold": d.config.threshold, "last_ks": dict(d.last_ks), "ks_threshold": d.config.ks_threshold,
+                "model_reference": sorted(self._model_reference())}
+
+    def _model_reference(self) -> list[str]:
+        """The features judged against the active model's manifest (the rest: this worker's baseline)."""
+        active = self.models.active
+        return list((active.artifact.manifest.get("reference") or {}) if active is not None else ())

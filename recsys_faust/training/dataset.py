@@ -23,6 +23,12 @@ class Interactions:
     user_ids: list[str]    # dense index -> external id
     item_ids: list[str]
     item_category: list[Optional[str]]
+    # What the drift reference needs beyond the matrix, where the source has it (the database
+    # and event lists do, the CSV does not): per row, the event kind, and price and rating (NaN
+    # where the event had none).
+    kinds: Optional[np.ndarray] = None
+    prices: Optional[np.ndarray] = None
+    ratings: Optional[np.ndarray] = None
 
     @property
     def n_users(self) -> int:
@@ -45,13 +51,22 @@ class Interactions:
         return m
 
 
-def from_rows(rows: Iterable[tuple[str, str, float, float, Optional[str]]]) -> Interactions:
-    """(user_id, item_id, weight, ts, category) rows -> Interactions, stable-sorted by time."""
+def from_rows(rows: Iterable[tuple]) -> Interactions:
+    """(user_id, item_id, weight, ts, category[, kind, price, rating]) rows -> Interactions,
+    stable-sorted by time. The last three, when the rows have them, feed the drift reference."""
     uidx: dict[str, int] = {}
     iidx: dict[str, int] = {}
     cats: list[Optional[str]] = []
     us, its, ws, tss = [], [], [], []
-    for user, item, weight, ts, cat in rows:
+    kinds: list[str] = []
+    prices: list[float] = []
+    ratings: list[float] = []
+    for row in rows:
+        user, item, weight, ts, cat = row[:5]
+        if len(row) >= 8:
+            kinds.append(row[5])
+            prices.append(float("nan") if row[6] is None else float(row[6]))
+            ratings.append(float("nan") if row[7] is None else float(row[7]))
         u = uidx.setdefault(user, len(uidx))
         i = iidx.get(item)
         if i is None:
@@ -65,6 +80,7 @@ def from_rows(rows: Iterable[tuple[str, str, float, float, Optional[str]]]) -> I
         tss.append(ts)
     ts_arr = np.asarray(tss, dtype=np.float64)
     order = np.argsort(ts_arr, kind="stable")
+    extras = len(kinds) == len(us) and len(us) > 0
     return Interactions(
         users=np.asarray(us, dtype=np.int32)[order],
         items=np.asarray(its, dtype=np.int32)[order],
@@ -73,6 +89,9 @@ def from_rows(rows: Iterable[tuple[str, str, float, float, Optional[str]]]) -> I
         user_ids=list(uidx),
         item_ids=list(iidx),
         item_category=cats,
+        kinds=np.asarray(kinds, dtype=object)[order] if extras else None,
+        prices=np.asarray(prices, dtype=np.float64)[order] if extras else None,
+        ratings=np.asarray(ratings, dtype=np.float64)[order] if extras else None,
     )
 
 

@@ -50,9 +50,9 @@ def load_database(dsn: str, settings: Settings) -> Interactions:
     w = settings.weights
     with psycopg.connect(dsn) as conn:
         cur = conn.execute(
-            "SELECT user_id, product_id, kind, rating, extract(epoch FROM ts)::float8, category"
+            "SELECT user_id, product_id, kind, rating, extract(epoch FROM ts)::float8, category, price"
             " FROM interactions ORDER BY ts, source_topic, source_partition, source_offset")
-        rows = [(u, p, w.als_weight(k, r), t, c) for u, p, k, r, t, c in cur]
+        rows = [(u, p, w.als_weight(k, r), t, c, k, pr, r) for u, p, k, r, t, c, pr in cur]
     if not rows:
         raise ValueError("the database holds no interactions yet")
     return from_rows(rows)
@@ -103,8 +103,10 @@ def train_dataset(
             "fit_seconds": round(fit_seconds, 3),
             "transition_pairs": int(transitions.nnz),
             # what the workers' drift detector compares live traffic with (drift/detector.py)
-            "reference": training_reference(np.asarray(data.item_category, dtype=object)[data.items]
-                                            if len(data) else []),
+            "reference": training_reference(
+                np.asarray(data.item_category, dtype=object)[data.items] if len(data) else [],
+                kinds=data.kinds, prices=data.prices, ratings=data.ratings, users=data.users, ts=data.ts,
+                window_s=settings.drift_window_s),
         },
     )
     path = save(artifact, settings.models_dir)
@@ -144,5 +146,10 @@ def train_events(settings: Settings, events: list[tuple[str, dict]], params: ALS
 
     w = settings.weights
     data = from_rows((o["user_id"], o["product_id"], w.als_weight(k, o.get("rating")), float(o["timestamp"]),
-                      o.get("category")) for k, o in events if k != "user-event")
+                      o.get("category"), k, _number(o.get("price")), _number(o.get("rating")))
+                     for k, o in events if k != "user-event")
     return train_dataset(data, settings, params, source=source, evaluate_first=False)
+
+
+def _number(value: object) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

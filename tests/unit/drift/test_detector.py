@@ -2,11 +2,15 @@ import math
 
 import pytest
 
-from recsys_faust.drift.detector import OTHER, DriftConfig, DriftDetector, psi, training_reference
-from recsys_faust.drift.features import price
+import numpy as np
+
+from recsys_faust.drift.detector import (OTHER, DriftConfig, DriftDetector, Reservoir, ks_test, psi, quantile_sample,
+                                       training_reference)
+from recsys_faust.drift.features import price_band
 from recsys_faust.events.model import Event
 
-CFG = DriftConfig(window_s=60, min_events=100, threshold=0.2, max_buckets=5)
+CFG = DriftConfig(window_s=60, min_events=100, threshold=0.2, max_buckets=5, ks_threshold=0.1, ks_alpha=0.01,
+                  sample_size=500)
 
 
 def views(n, categories, start=0):
@@ -58,4 +62,80 @@ def test_model_reference_and_unknown_items():
 
 def test_price_bands():
     ev = lambda p: Event("purchase", "e", "u", 1.0, product_id="p", price=p)
-    assert [price(ev(p)) for p in (0.5, 1, 3, 1023.9, 5000)] == ["<1", "1-2", "2-4", "512-1024", ">=1024"]
+    assert [price_band(ev(p)) for p in (0.5, 1, 3, 1023.9, 5000)] == ["<1", "1-2", "2-4", "512-1024", ">=1024"]
+
+
+def purchases(prices, start=0, users=50):
+    return [Event("purchase", f"e{start + i}", f"u{i % users}", 1.0, product_id=f"p{i % 11}", category="a", price=p)
+            for i, p in enumerate(prices)]
+
+
+def test_a_price_shift_against_the_manifest_raises_one_ks_alert_from_the_first_window():
+    rng = np.random.default_rng(7)
+    ref = training_reference(["a"] * 5000, prices=rng.lognormal(3.0, 0.5, 5000))
+    assert len(ref["price"]["sample"]) == 1000 and ref["price"]["n"] == 5000
+    d = DriftDetector(CFG)
+    # the same distribution: judged against the manifest at once (no baseline window), no alert
+    d.observe(purchases(rng.lognormal(3.0, 0.5, 400)), now=0)
+    assert [a for a in d.observe([], now=60, model_reference=ref, model_version="m1") if a["feature"] == "price"] == []
+    assert d.last_ks["price"] < 0.1 and "price" not in d.numeric_baseline
+    # prices up by a quarter: a shift inside most power-of-two bands, plain to the KS test
+    d.observe(purchases(rng.lognormal(3.0, 0.5, 400) * 1.25, start=1000), now=61)
+    alerts = d.observe([], now=120, model_reference=ref, model_version="m1")
+    assert [(a["feature"], a["statistic"]) for a in alerts] == [("price", "ks")]
+    a = alerts[0]
+    assert a["value"] > a["threshold"] == 0.1 and a["details"]["p_value"] < 0.01
+    assert a["reference"]["source"] == "model:m1" and a["reference"]["n"] == 5000
+    assert a["details"]["window"]["p50"] > a["reference"]["summary"]["p50"] * 1.1
+    assert (a["window_start"], a["window_end"]) == (60, 120)
+
+
+def test_numeric_features_without_a_reference_take_the_first_window_as_baseline():
+    rng = np.random.default_rng(3)
+    d = DriftDetector(CFG)
+    d.observe(purchases(rng.uniform(10, 20, 300)), now=0)
+    assert d.observe([], now=60) == [] and set(d.numeric_baseline) == {"price", "events_per_user"}
+    d.observe(purchases(rng.uniform(10, 20, 300), start=300), now=61)
+    assert d.observe([], now=120) == []
+    d.observe(purchases(rng.uniform(30, 40, 300), start=600), now=121)
+    alerts = d.observe([], now=180)
+    assert [(a["feature"], a["statistic"], a["value"]) for a in alerts] == [("price", "ks", 1.0)]
+    assert alerts[0]["reference"]["source"] == "baseline:0"
+
+
+def test_events_per_user_is_judged_against_the_training_windows():
+    # training: 200 users, each with 3 interactions inside one 60 s window
+    users = np.repeat(np.arange(200), 3)
+    ts = np.repeat(np.arange(200) * 600.0, 3) + np.tile([0.0, 1.0, 2.0], 200)
+    ref = training_reference(["a"] * 600, users=users, ts=ts, window_s=60)
+    assert ref["events_per_user"]["sample"] == [3.0] * 200 and ref["events_per_user"]["window_s"] == 60
+    d = DriftDetector(CFG)
+    d.observe(purchases([5.0] * 600, users=200), now=0)    # 3 events per user: as trained
+    assert "events_per_user" not in {a["feature"] for a in d.observe([], now=60, model_reference=ref, model_version="m")}
+    d.observe(purchases([5.0] * 600, start=600, users=20), now=61)  # 30 per user: a bot-like burst
+    alerts = {a["feature"]: a for a in d.observe([], now=120, model_reference=ref, model_version="m")}
+    assert alerts["events_per_user"]["statistic"] == "ks" and alerts["events_per_user"]["value"] == 1.0
+    # a reference taken with another window length is not comparable: this worker's baseline instead
+    other = DriftDetector(DriftConfig(**{**CFG.__dict__, "window_s": 30}))
+    other.observe(purchases([5.0] * 600, users=20), now=0)
+    assert other.observe([], now=30, model_reference=ref, model_version="m") == []
+    assert "events_per_user" in other.numeric_baseline
+
+
+def test_quantile_sample_keeps_the_distribution_within_one_over_its_size():
+    values = np.random.default_rng(1).exponential(10.0, 50_000)
+    sample = quantile_sample(values, 1000)
+    assert len(sample) == 1000 and sample == sorted(sample)
+    d, _ = ks_test(sample, values)
+    assert d <= 1 / 1000 + 1e-3
+    assert quantile_sample([3.0, float("nan"), 1.0], 1000) == [1.0, 3.0]
+
+
+def test_reservoir_is_bounded_uniform_and_seeded():
+    import random
+    a, b = Reservoir(100, random.Random("s")), Reservoir(100, random.Random("s"))
+    for v in range(10_000):
+        a.add(float(v))
+        b.add(float(v))
+    assert len(a.values) == 100 and a.seen == 10_000 and a.values == b.values
+    assert 3000 < np.mean(a.values) < 7000  # drawn from the whole stream, not its start
