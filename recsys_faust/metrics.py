@@ -122,13 +122,15 @@ class StateCollector:
         self.lags: Optional[Callable[[], Sequence[Any]]] = None       # -> kafka.lag.PartitionLag list
         self.readiness: Optional[Callable[[], Sequence[str]]] = None  # -> reasons not ready
         self.model_version: Optional[Callable[[], str]] = None        # -> the version answers come from
+        self.online: Optional[Callable[[], Sequence[dict]]] = None    # -> online.stats rows
 
     def describe(self) -> list:
         """The family names (what ``?name[]=`` filters by), samples or not."""
         return [GaugeMetricFamily(name, "", labels=labels) for name, labels in (
             ("recsys_consumer_lag_records", ["topic", "partition"]),
             ("recsys_consumer_lag_seconds", ["topic", "partition"]), ("recsys_ready", None),
-            ("recsys_model_info", ["model_version"]))]
+            ("recsys_model_info", ["model_version"]))] + [
+            GaugeMetricFamily(name, "", labels=list(ONLINE_LABELS)) for name, _, _ in ONLINE_FAMILIES]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if self.lags is not None:
@@ -154,6 +156,27 @@ class StateCollector:
                                      labels=["model_version"])
             info.add_metric([self.model_version()], 1.0)
             yield info
+        if self.online is not None:
+            rows = self.online()
+            for name, field, doc in ONLINE_FAMILIES:
+                family = GaugeMetricFamily(name, doc, labels=list(ONLINE_LABELS))
+                for row in rows:
+                    family.add_metric([row[label] for label in ONLINE_LABELS], row[field])
+                yield family
+
+
+#: The online figures (online/stats.py) as gauges: this worker's counts since it started, per
+#: model version, strategy and variant; sum the counts over workers for the cluster's.
+ONLINE_LABELS = ("model_version", "strategy", "variant")
+ONLINE_FAMILIES = (
+    ("recsys_online_answers", "answers", "Answers served (HTTP and the responses topic) this worker folded"),
+    ("recsys_online_hits", "hits", "Of them, answers an item of which the user then took within the attribution window"),
+    ("recsys_online_hit_rate", "hit_rate", "hits / answers"),
+    ("recsys_online_interactions", "interactions", "Interactions within the attribution window of an answer"),
+    ("recsys_online_from_recommendation", "from_recommendation", "Of them, interactions on an item the answer held"),
+    ("recsys_online_rec_share", "rec_share", "from_recommendation / interactions"),
+    ("recsys_online_coverage", "coverage", "Distinct items served / catalogue size"),
+)
 
 
 STATE = StateCollector()

@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     blend_als_weight: float = Field(1.0, ge=0)          # weight of the z-scored ALS scores
     blend_transitions_weight: float = Field(0.75, ge=0)  # weight of the z-scored transition scores (0: off)
 
+    # --- online metrics: which served answers users took (README, "Online metrics") -------------
+    online_tracking: bool = True       # every answer served is recorded on recsys-served and folded into its user's profile
+    attribution_window_s: float = Field(86_400.0, gt=0)  # an interaction this long after an answer can be its hit
+    online_answers_kept: int = Field(5, gt=0)   # answers remembered per user (the profile grows by about 150 bytes each)
+    online_items_kept: int = Field(10, gt=0)    # items remembered per answer (the head of the list)
+    online_metrics_s: float = Field(60.0, gt=0)  # how often a worker posts its online figures to amazon-model-metrics
+
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
     drift_window_s: float = Field(300.0, gt=0)      # tumbling window (processing time) of the drift detector
     drift_min_events: int = Field(500, gt=0)        # per feature and window per worker; smaller windows are not judged

@@ -22,6 +22,9 @@ TOPIC_SYSTEM_METRICS = "amazon-system-metrics"
 TOPIC_DATA_DRIFT = "amazon-data-drift"
 TOPIC_DEAD_LETTERS = "amazon-dead-letters"
 TOPIC_CONTROL = "recsys-control"  # internal: cluster-wide admin state (the cache epoch)
+#: internal: one record per answer served (HTTP and the responses topic), keyed by user_id and
+#: co-partitioned with the inputs, folded into the user's profile for the online metrics.
+TOPIC_SERVED = "recsys-served"
 
 #: Interaction kinds and the topic each is produced to.
 KIND_TOPICS: dict[str, str] = {
@@ -75,6 +78,19 @@ class RecommendationRequest:
     exclude: tuple[str, ...] = ()
     category: Optional[str] = None
     ts: Optional[float] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One answer as served (a record of ``recsys-served``): what online metrics attribute to."""
+
+    user_id: str
+    served_at: float
+    model_version: str
+    strategy: str
+    items: tuple[str, ...]
+    variant: str = ""
+    via: str = "http"      # http | kafka
 
 
 @dataclass(frozen=True, slots=True)

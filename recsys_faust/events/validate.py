@@ -20,6 +20,7 @@ from .model import (
     USER_EVENT_TYPES,
     Event,
     Invalid,
+    Served,
     RecommendationRequest,
 )
 
@@ -197,5 +198,29 @@ def validate_request(
         return RecommendationRequest(
             request_id, user_id, int(k) if k is not None else 10, tuple(exclude), category or None, ts_f
         )
+    except _Reject as rej:
+        return rej.invalid
+
+
+#: Items of a served answer that are remembered (an answer holds at most 100).
+MAX_SERVED_ITEMS = 100
+
+
+def validate_served(raw: Union[bytes, str, dict], *, max_bytes: int = default("max_event_bytes")) -> Union[Served, Invalid]:
+    """Validate one record of recsys-served (written by the workers, but read like any input)."""
+    try:
+        obj = decode_json_object(raw, max_bytes)
+        user_id = _string(obj, "user_id")
+        served_at = _number(obj, "served_at", 0, 1e11)
+        if served_at is None:
+            raise _Reject("missing_field", "'served_at' is required")
+        items = obj.get("items")
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise _Reject("wrong_type", "'items' must be a list of product_id strings")
+        if len(items) > MAX_SERVED_ITEMS:
+            raise _Reject("out_of_range", f"'items' holds more than {MAX_SERVED_ITEMS} ids")
+        return Served(user_id, float(served_at), _string(obj, "model_version") or "", _string(obj, "strategy") or "",
+                      tuple(items), _string(obj, "variant", required=False) or "",
+                      _string(obj, "via", required=False) or "http")
     except _Reject as rej:
         return rej.invalid

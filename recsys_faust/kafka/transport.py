@@ -24,12 +24,12 @@ from faust.types import TP
 from mode.services import WaitResults
 
 from .. import metrics
-from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES
+from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED
 
 log = logging.getLogger(__name__)
 
 #: Topics the agents read whose offsets have no holes (neither compacted nor transactional).
-CONSECUTIVE_TOPICS = frozenset((*INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES))
+CONSECUTIVE_TOPICS = frozenset((*INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED))
 
 PROBE_TIMEOUT_S = 10.0
 

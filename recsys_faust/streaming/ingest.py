@@ -25,13 +25,15 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from faust.types import EventT, TopicT
 
 from .. import metrics
-from ..events.model import Event, Invalid, Source
-from ..events.validate import validate_event
+from ..events.model import TOPIC_SERVED, Event, Invalid, Served, Source
+from ..events.validate import validate_event, validate_served
 from ..kafka.table import TOMBSTONE, ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles import dedup
 from ..profiles.profile import APPLIED, DUPLICATE, REPLAY, ProfileConfig, apply_event, new_profile
 from ..profiles.recent_users import RecentUsers
+from ..online import attribution
+from ..online.stats import OnlineStats
 from ..ranking import transition_index as tix
 from ..ranking.active import ActiveModel
 from ..ranking.ranker import Ranker
@@ -57,6 +59,20 @@ class _Accepted:
 
 
 @dataclass
+class _Served:
+    served: Served
+    source: Source
+
+
+@dataclass
+class _Online:
+    """A batch's online counts, added to the stats once the batch is stored."""
+
+    answers: list[attribution.AnswerFolded]
+    interactions: list[attribution.InteractionFolded]
+
+
+@dataclass
 class _Folded:
     """A micro-batch folded into profiles and popularity, its scores on their way."""
 
@@ -74,6 +90,7 @@ class _Folded:
     active: Optional[ActiveModel]
     rows: list[int]
     scoring: Optional[asyncio.Future]
+    online: _Online
 
 
 class _Rest:
@@ -150,8 +167,11 @@ class UserEventProcessor:
         scorer: Optional[Scorer] = None,
         assigned: Optional[Callable[[], Any]] = None,
         holes: Optional[Callable[[], Optional[dict]]] = None,
+        online: Optional[OnlineStats] = None,
     ) -> None:
         self.settings = settings
+        # What users took of the answers served (online/): counted here, exported by the worker.
+        self.online = online if online is not None else OnlineStats()
         # The topic-partitions this worker owns now (a set of (topic, partition)); None: all.
         self.assigned = assigned
         # The consumer's holes: (topic, partition) -> first offset not delivered yet (kafka/transport.py).
@@ -201,12 +221,12 @@ class UserEventProcessor:
         oldest = min((rec.message.timestamp for rec in records if rec.message.timestamp), default=None)
         if oldest is not None:
             metrics.FRESHNESS.labels("started").observe(max(0.0, time.time() - oldest))
-        by_user = await self._accept(records)
+        by_user, served = await self._accept(records)
         marks = [("validate", time.perf_counter())]
         if self.drift is not None:
             await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
         marks.append(("drift", time.perf_counter()))
-        touched, outcomes, pop_updates, interactions, new_ids = self._fold_profiles(by_user)
+        touched, outcomes, pop_updates, interactions, new_ids, answered, online = self._fold_profiles(by_user, served)
         id_writes = self.event_ids.encode_many(new_ids + self._expired_ids(by_user))
         self._ids_ahead.hold(seq, [(key, value) for key, value, _ in new_ids])
         marks.append(("profiles", time.perf_counter()))
@@ -220,10 +240,12 @@ class UserEventProcessor:
         self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
         # Encoded now: the next batch may fold more events into these objects before this
         # one is stored; until then it reads them from here rather than from RocksDB.
-        profile_writes = self.profiles.encode_many(touched)
+        # Users whose only change is a served answer are stored but not ranked again: an answer
+        # changes no score.
+        profile_writes = self.profiles.encode_many(touched + answered)
         entry_writes = self.popularity.encode_many(local_entries)
         transition_writes = self.transitions.encode_many(local_transitions)
-        self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched])
+        self._profiles_ahead.hold(seq, [(user_id, profile) for user_id, profile, _ in touched + answered])
         self._entries_ahead.hold(seq, [(key, entry) for key, entry, _ in local_entries])
         self._transitions_ahead.hold(seq, [(key, entry) for key, entry, _ in local_transitions])
         marks.append(("popularity", time.perf_counter()))
@@ -240,17 +262,20 @@ class UserEventProcessor:
         return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
-            transition_writes=transition_writes, id_writes=id_writes, active=active, rows=rows, scoring=scoring))
+            transition_writes=transition_writes, id_writes=id_writes, active=active, rows=rows, scoring=scoring,
+            online=online))
 
-    async def _accept(self, records: Sequence[EventT]) -> dict[str, list[_Accepted]]:
-        """The batch's valid events of this worker's partitions, by user; the others are
-        dead-lettered, re-routed, or (a revoked partition's) left unacked to their owner."""
+    async def _accept(self, records: Sequence[EventT]) -> tuple[dict[str, list[_Accepted]], dict[str, list[_Served]]]:
+        """The batch's valid events of this worker's partitions, by user, and its served answers
+        (recsys-served) by user; the other records are dead-lettered, re-routed, or (a revoked
+        partition's) left unacked to their owner."""
         if log.isEnabledFor(logging.DEBUG):
             spans: dict[tuple[str, int], list[int]] = defaultdict(list)
             for rec in records:
                 spans[(rec.message.topic, rec.message.partition)].append(rec.message.offset)
             log.debug("batch offsets %s", {f"{t}[{p}]": (min(o), max(o), len(o)) for (t, p), o in spans.items()})
         by_user: dict[str, list[_Accepted]] = defaultdict(list)
+        served: dict[str, list[_Served]] = defaultdict(list)
         # A record of a partition revoked since it was fetched belongs to its new owner, which
         # reads it again from the last committed offset: applied here, it would fold into this
         # worker's stale copy of that partition's state (its item entries into the index every
@@ -275,6 +300,15 @@ class UserEventProcessor:
                         continue
                     if msg.offset == hole:
                         del holes[(msg.topic, msg.partition)]  # the hole is being read
+            if msg.topic == TOPIC_SERVED:
+                answer = validate_served(msg.value, max_bytes=self.settings.max_event_bytes)
+                if isinstance(answer, Invalid):
+                    await self.dead_letters.send(rec, answer)
+                elif self.routing.misplaced(msg.topic, msg.partition, answer.user_id):
+                    await self.routing.resend(self.topic_for(msg.topic), rec, answer.user_id)
+                else:
+                    served[answer.user_id].append(_Served(answer, Source(msg.topic, msg.partition, msg.offset)))
+                continue
             result = validate_event(
                 msg.topic, msg.value, max_bytes=self.settings.max_event_bytes,
                 max_future_skew_s=self.settings.max_future_skew_s,
@@ -286,29 +320,39 @@ class UserEventProcessor:
                 await self.routing.resend(self.topic_for(msg.topic), rec, result.user_id)
                 continue
             by_user[result.user_id].append(_Accepted(result, Source(msg.topic, msg.partition, msg.offset), rec))
-        return by_user
+        return by_user, served
 
-    def _fold_profiles(self, by_user: dict[str, list[_Accepted]]) -> tuple[
-            list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]], dict[str, list[_Accepted]],
-            list[tuple[str, Any, int]]]:
-        """Each user's events into their profile (one read, one write per user); returns the
-        changed profiles, the outcomes, what the item entries and the users' transition
-        histories must fold next, and the ``event_ids`` entries of the events applied."""
+    def _fold_profiles(self, by_user: dict[str, list[_Accepted]], served: Optional[dict[str, list[_Served]]] = None
+                       ) -> tuple[list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]],
+                                  dict[str, list[_Accepted]], list[tuple[str, Any, int]], list[tuple[str, dict, int]],
+                                  _Online]:
+        """Each user's served answers and events into their profile (one read, one write per
+        user); returns the profiles changed by events, the outcomes, what the item entries and
+        the users' transition histories must fold next, the ``event_ids`` entries of the events
+        applied, the profiles changed by answers alone, and the online counts."""
+        served = served or {}
+        online = _Online([], [])
+        answered: list[tuple[str, dict, int]] = []
+        window_s = self.settings.attribution_window_s
         pop_updates: dict[str, list[_Accepted]] = {}
         interactions: dict[str, list[_Accepted]] = {}
         touched: list[tuple[str, dict, int]] = []
         new_ids: list[tuple[str, Any, int]] = []
         outcomes: Counter[tuple[str, str]] = Counter()  # counted per batch: labels() per event cost 1%
-        stored = self._profiles_ahead.read_many(
-            self.profiles, [(user_id, acc[-1].source.partition) for user_id, acc in by_user.items()])
+        users = [(user_id, acc[-1].source.partition) for user_id, acc in by_user.items()]
+        users += [(user_id, answers[-1].source.partition) for user_id, answers in served.items() if user_id not in by_user]
+        stored = self._profiles_ahead.read_many(self.profiles, users)
         id_keys = [(dedup.id_key(user_id, acc.event.event_id), acc.source.partition)
                    for user_id, accepted in by_user.items() for acc in accepted]
         # The batch's own applied ids join these as it goes (a duplicate inside one batch).
         known = {key: value for (key, _), value in zip(id_keys, self._ids_ahead.read_many(self.event_ids, id_keys))
                  if value is not None}
         keys = iter(id_keys)  # in the order of the loop below
-        for (user_id, accepted), profile in zip(by_user.items(), stored):
+        for (user_id, partition), profile in zip(users, stored):
             profile = profile or new_profile(user_id)
+            # Answers first: an interaction of the same batch is then measured against them.
+            took_answer = self._fold_answers(profile, served.get(user_id, ()), online, outcomes)
+            accepted = by_user.get(user_id, ())
             changed = False
             for acc in accepted:
                 ev = acc.event
@@ -333,9 +377,33 @@ class UserEventProcessor:
                 if ev.is_interaction and outcome != DUPLICATE:
                     pop_updates.setdefault(entry_key(ev.product_id, acc.source.partition), []).append(acc)
                     interactions.setdefault(user_id, []).append(acc)
+                if outcome == APPLIED and ev.is_interaction and profile.get("answers"):
+                    online.interactions.append(attribution.fold_interaction(profile, ev.product_id, ev.ts,
+                                                                            window_s=window_s))
             if changed:
-                touched.append((user_id, profile, accepted[-1].source.partition))
-        return touched, outcomes, pop_updates, interactions, new_ids
+                touched.append((user_id, profile, partition))
+            elif took_answer:
+                answered.append((user_id, profile, partition))
+        return touched, outcomes, pop_updates, interactions, new_ids, answered, online
+
+    def _fold_answers(self, profile: dict, served: Sequence[_Served], online: _Online, outcomes: Counter) -> bool:
+        """A user's served answers into their profile (replays skipped by the profile's
+        offsets, like events); True when one was new."""
+        took = False
+        for s in served:
+            topic, partition, offset = s.source
+            tp = f"{topic}:{partition}"
+            last = profile["applied"].get(tp)
+            if last is not None and offset <= last:
+                outcomes[(topic, REPLAY)] += 1
+                continue
+            profile["applied"][tp] = offset
+            online.answers.append(attribution.fold_answer(
+                profile, s.served, window_s=self.settings.attribution_window_s,
+                kept=self.settings.online_answers_kept, items_kept=self.settings.online_items_kept))
+            outcomes[(topic, APPLIED)] += 1
+            took = True
+        return took
 
     def _fold_histories(self, interactions: dict[str, list[_Accepted]]) -> tuple[
             dict[str, list[tuple[Any, dict[str, int]]]], list[tuple[str, dict, int]]]:
@@ -479,6 +547,10 @@ class UserEventProcessor:
             # read these keys from the tables again.
             self._release(b.seq)
         self.recent_users.touch(user_id for user_id, _, _ in b.touched)
+        for a in b.online.answers:
+            self.online.answered(a.key, a.items, a.hit)
+        for i in b.online.interactions:
+            self.online.interacted(i.hits, i.exposed, i.from_answer)
         for (topic, outcome), count in b.outcomes.items():  # counted once visible
             metrics.EVENTS.labels(topic, outcome).inc(count)
         marks.append(("store", time.perf_counter()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from faust.types import EventT, TableT, TopicT
 
@@ -35,6 +35,7 @@ class RequestAnswerer:
         dead_letters: DeadLetters,
         requests_topic: TopicT,
         partitions_of: Callable[[str], Optional[int]],
+        served: Optional[Callable[[str, dict[str, Any], str], Awaitable[None]]] = None,
     ) -> None:
         self.settings = settings
         self.recommender = recommender
@@ -43,6 +44,7 @@ class RequestAnswerer:
         self.dead_letters = dead_letters
         self.requests_topic = requests_topic
         self.routing = Rerouter(partitions_of)
+        self.served = served  # records the answer for the online metrics (streaming/online.py)
 
     async def handle(self, rec: EventT) -> None:
         msg = rec.message
@@ -62,6 +64,8 @@ class RequestAnswerer:
         )
         response = {"request_id": req.request_id, **result, "timestamp": time.time()}
         await self.responses.send(key=req.user_id, value=response)
+        if self.served is not None:
+            await self.served(req.user_id, result, "kafka")
         done[tp] = msg.offset
         self.answered[req.user_id] = done
         metrics.REQUESTS_ANSWERED.labels(result["strategy"]).inc()

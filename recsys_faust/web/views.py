@@ -63,6 +63,8 @@ class WebContext:
     active_users: Callable[[int], list[str]] = lambda k: []   # the users this worker changed last
     publish_model: Optional[Callable[[Any], Awaitable[Any]]] = None  # an artifact onto amazon-model-updates
     models_summary: Callable[[], list[dict[str, Any]]] = lambda: []   # the registry's versions
+    served: Optional[Callable[[str, dict[str, Any], str], Awaitable[None]]] = None  # records an answer (online metrics)
+    online: Callable[[], list[dict[str, Any]]] = lambda: []   # this worker's online figures
     # set by register_views
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
     owners: Any = None
@@ -257,6 +259,8 @@ class Recommendations(ApiView):
             return routed
         result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
         metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
+        if self.ctx.served is not None:
+            await self.ctx.served(user_id, result, "http")
         return self.bytes(orjson.dumps(result), content_type="application/json")
 
 

@@ -23,7 +23,9 @@ from ..serving.service import Recommender
 from ..settings import Settings
 from ..streaming.deadletters import DeadLetters
 from ..streaming.drift import DriftMonitor
+from ..online.stats import OnlineStats
 from ..streaming.ingest import UserEventProcessor
+from ..streaming.online import OnlineMonitor
 from ..streaming.requests import RequestAnswerer
 from ..web.views import WebContext, register_views
 from .agents import event_agents, sink_agents
@@ -56,6 +58,8 @@ def build_worker(settings: Settings) -> RecsysApp:
     dead_letters = DeadLetters(topics.dead_letters, settings.worker_name, FieldCipher.from_settings(settings))
     drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
     scorer = make_scorer(settings.scoring)
+    online = OnlineMonitor(settings, OnlineStats(), replicas.models, topics.served, catalogue_size=lambda: (
+        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
     run_scorer_with_the_worker(app, scorer)
 
     def partitions_of(topic: str) -> Optional[int]:
@@ -67,7 +71,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         dead_letters=dead_letters, topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of,
         drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
-        holes=lambda: getattr(app.consumer, "holes", None),
+        holes=lambda: getattr(app.consumer, "holes", None), online=online.stats,
     )
     app.before_commit.append(processor.changelog.drain)
 
@@ -84,6 +88,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     answerer = RequestAnswerer(
         settings, recommender=recommender, answered=tables.answered, responses=topics.responses,
         dead_letters=dead_letters, requests_topic=topics.requests, partitions_of=partitions_of,
+        served=online.served,
     )
     event_agents(app, settings, topics, processor, answerer)
     sink = sink_agents(app, settings, dead_letters)
@@ -93,15 +98,16 @@ def build_worker(settings: Settings) -> RecsysApp:
     metrics.STATE.lags = lambda: consumer_lags(app.consumer)
     metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas)
     metrics.STATE.model_version = lambda: recommender.model_version
+    metrics.STATE.online = online.rows
     register_views(app, WebContext(
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
         readiness=metrics.STATE.readiness, models=replicas.models, clear_cache=cache.clear,
         active_users=processor.recent_users.newest,
         publish_model=lambda artifact: _publish_model(settings, artifact),
-        models_summary=replicas.registry.summary,
+        models_summary=replicas.registry.summary, served=online.served, online=online.rows,
     ))
     timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
-           probe=probe)
+           probe=probe, online=online)
     on_started(app, settings, (*replicas.tails, cache.tail))
     return app

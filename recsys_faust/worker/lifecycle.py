@@ -56,7 +56,7 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 
 
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
-           probe: Any) -> None:
+           probe: Any, online: Any) -> None:
     @app.timer(interval=probe.interval_s, on_leader=False)
     async def probe_broker() -> None:
         """Readiness's view of the broker: a metadata request on a client of its own."""
@@ -73,6 +73,22 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""
         await drift.tick()
+
+    @app.service
+    class OnlineMetricsProducer(Service):
+        """The producer of the online figures (amazon-model-metrics), with the worker."""
+
+        async def on_start(self) -> None:
+            await online.start()
+
+        async def on_stop(self) -> None:
+            await online.stop()
+
+    @app.timer(interval=settings.online_metrics_s)
+    async def post_online_metrics() -> None:
+        """This worker's online figures (hit rate, share from recommendations, coverage) per
+        model version, strategy and variant to amazon-model-metrics."""
+        await online.post()
 
     @app.timer(interval=settings.metrics_snapshot_s)
     async def post_metrics() -> None:

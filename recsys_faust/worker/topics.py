@@ -8,7 +8,7 @@ from typing import Any
 from ..app import RecsysApp
 from ..events.model import (
     INPUT_TOPICS, TOPIC_CONTROL, TOPIC_DATA_DRIFT, TOPIC_DEAD_LETTERS, TOPIC_REQUESTS, TOPIC_RESPONSES,
-    TOPIC_SYSTEM_METRICS,
+    TOPIC_SERVED, TOPIC_SYSTEM_METRICS,
 )
 from ..kafka import codecs
 
@@ -16,7 +16,8 @@ from ..kafka import codecs
 @dataclass(frozen=True)
 class Topics:
     inputs: dict[str, Any]   # each input topic alone (reroutes go back to their own topic)
-    all_inputs: Any          # every input topic, raw bytes (validated by the processor)
+    all_inputs: Any          # every input topic and recsys-served, raw bytes (validated by the processor)
+    served: Any              # recsys-served: one record per answer served (online metrics)
     requests: Any
     responses: Any
     dead_letters: Any
@@ -28,8 +29,9 @@ class Topics:
 def declare_topics(app: RecsysApp, partitions: int) -> Topics:
     raw = codecs.RawBytesSchema
     return Topics(
-        inputs={name: app.topic(name, partitions=partitions, schema=raw()) for name in INPUT_TOPICS},
-        all_inputs=app.topic(*INPUT_TOPICS, schema=raw()),
+        inputs={name: app.topic(name, partitions=partitions, schema=raw()) for name in (*INPUT_TOPICS, TOPIC_SERVED)},
+        all_inputs=app.topic(*INPUT_TOPICS, TOPIC_SERVED, schema=raw()),
+        served=app.topic(TOPIC_SERVED, partitions=partitions, schema=raw()),
         requests=app.topic(TOPIC_REQUESTS, partitions=partitions, schema=raw()),
         responses=app.topic(TOPIC_RESPONSES, key_serializer="str", value_serializer="json"),
         dead_letters=app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json"),

@@ -325,3 +325,42 @@ def test_records_past_a_hole_wait_for_it_so_item_entries_see_offsets_in_order():
     assert holes == {}
     assert tables["popularity"].data[f"p1@{p}"][COUNT] == 2
     assert tables["profiles"].data[u]["counts"] == tables["profiles"].data[v]["counts"] == {"view": 1}
+
+
+def served_record(user: str, at: float, items: list[str], offset: int, p: int) -> Any:
+    return record("recsys-served", p, offset, {"user_id": user, "served_at": at, "model_version": "m1",
+                                               "strategy": "als+transitions", "items": items, "via": "http"})
+
+
+def test_served_answers_fold_into_the_profile_and_count_a_hit_once_in_either_order_and_under_replays():
+    from recsys_faust.online.attribution import Key
+
+    key = Key("m1", "als+transitions", "")
+    for answer_first in (True, False):
+        processor, tables, _ranker, dead, _ = build()
+        user = "dora"
+        p = user_partition(user, N)
+        answer = served_record(user, 10 * DAY, ["p3", "p4"], 5, p)
+        bought = record("amazon-purchases", p, 7, {**view(user, "p4", 10 * DAY + 60, 1), "quantity": 1})
+        asyncio.run(run(processor, [record("amazon-product-views", p, 3, view(user, "p2", 10 * DAY - 60, 0))]))
+        list_before = dict(tables["recommendations"].data[user])
+        first, second = (answer, bought) if answer_first else (bought, answer)
+        asyncio.run(run(processor, [first]))
+        if answer_first:  # an answer alone changes the profile, not the ready list
+            assert tables["recommendations"].data[user] == list_before
+        asyncio.run(run(processor, [second]))
+        asyncio.run(run(processor, [first, second]))  # replayed after a rebalance: nothing counts twice
+        fig = processor.online.by_key[key]
+        assert (fig.answers, fig.hits, fig.items) == (1, 1, {"p3", "p4"}), answer_first
+        stored = tables["profiles"].data[user]["answers"]
+        assert len(stored) == 1 and stored[0][5] == 1
+        assert not dead.records
+
+
+def test_a_bad_served_record_is_dead_lettered_with_its_reason():
+    processor, tables, _ranker, dead, _ = build()
+    p = user_partition("erin", N)
+    asyncio.run(run(processor, [record("recsys-served", p, 1, {"user_id": "erin", "served_at": 1.0, "items": "p1",
+                                                               "model_version": "m1", "strategy": "als"})]))
+    assert len(dead.records) == 1 and dead.records[0][0][1].code == "wrong_type"
+    assert "erin" not in tables["profiles"].data and not processor.online.by_key

@@ -1,0 +1,1 @@
+"""Online quality: which served answers users took, per model version, strategy and variant."""
