@@ -172,6 +172,7 @@ class Settings(BaseSettings):
     online_answers_kept: int = Field(5, gt=0)   # answers remembered per user (the profile grows by about 150 bytes each)
     online_items_kept: int = Field(10, gt=0)    # items remembered per answer (the head of the list)
     online_metrics_s: float = Field(60.0, gt=0)  # how often a worker posts its online figures to amazon-model-metrics
+    ab_variants: str = ""              # A/B test: name=spec[:weight],... (spec: blend, als, popular or A/T weights); empty: none
 
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
     drift_window_s: float = Field(300.0, gt=0)      # tumbling window (processing time) of the drift detector
@@ -250,6 +251,21 @@ class Settings(BaseSettings):
 
         parse_fields(value)
         return value
+
+    @field_validator("ab_variants")
+    @classmethod
+    def _variants(cls, value: str) -> str:
+        from .ranking.variants import parse_variants
+
+        parse_variants(value)
+        return value
+
+    @property
+    def variants(self) -> tuple:
+        """The parsed ``ab_variants`` (ranking/variants.py)."""
+        from .ranking.variants import parse_variants
+
+        return parse_variants(self.ab_variants)
 
     @field_validator("scoring")
     @classmethod

@@ -23,6 +23,7 @@ from .ready_values import Columns, columns_of, row_strategies
 from .scoring import BatchQuery, score_batch
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
 from .transition_index import TransitionIndex, query_items
+from .variants import Variant, assign
 
 _EMPTY_I = np.zeros(0, dtype=np.int32)
 _EMPTY_F = np.zeros(0, dtype=np.float32)
@@ -45,17 +46,29 @@ class Ranker:
         self.transitions = transitions
         self.models = models
         self.blend_weights = (settings.blend_als_weight, settings.blend_transitions_weight)
+        self.variants: tuple[Variant, ...] = settings.variants  # an A/B test (ranking/variants.py), or ()
+
+    def variant_of(self, user_id: Optional[str]) -> Optional[Variant]:
+        """The user's A/B variant; None when no test runs."""
+        return assign(user_id, self.variants) if self.variants and user_id is not None else None
+
+    def weights_for(self, user_id: Optional[str]) -> tuple[float, float]:
+        """The (ALS, transitions) blend weights the user's lists are ranked with."""
+        variant = self.variant_of(user_id)
+        return self.blend_weights if variant is None else variant.blend_weights(self.blend_weights)
 
     # -- the model path: fold-in + transitions + blend ------------------------------------------
     def pack(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
-             category: Optional[str] = None) -> tuple[list[int], BatchQuery]:
+             category: Optional[str] = None, blend_weights: Optional[tuple[float, float]] = None
+             ) -> tuple[list[int], BatchQuery]:
         """The profiles the model can score (their positions) and their packed query.
 
         A profile is scored when the model knows one of its items (fold-in) or one of its
         latest day's items has successors (shipped with the model or streamed) in the catalogue.
         """
         index, weights = active.index, self.settings.weights
-        use_transitions = self.blend_weights[1] > 0
+        blend = blend_weights or self.blend_weights
+        use_transitions = blend[1] > 0
         shipped_ptr = active.transitions.matrix.indptr if active.transitions is not None else None
         item_arrays = self.transitions.item_arrays
         rows: list[int] = []
@@ -120,15 +133,16 @@ class Ranker:
                        trans_items=np.concatenate(t_items) if t_items else (_EMPTY_I if has_t else None),
                        trans_scores=np.concatenate(t_scores) if t_scores else (_EMPTY_F if has_t else None),
                        trans_slot_offsets=np.asarray(t_slot_offsets, dtype=np.int64) if has_t else None,
-                       blend_weights=self.blend_weights)
+                       blend_weights=blend)
         return rows, q
 
     def score(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
-              category: Optional[str] = None) -> list[Optional[tuple[Columns, str]]]:
+              category: Optional[str] = None, blend_weights: Optional[tuple[float, float]] = None
+              ) -> list[Optional[tuple[Columns, str]]]:
         """(columns, strategy) per profile from ``active``, here and now (None where it has
         nothing for the profile): a live list, or a test's reference for the scorers."""
         out: list[Optional[tuple[Columns, str]]] = [None] * len(profiles)
-        rows, q = self.pack(active, profiles, n=n, category=category)
+        rows, q = self.pack(active, profiles, n=n, category=category, blend_weights=blend_weights)
         if rows:
             result = score_batch(active.foldin, q, shipped=active.scoring.transitions)
             for pos, columns, strategy in zip(rows, columns_of(active.scoring.catalogue, result), row_strategies(q)):
@@ -137,7 +151,8 @@ class Ranker:
 
     # -- without the model -----------------------------------------------------------------------
     def fallback(self, profile: Optional[Profile], n: Optional[int] = None,
-                 category: Optional[str] = None) -> tuple[Columns, str]:
+                 category: Optional[str] = None, blend_weights: Optional[tuple[float, float]] = None
+                 ) -> tuple[Columns, str]:
         """The list of a user the model cannot score (event loop only): their transitions over
         every streamed item (with no model, or for items the model lacks), the rest of the list
         filled from popularity with score 0 (so a user with three successors still gets a full
@@ -145,7 +160,7 @@ class Ranker:
         n = n or self.settings.rec_list_size
         seen = seen_items(profile)
         popular, strategy = self._popular(profile, n, category, seen)
-        if profile and profile["recent"] and self.blend_weights[1] > 0:
+        if profile and profile["recent"] and (blend_weights or self.blend_weights)[1] > 0:
             scores: dict[str, float] = {}
             for pid in query_items(profile["recent"]):
                 for item, count in self.transitions.successors(pid).items():
@@ -172,11 +187,13 @@ class Ranker:
 
     def build_list(self, profile: Optional[Profile], n: int, *,
                    category: Optional[str] = None) -> tuple[list[Item], str]:
-        """One user's list, live, by the strategies in order."""
+        """One user's list, live, by the strategies in order (those of the user's A/B variant)."""
         active = self.models.active
-        if active is not None and profile:
-            scored = self.score(active, [profile], n=n, category=category)[0]
+        variant = self.variant_of(profile["user_id"]) if profile else None
+        weights = variant.blend_weights(self.blend_weights) if variant is not None else None
+        if active is not None and profile and (variant is None or variant.uses_model):
+            scored = self.score(active, [profile], n=n, category=category, blend_weights=weights)[0]
             if scored is not None:
                 return to_items(scored[0]), scored[1]
-        columns, strategy = self.fallback(profile, n, category)
+        columns, strategy = self.fallback(profile, n, category, blend_weights=weights)
         return to_items(columns), strategy

@@ -52,7 +52,16 @@ class Recommender:
         active = self.models.active
         return active.version if active is not None else POPULARITY_MODEL_VERSION
 
-    def recommend(
+    def recommend(self, user_id: str, k: int = 10, *, category: Optional[str] = None,
+                  exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """The contract's answer; with an A/B test running, it names the user's ``variant``."""
+        result = self._recommend(user_id, k, category=category, exclude=exclude)
+        variant = self.ranker.variant_of(user_id)
+        if variant is not None:
+            result["variant"] = variant.name
+        return result
+
+    def _recommend(
         self,
         user_id: str,
         k: int = 10,

@@ -88,8 +88,8 @@ class _Folded:
     transition_writes: StagedWrites
     id_writes: StagedWrites
     active: Optional[ActiveModel]
-    rows: list[int]
-    scoring: Optional[asyncio.Future]
+    # (positions in ``touched``, their scores on the way): one per A/B variant ranked by the model
+    scorings: list[tuple[list[int], asyncio.Future]]
     online: _Online
 
 
@@ -252,18 +252,31 @@ class UserEventProcessor:
         # Fold-in, transitions and blend of every touched user against one snapshot of the
         # active model, handed to the scorer now and awaited by ``_finish``.
         active = self.ranker.models.active
-        scoring: Optional[asyncio.Future] = None
-        rows: list[int] = []
+        scorings: list[tuple[list[int], asyncio.Future]] = []
         if active is not None and touched:
-            rows, query = self.ranker.pack(active, [profile for _, profile, _ in touched])
-            if rows:
-                scoring = self.scorer.submit(active.scoring, query, time.time())
+            for positions, weights in self._variant_groups(touched):
+                rows, query = self.ranker.pack(active, [touched[i][1] for i in positions], blend_weights=weights)
+                if rows:
+                    scorings.append(([positions[r] for r in rows], self.scorer.submit(active.scoring, query, time.time())))
         marks.append(("pack", time.perf_counter()))
         return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
-            transition_writes=transition_writes, id_writes=id_writes, active=active, rows=rows, scoring=scoring,
+            transition_writes=transition_writes, id_writes=id_writes, active=active, scorings=scorings,
             online=online))
+
+    def _variant_groups(self, touched: list[tuple[str, dict, int]]) -> list[tuple[list[int], Optional[tuple[float, float]]]]:
+        """The touched users' positions grouped by how the model ranks them: all together
+        without an A/B test, else one group per variant (a variant without the model is left
+        to the fallback lists)."""
+        if not self.ranker.variants:
+            return [(list(range(len(touched))), None)]
+        groups: dict[str, tuple[list[int], tuple[float, float]]] = {}
+        for pos, (user_id, _, _) in enumerate(touched):
+            variant = self.ranker.variant_of(user_id)
+            if variant is not None and variant.uses_model:
+                groups.setdefault(variant.name, ([], variant.blend_weights(self.ranker.blend_weights)))[0].append(pos)
+        return list(groups.values())
 
     async def _accept(self, records: Sequence[EventT]) -> tuple[dict[str, list[_Accepted]], dict[str, list[_Served]]]:
         """The batch's valid events of this worker's partitions, by user, and its served answers
@@ -494,8 +507,8 @@ class UserEventProcessor:
         """A batch that will not be stored (the pipeline closed): its folded values must not
         stand in for the stored ones, or its events, read again, would look applied."""
         self._release(b.seq)
-        if b.scoring is not None:
-            b.scoring.cancel()
+        for _, scoring in b.scorings:
+            scoring.cancel()
 
     async def _finish(self, b: "_Folded") -> None:
         """The rest of a batch: its scores, the ready lists, and every table stored in one step."""
@@ -505,11 +518,12 @@ class UserEventProcessor:
             # The scored users' values come encoded from the scorer; the others get a
             # popularity list here.
             scored: list[Optional[tuple[bytes, Optional[bytes]]]] = [None] * len(b.touched)
-            if b.scoring is not None:
-                values = await b.scoring
-                marks.append(("scoring", time.perf_counter()))
-                for pos, list_value, factor_value in zip(b.rows, values.lists, values.factors):
+            for rows, scoring in b.scorings:
+                values = await scoring
+                for pos, list_value, factor_value in zip(rows, values.lists, values.factors):
                     scored[pos] = (list_value, factor_value)
+            if b.scorings:
+                marks.append(("scoring", time.perf_counter()))
             version = b.active.version if b.active is not None else POPULARITY_MODEL_VERSION
             now = time.time()
             list_writes: list[tuple[str, Any, int]] = []
@@ -521,7 +535,7 @@ class UserEventProcessor:
                     if encoded[1] is not None:
                         factor_values.append((user_id, encoded[1], partition))
                 else:
-                    columns, strategy = self.ranker.fallback(profile)
+                    columns, strategy = self.ranker.fallback(profile, blend_weights=self.ranker.weights_for(user_id))
                     list_writes.append((user_id, ready_entry(columns, strategy, version, now), partition))
             # Every table is stored in one step with no await between (a reader never sees a
             # profile newer than its list), and the changelogs are sent after, so a send waiting

@@ -368,13 +368,21 @@ class ReloadModels(ApiView):
 
 class Models(ApiView):
     """The versions on amazon-model-updates, newest first, with their offline figures and which
-    one every worker serves (ranking/registry.py)."""
+    one every worker serves (ranking/registry.py), this worker's online figures per version
+    (online/), and the A/B variants with theirs."""
 
     scope = "read"
 
     async def get(self, request: Request) -> Response:
-        return self.json({"model_version": self.ctx.recommender.model_version,
-                          "versions": self.ctx.models_summary()})
+        online = self.ctx.online()
+        versions = self.ctx.models_summary()
+        for v in versions:  # offline (manifest) and online figures side by side
+            v["online"] = [r for r in online if r["model_version"] == v["model_version"]]
+        variants = self.ctx.recommender.ranker.variants
+        return self.json({"model_version": self.ctx.recommender.model_version, "versions": versions,
+                          "variants": [{"name": x.name, "spec": x.spec, "weight": x.weight,
+                                        "online": [r for r in online if r["variant"] == x.name]} for x in variants],
+                          "online": online})
 
 
 class ClearCache(ApiView):

@@ -364,3 +364,28 @@ def test_a_bad_served_record_is_dead_lettered_with_its_reason():
                                                                "model_version": "m1", "strategy": "als"})]))
     assert len(dead.records) == 1 and dead.records[0][0][1].code == "wrong_type"
     assert "erin" not in tables["profiles"].data and not processor.online.by_key
+
+
+def test_an_ab_test_ranks_each_variant_its_own_way_in_one_batch():
+    from recsys_faust.ranking.variants import assign
+
+    settings = Settings().with_overrides(ab_variants="control=blend,solo=als,plain=popular")
+    processor, tables, ranker, dead, _ = build(settings=settings)
+    users = [f"ab-{i}" for i in range(30)]
+    batch = []
+    for n, user in enumerate(users):
+        p = user_partition(user, N)
+        batch += [record("amazon-product-views", p, 10 + 2 * n, view(user, "p1", 10 * DAY, 2 * n)),
+                  record("amazon-product-views", p, 11 + 2 * n, view(user, "p2", 10 * DAY + 60, 2 * n + 1))]
+    asyncio.run(run(processor, batch))
+    want = {"control": "als+transitions", "solo": "als", "plain": ("popular", "popular_affinity")}
+    seen = set()
+    for user in users:
+        variant = assign(user, settings.variants).name
+        seen.add(variant)
+        stored = tables["recommendations"].data[user]
+        assert stored["strategy"] in want[variant], (user, variant, stored["strategy"])
+        # the same list the read path computes live for the user
+        items, strategy = ranker.build_list(tables["profiles"].data[user], 50)
+        assert strategy == stored["strategy"] and [i["product_id"] for i in items] == stored["ids"]
+    assert seen == set(want) and not dead.records
