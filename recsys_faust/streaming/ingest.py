@@ -364,7 +364,7 @@ class UserEventProcessor:
         for (user_id, partition), profile in zip(users, stored):
             profile = profile or new_profile(user_id)
             # Answers first: an interaction of the same batch is then measured against them.
-            took_answer = self._fold_answers(profile, served.get(user_id, ()), online, outcomes)
+            took_answer = self._fold_answers(profile, served.get(user_id, ()), online)
             accepted = by_user.get(user_id, ())
             changed = False
             for acc in accepted:
@@ -399,22 +399,21 @@ class UserEventProcessor:
                 answered.append((user_id, profile, partition))
         return touched, outcomes, pop_updates, interactions, new_ids, answered, online
 
-    def _fold_answers(self, profile: dict, served: Sequence[_Served], online: _Online, outcomes: Counter) -> bool:
+    def _fold_answers(self, profile: dict, served: Sequence[_Served], online: _Online) -> bool:
         """A user's served answers into their profile (replays skipped by the profile's
-        offsets, like events); True when one was new."""
+        offsets, like events); True when one was new. Not counted in ``recsys_events_total``,
+        which counts the shop's events: the answers are counted by the online figures."""
         took = False
         for s in served:
             topic, partition, offset = s.source
             tp = f"{topic}:{partition}"
             last = profile["applied"].get(tp)
             if last is not None and offset <= last:
-                outcomes[(topic, REPLAY)] += 1
                 continue
             profile["applied"][tp] = offset
             online.answers.append(attribution.fold_answer(
                 profile, s.served, window_s=self.settings.attribution_window_s,
                 kept=self.settings.online_answers_kept, items_kept=self.settings.online_items_kept))
-            outcomes[(topic, APPLIED)] += 1
             took = True
         return took
 

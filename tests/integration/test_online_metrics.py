@@ -44,8 +44,7 @@ def online(worker) -> dict[str, float]:
 def applied(worker) -> float:
     _, text = http("GET", f"{worker.url}/metrics?name[]=recsys_events_total")
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("recsys_events_total{") and 'outcome="applied"' in line
-               and "recsys-served" not in line)
+               if line.startswith("recsys_events_total{") and 'outcome="applied"' in line)
 
 
 def purchase(user: str, item: str, tag: str) -> tuple[str, dict]:
