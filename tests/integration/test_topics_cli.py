@@ -6,7 +6,13 @@ import sys
 
 import pytest
 
+from pathlib import Path
+
 from recsys_faust.devstack.broker import DevBroker
+from recsys_faust.kafka.topics import load_topics
+
+#: every topic topics.yaml declares (tests/unit/kafka/test_topics.py checks which)
+DECLARED = len(load_topics(Path(__file__).resolve().parents[2] / "topics.yaml").topics)
 
 pytestmark = pytest.mark.integration
 
@@ -20,13 +26,13 @@ def apply(broker, *args):
 def test_topics_apply_creates_then_is_idempotent_and_reports_mismatches():
     with DevBroker() as broker:
         dry = apply(broker, "--partitions", "4", "--dry-run")
-        assert dry.returncode == 0 and dry.stdout.count("(dry run)") == 12
+        assert dry.returncode == 0 and dry.stdout.count("(dry run)") == DECLARED == 13
         first = apply(broker, "--partitions", "4")
         assert first.returncode == 0, first.stderr
-        assert first.stdout.count("created") == 12 and "amazon-dead-letters" in first.stdout
+        assert first.stdout.count("created") == DECLARED and "amazon-dead-letters" in first.stdout
         second = apply(broker, "--partitions", "4")
         assert second.returncode == 0 and "created" not in second.stdout
-        assert second.stdout.count("ok ") == 12
+        assert second.stdout.count("ok ") == DECLARED
         wrong = apply(broker, "--partitions", "6")
         assert wrong.returncode == 1
         assert "MISMATCH amazon-product-views: partitions 4 != 6 declared" in wrong.stdout
