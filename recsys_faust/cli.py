@@ -415,16 +415,25 @@ def health(url: Optional[str], live: bool, timeout: float) -> None:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller sizes (about one minute).")
+@click.option("--quick", is_flag=True, help="Smaller sizes (about one minute; with --scale, 10k and 100k items "
+              "trained, 1M items ranking only).")
+@click.option("--scale", is_flag=True, help="The growth benchmark instead: ranking cost, HNSW recall and memory at "
+              "10k, 100k and 1M items (bench/scale.py), with a plot.")
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
               show_default=True, help="Scratch directory for the bench's broker, database and workers.")
-def bench(quick: bool, data: Optional[Path], workdir: Path) -> None:
+def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path) -> None:
     """Benchmarks, each printed with a baseline measured in the same run and the ratio."""
+    started = time.monotonic()
+    if scale:
+        from .bench.scale import run_scale
+
+        run_scale(quick, workdir)
+        click.echo(f"\n(bench --scale {'--quick ' if quick else ''}took {time.monotonic() - started:.0f}s)")
+        return
     from .bench.suite import run_suite
 
-    started = time.monotonic()
     report = run_suite(quick=quick, data=data, workdir=workdir)
     click.echo("")
     click.echo(report.table())

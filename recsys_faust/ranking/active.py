@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import scipy.sparse as sp
 
+from .ann import AnnConfig
 from .foldin import FoldIn
 from .items import answered_item
 from .artifact import ModelArtifact
 from .transition_index import MAX_SUCCESSORS, TransitionCounts
+
+if TYPE_CHECKING:
+    from .ann import ItemIndex
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,28 @@ class ScoringModel:
     foldin: FoldIn
     catalogue: Catalogue
     transitions: Optional[sp.csr_matrix] = None  # shipped counts, capped (score_batch's ``shipped``)
+    # Approximate top-k (ranking/ann.py) for this catalogue, or None for the exact path. The
+    # index itself is built where the model is scored (the scoring process), once per version.
+    ann: Optional[AnnConfig] = None
+
+    def ann_index(self) -> "ItemIndex":
+        index = self.__dict__.get("_ann_index")
+        if index is None:
+            from .ann import ItemIndex
+
+            started = time.perf_counter()
+            index = ItemIndex(self.foldin.Y, self.ann or AnnConfig())
+            object.__setattr__(self, "_ann_index", index)
+            log.info("model %s: HNSW index of %d items built in %.1f s", self.version, index.n_items,
+                     time.perf_counter() - started)
+        return index
+
+    def __getstate__(self) -> dict:
+        # The index is not sent: the receiving process builds its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_ann_index"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -48,6 +75,9 @@ class ActiveModel:
     unit_factors: np.ndarray     # rows normalised, for similar items
     created_at: float
     transitions: Optional[TransitionCounts] = None  # shipped with the model, capped like the stream's
+    # The catalogue size from which lists are ranked on an HNSW index's candidates (ranking/ann.py).
+    ann_min_items: int = 2**62
+    ann: AnnConfig = AnnConfig()
 
     @property
     def version(self) -> str:
@@ -61,7 +91,8 @@ class ActiveModel:
         if model is None:
             model = self.__dict__["_scoring"] = ScoringModel(
                 self.version, self.foldin, Catalogue(self.item_ids, self.categories),
-                None if self.transitions is None else self.transitions.matrix)
+                None if self.transitions is None else self.transitions.matrix,
+                self.ann if len(self.item_ids) >= self.ann_min_items else None)
         return model
 
     @classmethod
@@ -100,10 +131,17 @@ class ActiveModel:
 class ModelHolder:
     """Holds the newest model; readers take one reference, so a switch is atomic for them."""
 
-    def __init__(self, max_successors: int = MAX_SUCCESSORS) -> None:
+    def __init__(self, max_successors: int = MAX_SUCCESSORS, *, ann_min_items: int = 2**62,
+                 ann: AnnConfig = AnnConfig()) -> None:
         self._active: Optional[ActiveModel] = None
         self._max_successors = max_successors
+        self._ann = (ann_min_items, ann)
         self._lock = threading.Lock()
+
+    def _build(self, artifact: ModelArtifact, created_at: float) -> ActiveModel:
+        model = ActiveModel.build(artifact, created_at, self._max_successors)
+        model.ann_min_items, model.ann = self._ann
+        return model
 
     @property
     def active(self) -> Optional[ActiveModel]:
@@ -115,13 +153,13 @@ class ModelHolder:
             cur = self._active
             if cur is not None and (created_at, artifact.version) <= (cur.created_at, cur.version):
                 return False
-            self._active = ActiveModel.build(artifact, created_at, self._max_successors)
+            self._active = self._build(artifact, created_at)
         log.info("model %s active (%d items, %d factors)", artifact.version, len(artifact.item_ids), artifact.factors)
         return True
 
     def switch(self, artifact: ModelArtifact, created_at: float) -> None:
         """Serve ``artifact`` whatever its age: the registry chose it (a rollback included)."""
-        model = ActiveModel.build(artifact, created_at, self._max_successors)
+        model = self._build(artifact, created_at)
         with self._lock:
             self._active = model
         log.info("model %s active (%d items, %d factors), as amazon-model-updates chose",

@@ -19,8 +19,8 @@ from ..settings import Settings
 from .active import ActiveModel, ModelHolder
 from .items import Item, from_ranked, ranked_item
 from .popular import popular_affinity
-from .ready_values import Columns, columns_of, row_strategies
-from .scoring import BatchQuery, score_batch
+from .ready_values import Columns, columns_of, row_strategies, score_model
+from .scoring import BatchQuery
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
 from .transition_index import TransitionIndex, query_items
 from .variants import Variant, assign
@@ -144,7 +144,7 @@ class Ranker:
         out: list[Optional[tuple[Columns, str]]] = [None] * len(profiles)
         rows, q = self.pack(active, profiles, n=n, category=category, blend_weights=blend_weights)
         if rows:
-            result = score_batch(active.foldin, q, shipped=active.scoring.transitions)
+            result = score_model(active.scoring, q)
             for pos, columns, strategy in zip(rows, columns_of(active.scoring.catalogue, result), row_strategies(q)):
                 out[pos] = (columns, strategy)
         return out

@@ -108,4 +108,14 @@ def encode_scored(model: ScoringModel, query: BatchQuery, result: BatchResult,
 
 def score_values(model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
     """A micro-batch's scoring, as a scorer runs it: fold-in, blend, top-k, values encoded."""
-    return encode_scored(model, query, score_batch(model.foldin, query, shipped=model.transitions), generated_at)
+    return encode_scored(model, query, score_model(model, query), generated_at)
+
+
+def score_model(model: ScoringModel, query: BatchQuery) -> BatchResult:
+    """The batch scored exactly, or on the model's HNSW candidates when its catalogue is large
+    enough (ranking/ann.py) and no category filter applies."""
+    if model.ann is not None and query.allowed is None:
+        from .ann import score_batch_ann
+
+        return score_batch_ann(model.foldin, query, model.ann_index(), shipped=model.transitions)
+    return score_batch(model.foldin, query, shipped=model.transitions)

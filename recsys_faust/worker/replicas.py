@@ -19,6 +19,7 @@ from ..kafka.own_writes import OwnWrites
 from ..kafka.replicated import ReplicatedChangelog
 from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex
+from ..ranking.ann import AnnConfig
 from ..ranking.active import ModelHolder
 from ..ranking.payload import decode as decode_model
 from ..ranking.registry import ModelRegistry
@@ -58,7 +59,8 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
     popularity = PopularityIndex(window_s=settings.trending_window_s, bucket_s=settings.popularity_bucket_s,
                                  refresh_s=settings.trending_refresh_s)
     transitions = TransitionIndex()
-    models = ModelHolder(settings.transitions_max_successors)
+    models = ModelHolder(settings.transitions_max_successors, ann_min_items=settings.ann_min_items,
+                         ann=AnnConfig(ef_search=settings.ann_ef_search))
     registry = ModelRegistry()
     return Replicas(
         popularity=popularity,

@@ -1,0 +1,105 @@
+"""The approximate path against the exact one on the same queries: where the index finds the
+ALS-best items (a small catalogue and a wide search: it does), the lists and their blended
+scores are the exact path's; seen items never appear; the score moments are exact."""
+
+import json
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_faust.ranking.ann import AnnConfig, ItemIndex, score_batch_ann
+from recsys_faust.ranking.foldin import FoldIn
+from recsys_faust.ranking.scoring import BatchQuery, score_batch
+
+
+def _query(rng, items, users, *, transitions: bool, n=20, zero_users=()):
+    lengths = rng.integers(1, 9, size=users)
+    for u in zero_users:
+        lengths[u] = 0
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    hist = rng.integers(0, items, size=offsets[-1]).astype(np.int64)
+    seen_offsets = offsets.copy()
+    seen = hist.copy()
+    kw = {}
+    if transitions:
+        slots = rng.integers(0, 3, size=users)
+        for u in zero_users:
+            slots[u] = 2
+        q_off = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
+        per_slot = rng.integers(1, 12, size=q_off[-1])
+        s_off = np.concatenate([[0], np.cumsum(per_slot)]).astype(np.int64)
+        kw = dict(trans_query=rng.integers(-1, items, size=q_off[-1]).astype(np.int64), trans_query_offsets=q_off,
+                  trans_items=rng.integers(0, items, size=s_off[-1]).astype(np.int32),
+                  trans_scores=rng.integers(1, 6, size=s_off[-1]).astype(np.float32), trans_slot_offsets=s_off)
+    return BatchQuery(hist, rng.uniform(0.5, 2, size=len(hist)), offsets, seen, seen_offsets, n, None,
+                      blend_weights=(1.0, 0.75), **kw)
+
+
+def test_the_approximate_lists_equal_the_exact_ones_when_the_index_finds_the_best_items():
+    rng = np.random.default_rng(9)
+    items, users = 2000, 40
+    fold = FoldIn(rng.normal(size=(items, 8)).astype(np.float32), regularization=1.0, alpha=10.0)
+    index = ItemIndex(fold.Y, AnnConfig(ef_construction=200, ef_search=400, margin=40))
+    shipped = sp.random(items, items, density=0.002, format="csr", random_state=3, dtype=np.float32) * 5
+    for transitions in (False, True):
+        q = _query(rng, items, users, transitions=transitions)
+        exact = score_batch(fold, q, shipped=shipped)
+        approx = score_batch_ann(fold, q, index, shipped=shipped)
+        assert np.array_equal(approx.best, exact.best), transitions
+        assert np.allclose(approx.scores, exact.scores, rtol=1e-4, atol=1e-4)
+        for u in range(users):
+            assert not set(approx.best[u].tolist()) & set(q.seen[q.seen_offsets[u]:q.seen_offsets[u + 1]].tolist())
+
+
+def test_a_user_the_model_cannot_fold_in_is_ranked_by_transitions_then_the_lowest_indices():
+    rng = np.random.default_rng(2)
+    items = 500
+    fold = FoldIn(rng.normal(size=(items, 8)).astype(np.float32), regularization=1.0, alpha=10.0)
+    index = ItemIndex(fold.Y, AnnConfig(ef_search=200))
+    q = _query(rng, items, 6, transitions=True, zero_users=(0, 3))
+    exact = score_batch(fold, q)
+    approx = score_batch_ann(fold, q, index)
+    assert np.array_equal(approx.best[[0, 3]], exact.best[[0, 3]])
+
+
+def test_score_moments_are_the_mean_and_deviation_over_every_item():
+    rng = np.random.default_rng(5)
+    Y = rng.normal(size=(3000, 16)).astype(np.float32)
+    index = ItemIndex(Y)
+    v = rng.normal(size=(4, 16)).astype(np.float32)
+    mean, std = index.score_moments(v)
+    full = v.astype(np.float64) @ Y.T.astype(np.float64)
+    assert np.allclose(mean, full.mean(axis=1)) and np.allclose(std, full.std(axis=1))
+
+
+def test_a_large_catalogue_is_scored_on_the_index_in_any_process_and_small_ones_exactly():
+    import pickle
+
+    from recsys_faust.ranking.active import ModelHolder
+    from recsys_faust.ranking.artifact import ModelArtifact
+    from recsys_faust.ranking.ready_values import score_values
+
+    rng = np.random.default_rng(1)
+    items = 600
+    artifact = ModelArtifact("big", [f"p{i}" for i in range(items)], rng.normal(size=(items, 8)).astype(np.float32),
+                             item_category=["c"] * items)
+    holder = ModelHolder(ann_min_items=500, ann=AnnConfig(ef_search=300, margin=40))
+    holder.offer(artifact, 1.0)
+    scoring = holder.active.scoring
+    assert scoring.ann is not None and scoring.ann.ef_search == 300
+    small = ModelHolder(ann_min_items=601)
+    small.offer(artifact, 1.0)
+    assert small.active.scoring.ann is None
+    q = _query(rng, items, 10, transitions=True)
+    exact = score_values(small.active.scoring, q, 5.0)
+
+    def same(values) -> bool:  # the same items; scores equal but for float32 rounding
+        for a, b in zip(map(json.loads, values.lists), map(json.loads, exact.lists)):
+            assert a["ids"] == b["ids"] and np.allclose(a["scores"], b["scores"], rtol=1e-4)
+        return len(values.lists) == len(exact.lists) == 10
+
+    assert same(score_values(scoring, q, 5.0))
+    # sent to a scoring process without its index, which the receiver builds for itself
+    copy = pickle.loads(pickle.dumps(scoring))
+    assert "_ann_index" in scoring.__dict__ and "_ann_index" not in copy.__dict__
+    assert same(score_values(copy, q, 5.0))
