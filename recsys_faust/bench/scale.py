@@ -40,6 +40,7 @@ SIZES = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 20, True), Size(
 QUICK = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 10, True), Size(1_000_000, 200_000, 10, False))
 FACTORS = 64
 PROFILES = 300             # users whose ranking is timed, one event at a time
+BATCH = 100                # and in micro-batches of this many users
 
 
 @dataclass
@@ -47,6 +48,8 @@ class Row:
     size: Size
     exact_us: float
     ann_us: float
+    exact_batched_us: float    # per user, in micro-batches of BATCH users (as the workers score)
+    ann_batched_us: float
     recall: float
     train_s: Optional[float]
     load_s: float
@@ -122,6 +125,8 @@ def measure(size: Size, say: Callable[[str], None]) -> Row:
     exact_holder = ModelHolder()
     exact_holder.offer(artifact, 1.0)
     load_s = time.perf_counter() - started
+    gc.collect()
+    rss0 = _rss_mib()  # what one model with its index adds is measured from here
     ann_holder = ModelHolder(ann_min_items=1, ann=AnnConfig(build_threads=2))  # the bench has the machine
     ann_holder.offer(artifact, 1.0)
     say("  building the HNSW index ...")
@@ -129,7 +134,7 @@ def measure(size: Size, say: Callable[[str], None]) -> Row:
     with threadpool_limits(1, "blas"):
         index = ann_holder.active.scoring.ann_index()
     index_s = time.perf_counter() - started
-    rss_mib = _rss_mib() - rss0
+    rss_mib = _rss_mib() - rss0  # the active model (factors, fold-in, unit factors) + its HNSW index
     import faiss
 
     graph_bytes = len(faiss.serialize_index(index.index)) - Y.nbytes  # the HNSW links beyond the vectors
@@ -156,6 +161,10 @@ def measure(size: Size, say: Callable[[str], None]) -> Row:
             started = time.perf_counter()
             lists[name] = [ranker.score(model, [p], n=50)[0] for p in profiles]
             timings[name] = (time.perf_counter() - started) / len(profiles) * 1e6
+            started = time.perf_counter()
+            for lo in range(0, len(profiles), BATCH):
+                ranker.score(model, profiles[lo:lo + BATCH], n=50)
+            timings[name + " batched"] = (time.perf_counter() - started) / len(profiles) * 1e6
     hits = total = 0
     for e, a in zip(lists["exact"], lists["ann"]):
         if e is None:
@@ -164,20 +173,23 @@ def measure(size: Size, say: Callable[[str], None]) -> Row:
         hits += len(want & set(a[0][0][:50])) if a is not None else 0
         total += len(want)
     recall = hits / total if total else float("nan")
-    say(f"  exact {timings['exact']:,.0f} us, HNSW {timings['ann']:,.0f} us, recall@50 {recall:.3f}")
+    say(f"  exact {timings['exact']:,.0f} us, HNSW {timings['ann']:,.0f} us a user one at a time; in batches of "
+        f"{BATCH}: {timings['exact batched']:,.0f} vs {timings['ann batched']:,.0f} us; recall@50 {recall:.3f}")
     del exact_holder, ann_holder, exact, approx, index
     gc.collect()
-    return Row(size, timings["exact"], timings["ann"], recall, train_s, load_s, index_s, model_mib, rss_mib, notes)
+    return Row(size, timings["exact"], timings["ann"], timings["exact batched"], timings["ann batched"], recall, train_s,
+               load_s, index_s, model_mib, rss_mib, notes)
 
 
 def table(rows: list[Row]) -> str:
-    head = ("items", "users", "ranking us/event exact", "ranking us/event HNSW", "HNSW/exact", "recall@50",
-            "model load s (+ HNSW build)", "model MiB (factors + graph)", "ranking RSS MiB", "train s", "note")
+    head = ("items", "users", "ranking us/event exact", "ranking us/event HNSW", "HNSW/exact",
+            f"in batches of {BATCH}: exact / HNSW us a user", "recall@50",
+            "model load s (+ HNSW build)", "model MiB (factors + graph)", "RSS MiB of a loaded model + index", "train s", "note")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join((
             f"{r.size.items:,}", f"{r.size.users:,}", f"{r.exact_us:,.0f}", f"{r.ann_us:,.0f}",
-            f"{r.ann_us / r.exact_us:.2f}x", f"{r.recall:.3f}", f"{r.load_s:.1f} (+{r.index_s:.1f})",
+            f"{r.ann_us / r.exact_us:.2f}x", f"{r.exact_batched_us:,.0f} / {r.ann_batched_us:,.0f}", f"{r.recall:.3f}", f"{r.load_s:.1f} (+{r.index_s:.1f})",
             f"{r.model_mib:,.0f}", f"{r.rss_mib:,.0f}", "-" if r.train_s is None else f"{r.train_s:.1f}",
             "; ".join(r.notes) or "")) + " |")
     return "\n".join(lines)
@@ -193,10 +205,12 @@ def plot(rows: list[Row], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.loglog(x, [r.exact_us for r in rows], "o-", label="exact (every item scored)")
     a.loglog(x, [r.ann_us for r in rows], "s-", label="HNSW candidates")
+    a.loglog(x, [r.exact_batched_us for r in rows], "o--", label=f"exact, batches of {BATCH}")
+    a.loglog(x, [r.ann_batched_us for r in rows], "s--", label=f"HNSW, batches of {BATCH}")
     a.axhline(1000, color="grey", linestyle=":", label="1 ms")
     a.set_xlabel("items")
     a.set_ylabel("ranking per event (us)")
-    a.legend()
+    a.legend(fontsize=7)
     a.set_title("fold-in + transitions + blend + top-50")
     b.loglog(x, [r.model_mib for r in rows], "o-", label="model: factors + HNSW graph")
     b.loglog(x, [max(r.rss_mib, 1.0) for r in rows], "s-", label="RSS growth holding it")

@@ -310,7 +310,9 @@ def training_reference(categories: Iterable[Optional[str]], max_buckets: int = 3
     if users is not None and ts is not None and window_s and len(users):
         u = np.asarray(users, dtype=np.int64)
         w = np.floor(np.asarray(ts, dtype=np.float64) / window_s).astype(np.int64)
-        _, per = np.unique(np.stack([u, w - w.min()]), axis=1, return_counts=True)
+        w = w - w.min()
+        # one int64 key per (user, window): np.unique along an axis sorts rows, 10x slower
+        _, per = np.unique(u * (int(w.max()) + 1) + w, return_counts=True)
         ref[EVENTS_PER_USER] = {"sample": quantile_sample(per.astype(np.float64)), "n": int(len(per)),
                                 "window_s": float(window_s)}
     return ref
