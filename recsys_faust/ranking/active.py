@@ -45,21 +45,38 @@ class ScoringModel:
     # index itself is built where the model is scored (the scoring process), once per version.
     ann: Optional[AnnConfig] = None
 
-    def ann_index(self) -> "ItemIndex":
+    def ann_index(self, *, wait: bool = True) -> Optional["ItemIndex"]:
+        """The model's HNSW index, built once in this process. With ``wait=False`` (the scoring
+        path) a missing index starts building on a thread and None comes back: batches are
+        scored exactly meanwhile (slower, not wrong) rather than waiting minutes for a
+        million-item build."""
         index = self.__dict__.get("_ann_index")
-        if index is None:
-            from .ann import ItemIndex
+        if index is not None or not wait and self.__dict__.get("_ann_building"):
+            return index
+        if wait:
+            builder = self.__dict__.get("_ann_building")
+            if builder is not None:
+                builder.join()
+            else:
+                self._build_index()
+            return self.__dict__["_ann_index"]
+        builder = threading.Thread(target=self._build_index, name=f"hnsw-{self.version}", daemon=True)
+        object.__setattr__(self, "_ann_building", builder)
+        builder.start()
+        return None
 
-            started = time.perf_counter()
-            index = ItemIndex(self.foldin.Y, self.ann or AnnConfig())
-            object.__setattr__(self, "_ann_index", index)
-            log.info("model %s: HNSW index of %d items built in %.1f s", self.version, index.n_items,
-                     time.perf_counter() - started)
-        return index
+    def _build_index(self) -> None:
+        from .ann import ItemIndex
+
+        started = time.perf_counter()
+        index = ItemIndex(self.foldin.Y, self.ann or AnnConfig())
+        object.__setattr__(self, "_ann_index", index)
+        log.info("model %s: HNSW index of %d items built in %.1f s", self.version, index.n_items,
+                 time.perf_counter() - started)
 
     def __getstate__(self) -> dict:
-        # The index is not sent: the receiving process builds its own.
-        return {k: v for k, v in self.__dict__.items() if k != "_ann_index"}
+        # The index (and its builder) are not sent: the receiving process builds its own.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ann_index", "_ann_building")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

@@ -113,9 +113,11 @@ def score_values(model: ScoringModel, query: BatchQuery, generated_at: float) ->
 
 def score_model(model: ScoringModel, query: BatchQuery) -> BatchResult:
     """The batch scored exactly, or on the model's HNSW candidates when its catalogue is large
-    enough (ranking/ann.py) and no category filter applies."""
+    enough (ranking/ann.py), its index is built, and no category filter applies."""
     if model.ann is not None and query.allowed is None:
-        from .ann import score_batch_ann
+        index = model.ann_index(wait=False)  # None while it is being built: exact meanwhile
+        if index is not None:
+            from .ann import score_batch_ann
 
-        return score_batch_ann(model.foldin, query, model.ann_index(), shipped=model.transitions)
+            return score_batch_ann(model.foldin, query, index, shipped=model.transitions)
     return score_batch(model.foldin, query, shipped=model.transitions)

@@ -98,8 +98,13 @@ def test_a_large_catalogue_is_scored_on_the_index_in_any_process_and_small_ones_
             assert a["ids"] == b["ids"] and np.allclose(a["scores"], b["scores"], rtol=1e-4)
         return len(values.lists) == len(exact.lists) == 10
 
+    # the first batch starts the build on a thread and is scored exactly; later ones use the index
+    assert same(score_values(scoring, q, 5.0))
+    assert scoring.ann_index(wait=True) is scoring.ann_index(wait=False) is not None
     assert same(score_values(scoring, q, 5.0))
     # sent to a scoring process without its index, which the receiver builds for itself
     copy = pickle.loads(pickle.dumps(scoring))
-    assert "_ann_index" in scoring.__dict__ and "_ann_index" not in copy.__dict__
+    assert "_ann_index" not in copy.__dict__ and "_ann_building" not in copy.__dict__
+    assert same(score_values(copy, q, 5.0))
+    copy.ann_index(wait=True)
     assert same(score_values(copy, q, 5.0))
