@@ -10,9 +10,10 @@ of the HNSW lists against the exact ones on the same users. Also: the model's lo
 fold-in's matrices, and the HNSW build), its memory (item factors + HNSW graph), and the
 process's RSS growth while it holds both.
 
-Not in this table (said where it prints): events/s of the full path on a worker, and a worker's
-RSS: a 1M-item model (256 MB of factors) is over ``RECSYS_MAX_MODEL_BYTES`` on the model topic,
-so no worker can load it yet; the full path is measured on the Amazon data (``bench``).
+Where a worker can load the model (the trained sizes), the first 20,000 interactions also go
+through a real worker with it active (a dev broker of its own): events/s of the full path, and
+the worker's and its scoring process's peak RSS. Not at 1M items: a 1M-item model (256 MB of
+factors) is over ``RECSYS_MAX_MODEL_BYTES`` on the model topic, so no worker can load it yet.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SIZES = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 20, True), Size(
 QUICK = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 10, True), Size(1_000_000, 200_000, 10, False))
 FACTORS = 64
 PROFILES = 300             # users whose ranking is timed, one event at a time
+WORKER_EVENTS = 20_000     # streamed through a real worker at the sizes a worker can load
 BATCH = 100                # and in micro-batches of this many users
 
 
@@ -57,6 +59,8 @@ class Row:
     model_mib: float
     rss_mib: float
     notes: list[str] = field(default_factory=list)
+    events_per_s: Optional[float] = None   # the full path on one worker (None: not measured)
+    worker_rss_mib: Optional[float] = None  # that worker + its scoring process, peak
 
 
 def planted_shop(size: Size, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +91,7 @@ def _rss_mib() -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
-def measure(size: Size, say: Callable[[str], None]) -> Row:
+def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = None) -> Row:
     import scipy.sparse as sp
     from threadpoolctl import threadpool_limits
 
@@ -177,20 +181,61 @@ def measure(size: Size, say: Callable[[str], None]) -> Row:
         f"{BATCH}: {timings['exact batched']:,.0f} vs {timings['ann batched']:,.0f} us; recall@50 {recall:.3f}")
     del exact_holder, ann_holder, exact, approx, index
     gc.collect()
-    return Row(size, timings["exact"], timings["ann"], timings["exact batched"], timings["ann batched"], recall, train_s,
-               load_s, index_s, model_mib, rss_mib, notes)
+    row = Row(size, timings["exact"], timings["ann"], timings["exact batched"], timings["ann batched"], recall, train_s,
+              load_s, index_s, model_mib, rss_mib, notes)
+    if workdir is not None and size.train:
+        try:
+            row.events_per_s, row.worker_rss_mib = measure_worker(artifact, users, items, ts, workdir / f"w{size.items}",
+                                                                  say)
+        except ValueError as exc:  # the model message over RECSYS_MAX_MODEL_BYTES
+            row.notes.append(f"no worker row: {exc}")
+    return row
+
+
+def measure_worker(artifact, users: np.ndarray, items: np.ndarray, ts: np.ndarray, workdir: Path,
+                   say: Callable[[str], None]) -> tuple[float, float]:
+    """Events/s of the full path on one worker with this model active, and the worker's and its
+    scoring process's peak RSS: the first WORKER_EVENTS interactions produced to a dev broker
+    that holds exactly them, as ``bench`` measures the Amazon data."""
+    import asyncio
+
+    from ..devstack.stack import DevStack
+    from ..training.train import publish
+    from .suite import _metric_sum, _produce, _wait_count, peak_rss_mib
+
+    n = min(WORKER_EVENTS, len(users))
+    events = [("purchase", {"event_id": f"s{j}", "user_id": f"u{users[j]}", "product_id": artifact.item_ids[items[j]],
+                            "quantity": 1, "timestamp": float(ts[j])}) for j in np.argsort(ts, kind="stable")[:n]]
+    stack = DevStack(workdir, partitions=4, database=False).start()
+    try:
+        say(f"  a worker with this model: publishing it, streaming {n:,} events ...")
+        asyncio.run(publish(stack.settings, artifact))
+        _produce(stack, events)
+        worker = stack.add_worker("scale", wait=False)
+        read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total",
+                                   'outcome="applied"')
+        _, rate = _wait_count(read, n, 900, worker.alive)
+        scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
+        rss = peak_rss_mib(worker.proc.pid) + (peak_rss_mib(scoring_pid) if scoring_pid else 0.0)
+        say(f"  worker: {rate:,.0f} events/s, worker + scoring process {rss:,.0f} MiB")
+        return rate, rss
+    finally:
+        stack.stop()
 
 
 def table(rows: list[Row]) -> str:
     head = ("items", "users", "ranking us/event exact", "ranking us/event HNSW", "HNSW/exact",
             f"in batches of {BATCH}: exact / HNSW us a user", "recall@50",
-            "model load s (+ HNSW build)", "model MiB (factors + graph)", "RSS MiB of a loaded model + index", "train s", "note")
+            "model load s (+ HNSW build)", "model MiB (factors + graph)", "RSS MiB of a loaded model + index", "train s",
+            "events/s on a worker", "worker + scoring RSS MiB", "note")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join((
             f"{r.size.items:,}", f"{r.size.users:,}", f"{r.exact_us:,.0f}", f"{r.ann_us:,.0f}",
             f"{r.ann_us / r.exact_us:.2f}x", f"{r.exact_batched_us:,.0f} / {r.ann_batched_us:,.0f}", f"{r.recall:.3f}", f"{r.load_s:.1f} (+{r.index_s:.1f})",
             f"{r.model_mib:,.0f}", f"{r.rss_mib:,.0f}", "-" if r.train_s is None else f"{r.train_s:.1f}",
+            "-" if r.events_per_s is None else f"{r.events_per_s:,.0f}",
+            "-" if r.worker_rss_mib is None else f"{r.worker_rss_mib:,.0f}",
             "; ".join(r.notes) or "")) + " |")
     return "\n".join(lines)
 
@@ -226,12 +271,11 @@ def run_scale(quick: bool, out: Path) -> list[Row]:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in (QUICK if quick else SIZES):
-        rows.append(measure(size, click.echo))
+        rows.append(measure(size, click.echo, out))
     click.echo("")
     click.echo(table(rows))
     plot(rows, out / "scale.png")
     click.echo(f"\nplot: {out / 'scale.png'}")
-    click.echo("not in this table: events/s of the full path and a worker's RSS per size (a 1M-item model is "
-               "over RECSYS_MAX_MODEL_BYTES on the model topic); the full path is measured on the Amazon data by "
-               "`recsys-faust bench`")
+    click.echo("events/s and a worker's RSS are not measured at 1M items: a 1M-item model is over "
+               "RECSYS_MAX_MODEL_BYTES on the model topic, so no worker can load it through Kafka yet")
     return rows
