@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     transitions_max_successors: int = Field(100, gt=0)  # successors kept per item and partition (memory bound)
     blend_als_weight: float = Field(1.0, ge=0)          # weight of the z-scored ALS scores
     blend_transitions_weight: float = Field(0.75, ge=0)  # weight of the z-scored transition scores (0: off)
-    ann_min_items: int = Field(200_000, gt=0)  # catalogues this large are ranked on HNSW candidates (ranking/ann.py)
+    ann_min_items: int = Field(50_000, gt=0)   # catalogues this large are ranked on HNSW candidates (ranking/ann.py)
     ann_ef_search: int = Field(128, gt=0)      # HNSW search breadth: recall against speed (bench --scale measures both)
 
     # --- online metrics: which served answers users took (README, "Online metrics") -------------

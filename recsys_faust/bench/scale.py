@@ -193,7 +193,7 @@ def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = No
 
 
 def measure_worker(artifact, users: np.ndarray, items: np.ndarray, ts: np.ndarray, workdir: Path,
-                   say: Callable[[str], None]) -> tuple[float, float]:
+                   say: Callable[[str], None], extra_env: Optional[dict[str, str]] = None) -> tuple[float, float]:
     """Events/s of the full path on one worker with this model active, and the worker's and its
     scoring process's peak RSS: the first WORKER_EVENTS interactions produced to a dev broker
     that holds exactly them, as ``bench`` measures the Amazon data."""
@@ -211,7 +211,7 @@ def measure_worker(artifact, users: np.ndarray, items: np.ndarray, ts: np.ndarra
         say(f"  a worker with this model: publishing it, streaming {n:,} events ...")
         asyncio.run(publish(stack.settings, artifact))
         _produce(stack, events)
-        worker = stack.add_worker("scale", wait=False)
+        worker = stack.add_worker("scale", wait=False, extra_env=extra_env)
         read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total",
                                    'outcome="applied"')
         _, rate = _wait_count(read, n, 900, worker.alive)
