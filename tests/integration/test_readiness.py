@@ -107,7 +107,11 @@ def test_readiness_lag_and_a_broker_crash(stack):
                == before.get("view", 0) + 1, 60, what="the event produced after the crash")
     print(f"the event produced after the crash applied in {time.monotonic() - t0:.1f} s")
     expected_views = sum(1 for k, o in events if k == "view" and o["user_id"] == user) + 1
-    assert get(f"{worker.url}/api/users/{user}/profile")[1]["counts"]["view"] == expected_views
+    # Waited for, not read once: a record held back behind an offset hole before the crash is
+    # fetched (the lag says 0) but applied only when it is read again after the rejoin; what is
+    # asserted is that it is not lost (seen once in CI: 10 of 11 at the first read).
+    wait_until(lambda: get(f"{worker.url}/api/users/{user}/profile")[1]["counts"]["view"] == expected_views, 60,
+               what=f"{expected_views} views of {user}, every one produced before and after the crash")
     # Every profile exact, and PostgreSQL holds every event once, across the crash.
     model = Model(events + [("view", {"event_id": "after-crash", "user_id": user, "product_id": "p-new",
                                        "timestamp": END + 10})])
