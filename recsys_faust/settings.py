@@ -25,6 +25,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Where a micro-batch's ALS maths runs (RECSYS_SCORING; ranking/scorer.py).
 SCORING_MODES = ("process", "thread", "inline")
+#: How ``train --publish`` ships a model on amazon-model-updates (RECSYS_MODEL_SHIPPING; ranking/payload.py).
+MODEL_SHIPPING = ("auto", "inline", "reference")
 #: What ``Settings.from_env`` reads: (the environment, the environment over the .env file's
 #: values). None: a plain ``Settings(...)`` reads nothing.
 _ENVIRON: ContextVar[Optional[tuple[Mapping[str, str], Mapping[str, str]]]] = ContextVar("recsys_environ",
@@ -206,6 +208,9 @@ class Settings(BaseSettings):
     als_iterations: int = 15
     als_seed: int = 42
     max_model_bytes: int = 64 * 1024 * 1024  # largest model message on amazon-model-updates
+    # auto: the artifact inline while the message fits max_model_bytes, else by reference to its
+    # directory under models_dir (which workers must then share: a volume); inline; reference.
+    model_shipping: str = "auto"
 
     # --- RocksDB (per table partition) -----------------------------------------------------------
     rocksdb_write_buffer_size: int = 16 * 1024 * 1024
@@ -274,6 +279,13 @@ class Settings(BaseSettings):
     def _scoring_mode(cls, value: str) -> str:
         if value not in SCORING_MODES:
             raise ValueError(f"RECSYS_SCORING={value!r}: expected one of {', '.join(SCORING_MODES)}")
+        return value
+
+    @field_validator("model_shipping")
+    @classmethod
+    def _model_shipping(cls, value: str) -> str:
+        if value not in MODEL_SHIPPING:
+            raise ValueError(f"RECSYS_MODEL_SHIPPING={value!r}: expected one of {', '.join(MODEL_SHIPPING)}")
         return value
 
     @model_validator(mode="after")

@@ -89,7 +89,9 @@ class ActiveModel:
     index: dict[str, int]
     categories: np.ndarray       # item index -> category ('' when unknown), object array
     item_ids: np.ndarray         # item index -> product id, object array (fast fancy indexing)
-    unit_factors: np.ndarray     # rows normalised, for similar items
+    # Row norms of the item factors, for similar items: cosine by implicit's top-k with
+    # ``item_norms`` rather than a normalised copy (which would double a mapped model's memory).
+    norms: np.ndarray
     created_at: float
     transitions: Optional[TransitionCounts] = None  # shipped with the model, capped like the stream's
     # The catalogue size from which lists are ranked on an HNSW index's candidates (ranking/ann.py).
@@ -117,7 +119,7 @@ class ActiveModel:
               max_successors: int = MAX_SUCCESSORS) -> "ActiveModel":
         params = artifact.params or {}
         Y = artifact.item_factors
-        norms = np.linalg.norm(Y, axis=1, keepdims=True)
+        norms = np.maximum(np.linalg.norm(Y, axis=1), 1e-9).astype(np.float32)
         return cls(
             artifact=artifact,
             foldin=FoldIn(Y, regularization=float(params.get("regularization", 1.0)),
@@ -125,7 +127,7 @@ class ActiveModel:
             index={pid: i for i, pid in enumerate(artifact.item_ids)},
             categories=np.asarray([c or "" for c in artifact.item_category], dtype=object),
             item_ids=np.asarray(list(artifact.item_ids), dtype=object),
-            unit_factors=np.ascontiguousarray(Y / np.maximum(norms, 1e-9), dtype=np.float32),
+            norms=norms,
             created_at=created_at,
             transitions=None if artifact.transitions is None
             else TransitionCounts.capped(artifact.transitions, max_successors),
@@ -140,7 +142,9 @@ class ActiveModel:
         if i is None:
             return None
         n = min(k + 1, len(self.artifact.item_ids))  # the item itself comes back too
-        ids, sims = topk(self.unit_factors, self.unit_factors[i][None, :], n, num_threads=1)
+        Y = self.foldin.Y
+        query = (Y[i] / self.norms[i]).astype(np.float32)[None, :]
+        ids, sims = topk(Y, query, n, item_norms=self.norms, num_threads=1)
         return [answered_item(self.artifact.item_ids[int(j)], round(float(s), 6))
                 for j, s in zip(ids[0], sims[0]) if j != i and j >= 0 and np.isfinite(s)][:k]
 

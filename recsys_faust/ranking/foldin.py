@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from .mapped import pack, unpack
 
 #: Below this many users of one padded width a stack costs more than the loop it replaces
 #: (measured: a stack of one is 65 us, the unstacked solve 20 us, at 64 factors).
@@ -27,6 +28,14 @@ class FoldIn:
         self.alpha = alpha
         self._eye = np.eye(self.Y.shape[1])
         self._binv: Optional[np.ndarray] = None
+
+    def __getstate__(self) -> dict:
+        # a mapped Y is sent as its file's name: the scoring process maps it too (mapped.py)
+        return {**self.__dict__, "Y": pack(self.Y)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.Y = unpack(state["Y"])
 
     def user_vector(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
         if len(items) == 0:

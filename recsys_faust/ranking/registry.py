@@ -2,8 +2,9 @@
 
 The topic is compacted and holds two kinds of records:
 
-- key ``<model_version>``: the announcement of a version (manifest plus the artifact itself,
-  ``ranking/payload.py``), with ``published_at``; a null value (a tombstone) prunes it;
+- key ``<model_version>``: the announcement of a version (manifest plus the artifact, inline or
+  by reference to the shared models dir: ``ranking/payload.py``), with ``published_at``; a null
+  value (a tombstone) prunes it;
 - key ``__active__``: the activation pin ``{model_version, activated_at}`` that
   ``recsys-faust models activate`` writes (a rollback, or a roll-forward to a chosen version).
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
+from .payload import shipped_bytes
+
 ACTIVE_KEY = "__active__"
 
 
@@ -30,7 +33,8 @@ def published_at(message: dict[str, Any]) -> float:
 
 
 def is_announcement(value: Any) -> bool:
-    return isinstance(value, dict) and "model_version" in value and "artifact_npz_b64" in value
+    return isinstance(value, dict) and "model_version" in value and ("artifact_npz_b64" in value
+                                                                     or "artifact_ref" in value)
 
 
 @dataclass
@@ -82,7 +86,8 @@ class ModelRegistry:
                 "offline_metrics": manifest.get("offline_metrics") or {},
                 "active": chosen is not None and version == str(chosen["model_version"]),
                 "pinned": version == pinned,
-                "bytes": len(v.get("artifact_npz_b64") or ""),
+                "bytes": shipped_bytes(v),
+                "shipped": "reference" if "artifact_ref" in v else "inline",
             })
         return out
 

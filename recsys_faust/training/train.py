@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +18,8 @@ from .als import ALSParams, train_als
 from ..ranking.artifact import ModelArtifact, new_version, save
 from .dataset import Interactions, load_csv
 from .evaluate import Quality, evaluate
+
+log = logging.getLogger(__name__)
 
 
 def params_from_settings(s: Settings, **overrides: object) -> ALSParams:
@@ -113,17 +116,33 @@ def train_dataset(
     return TrainResult(artifact, path, quality, fit_seconds, time.perf_counter() - started)
 
 
-async def publish(settings: Settings, artifact: ModelArtifact) -> int:
-    """Announce ``artifact`` on amazon-model-updates (key = version); returns the message size."""
+async def publish(settings: Settings, artifact: ModelArtifact, path: Optional[Path] = None) -> int:
+    """Announce ``artifact`` on amazon-model-updates (key = version); returns the message size.
+
+    Inline while the message fits ``RECSYS_MAX_MODEL_BYTES`` (``RECSYS_MODEL_SHIPPING=auto``),
+    else by reference to its saved directory ``path`` (default: ``models_dir/<version>``), which
+    the workers must share (ranking/payload.py)."""
     import aiokafka
 
     from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES, metric_record
     from ..kafka.clients import client_kwargs
-    from ..ranking.payload import encode
+    from ..ranking.payload import encode, encode_reference
 
-    value = json.dumps(encode(artifact, created_at=artifact.manifest.get("created_at"))).encode()
+    created_at = artifact.manifest.get("created_at")
+    value = b""
+    if settings.model_shipping != "reference":
+        value = json.dumps(encode(artifact, created_at=created_at)).encode()
+    if settings.model_shipping == "reference" or (settings.model_shipping == "auto" and len(value) > settings.max_model_bytes):
+        where = path or Path(settings.models_dir) / artifact.version
+        if not (where / "manifest.json").exists():
+            raise ValueError(f"model {artifact.version} ({len(value):,} bytes inline) is to ship by reference, "
+                             f"but {where} holds no saved artifact")
+        value = json.dumps(encode_reference(artifact, where, created_at=created_at)).encode()
+        log.info("model %s announced by reference to %s (workers read it from RECSYS_MODELS_DIR)",
+                 artifact.version, where)
     if len(value) > settings.max_model_bytes:
-        raise ValueError(f"model message is {len(value)} bytes, over RECSYS_MAX_MODEL_BYTES={settings.max_model_bytes}")
+        raise ValueError(f"model message is {len(value)} bytes, over RECSYS_MAX_MODEL_BYTES={settings.max_model_bytes} "
+                         f"(RECSYS_MODEL_SHIPPING=auto or reference ships it by reference)")
     producer = aiokafka.AIOKafkaProducer(acks="all", max_request_size=settings.max_model_bytes,
                                          **client_kwargs(settings))
     await producer.start()

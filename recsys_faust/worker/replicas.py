@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import metrics
@@ -69,22 +71,55 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
         transitions_tail=_item_tail(settings, transitions_table, transitions.put_many, is_history_key_bytes),
         models=models,
         registry=registry,
-        models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES, lambda recs: follow_registry(registry, models, recs)),
+        models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES,
+                                        ModelFollower(registry, models, Path(settings.models_dir)).on_records),
     )
 
 
-def follow_registry(registry: ModelRegistry, models: ModelHolder, records: list[tuple[str, Any]]) -> None:
-    """Fold records of amazon-model-updates into the registry and serve the version it chooses
-    (ranking/registry.py: the newest publication, or a version activated after it)."""
-    registry.apply(records)
-    chosen = registry.chosen()
-    active = models.active
-    if chosen is None or (active is not None and active.version == str(chosen["model_version"])):
-        return
-    try:
-        models.switch(decode_model(chosen), float(chosen.get("created_at") or 0))
-    except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
-        log.exception("could not load model %s from amazon-model-updates", chosen.get("model_version"))
+class ModelFollower:
+    """Folds amazon-model-updates into the registry and serves the version it chooses
+    (ranking/registry.py: the newest publication, or a version activated after it).
+
+    A model is loaded on a thread of its own, never on the event loop: a large one is read,
+    checked (sha256) and indexed for seconds, while agents and web views carry on serving the
+    previous version. Loads run one at a time in the order chosen, and a load overtaken by a
+    newer choice is dropped, so the last choice is what is served."""
+
+    def __init__(self, registry: ModelRegistry, models: ModelHolder, models_dir: Optional[Path] = None) -> None:
+        self.registry = registry
+        self.models = models
+        self.models_dir = models_dir
+        self._wanted: Optional[str] = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
+
+    def on_records(self, records: list[tuple[str, Any]]) -> None:
+        self.registry.apply(records)
+        chosen = self.registry.chosen()
+        if chosen is None:
+            return
+        version = str(chosen["model_version"])
+        active = self.models.active
+        if version == self._wanted or (self._wanted is None and active is not None and active.version == version):
+            return
+        self._wanted = version
+        self._executor.submit(self._load, chosen)
+
+    def _load(self, chosen: dict[str, Any]) -> None:
+        version = str(chosen["model_version"])
+        if version != self._wanted:
+            return  # a newer choice came while this one waited
+        try:
+            artifact = decode_model(chosen, self.models_dir)
+            if version == self._wanted:
+                self.models.switch(artifact, float(chosen.get("created_at") or 0))
+        except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker
+            log.exception("could not load model %s from amazon-model-updates; still serving %s", version,
+                          self.models.active.version if self.models.active else "no model")
+            if version == self._wanted:
+                self._wanted = None  # the next record on the topic tries again
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class CacheControl:

@@ -128,9 +128,9 @@ def write_shop_csv(path: Path, events: Iterable[tuple[str, dict]]) -> Path:
     return path
 
 
-def cli(stack: Any, *args: str, models_dir: Path) -> subprocess.CompletedProcess:
+def cli(stack: Any, *args: str, models_dir: Path, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
     """``recsys-faust ARGS`` against ``stack``, as an operator would run it."""
-    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir)}
+    env = {**os.environ, **stack.env, "RECSYS_MODELS_DIR": str(models_dir), **(env or {})}
     return subprocess.run([sys.executable, "-m", "recsys_faust", *args], env=env, capture_output=True,
                           text=True, timeout=300)
 

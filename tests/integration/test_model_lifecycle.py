@@ -10,7 +10,7 @@ import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import cli, get, http, wait_until, write_shop_csv
+from .helpers import cli, get, http, produce_events, wait_until, write_shop_csv
 
 pytestmark = pytest.mark.integration
 END = time.time() - 60
@@ -89,3 +89,41 @@ def test_publish_activate_restart_reload_and_prune_act_on_every_worker(stack, sh
     out = cli(stack, "models", "activate", "als-no-such-version", models_dir=models_dir)
     assert out.returncode != 0 and "is not on amazon-model-updates" in out.stderr
     assert all(served(w) == v2 for w in [*workers, fresh])
+
+
+def mapped_paths(pid: int) -> set[str]:
+    """The files a process has mapped (Linux /proc/PID/maps)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
+
+
+def test_a_model_over_the_message_limit_ships_by_reference_and_both_processes_map_one_copy(stack, shop_csv, tmp_path):
+    """Past RECSYS_MAX_MODEL_BYTES the announcement names the version directory of the shared
+    models dir; the worker checks and maps the factors file, and so does its scoring process
+    (the factors are not pickled across), so a large catalogue is held once."""
+    models_dir = tmp_path / "shared-models"
+    models_dir.mkdir()
+    worker = stack.add_worker("byref", extra_env={"RECSYS_MODELS_DIR": str(models_dir)})
+    before = {p.name for p in models_dir.iterdir()}
+    out = cli(stack, "train", "--data", str(shop_csv), "--factors", "16", "--publish", "--no-eval",
+              models_dir=models_dir, env={"RECSYS_MAX_MODEL_BYTES": "20000"})
+    assert out.returncode == 0, out.stderr + out.stdout
+    (version,) = {p.name for p in models_dir.iterdir()} - before
+    wait_until(lambda: served(worker) == version, 60, what="the worker on the model announced by reference")
+    (row,) = [r for r in get(f"{worker.url}/api/models")[1]["versions"] if r["model_version"] == version]
+    factors = str(models_dir / version / "item_factors.npy")
+    assert row["shipped"] == "reference" and row["bytes"] > 20000
+    assert factors in mapped_paths(worker.proc.pid)
+    # events make the worker score with it (batches of over 32 users go to the scoring
+    # process): the scoring process maps the same file
+    events = [("purchase", {"event_id": f"ref-{i}", "user_id": f"ref-user-{i % 300}", "product_id": f"p{i % 50:05d}",
+                            "quantity": 1, "timestamp": END + i}) for i in range(1_200)]
+    produce_events(stack.broker.bootstrap, events)
+    answer = wait_until(lambda: (lambda b: b if b.get("model_version") == version and "als" in b.get("strategy", "")
+                                 else None)(get(f"{worker.url}/api/recommendations/ref-user-3")[1]),
+                        60, what="an ALS answer from the model shipped by reference")
+    assert answer["items"]
+    scoring_pid = get(f"{worker.url}/api/health")[1]["scoring"]["pid"]
+    assert scoring_pid and scoring_pid != worker.proc.pid
+    wait_until(lambda: factors in mapped_paths(scoring_pid), 60, what="the scoring process mapping the factors")
+    worker.stop()

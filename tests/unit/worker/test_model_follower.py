@@ -1,0 +1,64 @@
+"""The worker's follower of amazon-model-updates loads models off the event loop, in order."""
+
+import time
+
+import numpy as np
+
+from recsys_faust.ranking import artifact as art
+from recsys_faust.ranking.active import ModelHolder
+from recsys_faust.ranking.payload import encode, encode_reference
+from recsys_faust.ranking.registry import ACTIVE_KEY, ModelRegistry
+from recsys_faust.worker.replicas import ModelFollower
+
+
+def _artifact(version: str, n: int = 50) -> art.ModelArtifact:
+    rng = np.random.default_rng(len(version))
+    return art.ModelArtifact(version, [f"p{i}" for i in range(n)], rng.normal(size=(n, 4)).astype(np.float32),
+                             item_category=[None] * n)
+
+
+def _served(holder: ModelHolder, version: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if holder.active is not None and holder.active.version == version:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_last_choice_is_served_whether_inline_or_by_reference(tmp_path):
+    holder = ModelHolder()
+    follower = ModelFollower(ModelRegistry(), holder, tmp_path)
+    try:
+        a, b = _artifact("v1"), _artifact("v2", n=80)
+        follower.on_records([("v1", {**encode(a, created_at=1.0), "published_at": 1.0})])
+        assert _served(holder, "v1")
+        ref = {**encode_reference(b, art.save(b, tmp_path), created_at=2.0), "published_at": 2.0}
+        follower.on_records([("v2", ref)])
+        assert _served(holder, "v2") and len(holder.active.item_ids) == 80
+        # a rollback and a roll-forward in one batch: only the newest choice is loaded
+        follower.on_records([(ACTIVE_KEY, {"model_version": "v1", "activated_at": 3.0}),
+                             (ACTIVE_KEY, {"model_version": "v2", "activated_at": 4.0})])
+        follower.on_records([(ACTIVE_KEY, {"model_version": "v1", "activated_at": 5.0})])
+        assert _served(holder, "v1")
+    finally:
+        follower.close()
+
+
+def test_a_model_that_cannot_be_loaded_leaves_the_previous_one_served(tmp_path):
+    holder = ModelHolder()
+    follower = ModelFollower(ModelRegistry(), holder, tmp_path / "not-shared")
+    try:
+        follower.on_records([("v1", {**encode(_artifact("v1"), created_at=1.0), "published_at": 1.0})])
+        assert _served(holder, "v1")
+        b = _artifact("v2")
+        ref = {**encode_reference(b, art.save(b, tmp_path), created_at=2.0), "published_at": 2.0}
+        follower.on_records([("v2", ref)])  # its directory is not under this worker's models dir
+        follower._executor.submit(lambda: None).result(timeout=10)  # the load has run
+        assert holder.active.version == "v1"
+        # once the volume is there, the next record on the topic loads it
+        follower.models_dir = tmp_path
+        follower.on_records([("other", None)])
+        assert _served(holder, "v2")
+    finally:
+        follower.close()
