@@ -10,10 +10,12 @@ of the HNSW lists against the exact ones on the same users. Also: the model's lo
 fold-in's matrices, and the HNSW build), its memory (item factors + HNSW graph), and the
 process's RSS growth while it holds both.
 
-Where a worker can load the model (the trained sizes), the first 20,000 interactions also go
-through a real worker with it active (a dev broker of its own): events/s of the full path, and
-the worker's and its scoring process's peak RSS. Not at 1M items: a 1M-item model (256 MB of
-factors) is over ``RECSYS_MAX_MODEL_BYTES`` on the model topic, so no worker can load it yet.
+At every size the first 20,000 interactions also go through a real worker with the model active
+(a dev broker of its own), the model saved and published as ``train --publish`` does it (by
+reference to the models dir past ``RECSYS_MAX_MODEL_BYTES``, with its HNSW index saved beside it
+past ``RECSYS_ANN_MIN_ITEMS``): events/s of the full path, the time from the announcement to the
+model served, and the memory of the worker and its scoring process, as PSS (the mapped factors
+they share counted once) and as peak RSS (counted in both).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import click
 import numpy as np
@@ -37,7 +39,7 @@ class Size:
     train: bool            # ALS trained here (else planted factors: the 1M row of --quick)
 
 
-SIZES = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 20, True), Size(1_000_000, 1_000_000, 10, False))
+SIZES = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 20, True), Size(1_000_000, 1_000_000, 10, True))
 QUICK = (Size(10_000, 15_000, 20, True), Size(100_000, 150_000, 10, True), Size(1_000_000, 200_000, 10, False))
 FACTORS = 64
 PROFILES = 300             # users whose ranking is timed, one event at a time
@@ -59,8 +61,7 @@ class Row:
     model_mib: float
     rss_mib: float
     notes: list[str] = field(default_factory=list)
-    events_per_s: Optional[float] = None   # the full path on one worker (None: not measured)
-    worker_rss_mib: Optional[float] = None  # that worker + its scoring process, peak
+    worker: Optional[WorkerFigures] = None  # the full path on one worker (None: not measured)
 
 
 def planted_shop(size: Size, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -179,63 +180,191 @@ def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = No
     recall = hits / total if total else float("nan")
     say(f"  exact {timings['exact']:,.0f} us, HNSW {timings['ann']:,.0f} us a user one at a time; in batches of "
         f"{BATCH}: {timings['exact batched']:,.0f} vs {timings['ann batched']:,.0f} us; recall@50 {recall:.3f}")
-    del exact_holder, ann_holder, exact, approx, index
+    del exact_holder, ann_holder, exact, approx
     gc.collect()
     row = Row(size, timings["exact"], timings["ann"], timings["exact batched"], timings["ann batched"], recall, train_s,
               load_s, index_s, model_mib, rss_mib, notes)
-    if workdir is not None and size.train:
-        try:
-            row.events_per_s, row.worker_rss_mib = measure_worker(artifact, users, items, ts, workdir / f"w{size.items}",
-                                                                  say)
-        except ValueError as exc:  # the model message over RECSYS_MAX_MODEL_BYTES
-            row.notes.append(f"no worker row: {exc}")
+    if workdir is not None:
+        row.worker = measure_worker(artifact, users, items, ts, workdir / f"w{size.items}", say, index=index)
     return row
 
 
+def _pss_mib(pid: int) -> float:
+    """Proportional set size: a page shared by N processes counts 1/N in each, so the sum over
+    a worker and its scoring process counts the mapped factors once."""
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1)) / 1024
+
+
+@dataclass
+class WorkerFigures:
+    events_per_s: float
+    peak_rss_mib: float        # worker + scoring process, peak RSS each (shared pages counted twice)
+    pss_mib: float             # worker + scoring process, PSS at the end (shared pages once)
+    load_s: float              # announcement read to model served (sha256 check, map, fold-in matrices)
+    shipped: str               # inline / reference
+
+
 def measure_worker(artifact, users: np.ndarray, items: np.ndarray, ts: np.ndarray, workdir: Path,
-                   say: Callable[[str], None], extra_env: Optional[dict[str, str]] = None) -> tuple[float, float]:
-    """Events/s of the full path on one worker with this model active, and the worker's and its
-    scoring process's peak RSS: the first WORKER_EVENTS interactions produced to a dev broker
-    that holds exactly them, as ``bench`` measures the Amazon data."""
+                   say: Callable[[str], None], extra_env: Optional[dict[str, str]] = None,
+                   index: Optional[Any] = None) -> WorkerFigures:
+    """Events/s of the full path on one worker with this model active, and the memory of the
+    worker and its scoring process: the model is saved (with its HNSW index past
+    ``RECSYS_ANN_MIN_ITEMS``, as ``train`` saves it) and published as ``train --publish`` does
+    (by reference past ``RECSYS_MAX_MODEL_BYTES``) to the running worker; a warm-up of 2,000 events lets the scoring
+    process take the model; then the first WORKER_EVENTS interactions are produced and timed."""
     import asyncio
 
     from ..devstack.stack import DevStack
+    from ..ranking.artifact import INDEX_FILE, save, save_index
     from ..training.train import publish
     from .suite import _metric_sum, _produce, _wait_count, peak_rss_mib
 
     n = min(WORKER_EVENTS, len(users))
-    events = [("purchase", {"event_id": f"s{j}", "user_id": f"u{users[j]}", "product_id": artifact.item_ids[items[j]],
-                            "quantity": 1, "timestamp": float(ts[j])}) for j in np.argsort(ts, kind="stable")[:n]]
+    order = np.argsort(ts, kind="stable")
+
+    def event(j: int, tag: str) -> tuple[str, dict]:
+        return ("purchase", {"event_id": f"{tag}{j}", "user_id": f"u{users[j]}",
+                             "product_id": artifact.item_ids[items[j]], "quantity": 1, "timestamp": float(ts[j])})
+
+    warm = [event(int(j), "w") for j in order[-2_000:]]
+    events = [event(int(j), "s") for j in order[:n]]
     stack = DevStack(workdir, partitions=4, database=False).start()
+    models_dir = workdir / "models"
+    settings = stack.settings.with_overrides(models_dir=models_dir)
+    if len(artifact.item_ids) >= settings.ann_min_items:
+        # with its HNSW index saved beside it, a large model is best shipped by reference: the
+        # scoring process reads the index instead of building it (minutes at a million items)
+        settings = settings.with_overrides(model_shipping="reference")
     try:
-        say(f"  a worker with this model: publishing it, streaming {n:,} events ...")
-        asyncio.run(publish(stack.settings, artifact))
-        _produce(stack, events)
-        worker = stack.add_worker("scale", wait=False, extra_env=extra_env)
+        path = save(artifact, models_dir)
+        if len(artifact.item_ids) >= settings.ann_min_items:
+            if index is not None:  # the one just measured: the same build train would make
+                index.write(str(path / INDEX_FILE))
+            else:
+                say(f"  HNSW index saved with the model in {save_index(path, artifact.item_factors):.1f} s")
+        worker = stack.add_worker("scale", extra_env={"RECSYS_MODELS_DIR": str(models_dir), **(extra_env or {})})
+        size = asyncio.run(publish(settings, artifact, path))
+        started = time.perf_counter()  # from the announcement acknowledged by the broker
+        shipped = "reference" if size < artifact.item_factors.nbytes else "inline"
+        say(f"  published {shipped} ({size:,} bytes on the topic) to a running worker ...")
+        while worker.get("/api/health")[1].get("model_version") != artifact.version:
+            if time.perf_counter() - started > 600 or not worker.alive():
+                raise RuntimeError(f"the worker did not serve {artifact.version}; see {workdir}")
+            time.sleep(0.05)
+        load_s = time.perf_counter() - started
         read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total",
                                    'outcome="applied"')
-        _, rate = _wait_count(read, n, 900, worker.alive)
+        _produce(stack, warm)
+        _wait_count(read, len(warm), 900, worker.alive)
+        say(f"  model served {load_s:.1f} s after the worker was ready; warm; streaming {n:,} events ...")
+        _produce(stack, events)
+        _, rate = _wait_count(read, len(warm) + n, 900, worker.alive)
         scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
-        rss = peak_rss_mib(worker.proc.pid) + (peak_rss_mib(scoring_pid) if scoring_pid else 0.0)
-        say(f"  worker: {rate:,.0f} events/s, worker + scoring process {rss:,.0f} MiB")
-        return rate, rss
+        pids = [worker.proc.pid] + ([scoring_pid] if scoring_pid else [])
+        rss = sum(peak_rss_mib(p) for p in pids)
+        pss = sum(_pss_mib(p) for p in pids)
+        say(f"  worker: {rate:,.0f} events/s; worker + scoring process {pss:,.0f} MiB PSS ({rss:,.0f} MiB peak RSS, "
+            f"the mapped factors counted in both)")
+        return WorkerFigures(rate, rss, pss, load_s, shipped)
     finally:
         stack.stop()
+
+
+USERS_STEPS = (100_000, 250_000, 500_000, 1_000_000)   # checkpoints of the table-state run
+QUICK_USERS_STEPS = (50_000, 100_000)
+
+
+@dataclass
+class UsersStep:
+    users: int
+    events_per_s: float
+    rss_mib: float             # worker + scoring process, now (not peak)
+    pss_mib: float
+    data_mib: float            # the worker's data dir: RocksDB tables on disk
+
+
+def _dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def measure_users(steps: tuple[int, ...], workdir: Path, say: Callable[[str], None]) -> list[UsersStep]:
+    """Table state at up to a million users: one worker with a 10k-item model takes one purchase
+    from each of ``steps[-1]`` users, in steps; at each checkpoint the worker's and its scoring
+    process's memory (now, not peak) and its data dir. Profiles, user factors and ready lists
+    live in RocksDB (32 MiB block cache, 16 MiB write buffers per table partition), so memory
+    should stay flat while the data dir grows with the users."""
+    import asyncio
+
+    from ..devstack.stack import DevStack
+    from ..ranking.artifact import ModelArtifact, save
+    from ..training.train import publish
+    from .suite import _metric_sum, _produce, _wait_count
+
+    size = Size(10_000, 15_000, 20, False)
+    _, _, _, Y = planted_shop(size)
+    ids = [f"i{j}" for j in range(size.items)]
+    artifact = ModelArtifact("scale-users", ids, Y, item_category=[None] * size.items)
+    stack = DevStack(workdir, partitions=4, database=False).start()
+    models_dir = workdir / "models"
+    settings = stack.settings.with_overrides(models_dir=models_dir)
+    rng = np.random.default_rng(11)
+    out: list[UsersStep] = []
+    try:
+        save(artifact, models_dir)
+        worker = stack.add_worker("users", extra_env={"RECSYS_MODELS_DIR": str(models_dir)})
+        asyncio.run(publish(settings, artifact))
+        read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total",
+                                   'outcome="applied"')
+        done = 0
+        for step in steps:
+            picks = rng.integers(0, size.items, size=step - done)
+            events = [("purchase", {"event_id": f"m{u}", "user_id": f"m{u}", "product_id": ids[int(picks[u - done])],
+                                    "quantity": 1, "timestamp": 1.7e9 + u * 0.01}) for u in range(done, step)]
+            say(f"  users {done:,} -> {step:,}: producing ...")
+            _produce(stack, events)
+            _, rate = _wait_count(read, step, 3600, worker.alive)
+            done = step
+            scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
+            pids = [worker.proc.pid] + ([scoring_pid] if scoring_pid else [])
+            rss = sum(_rss_of(p) for p in pids)
+            pss = sum(_pss_mib(p) for p in pids)
+            data = _dir_mib(worker.data_dir)
+            out.append(UsersStep(step, rate, rss, pss, data))
+            say(f"  {step:,} users: {rate:,.0f} events/s, worker + scoring {rss:,.0f} MiB RSS / {pss:,.0f} MiB PSS, "
+                f"data dir {data:,.0f} MiB")
+    finally:
+        stack.stop()
+    return out
+
+
+def _rss_of(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def users_table(steps: list[UsersStep]) -> str:
+    lines = ["| users with state | events/s (this step) | worker + scoring RSS MiB | PSS MiB | data dir MiB |",
+             "|---|---|---|---|---|"]
+    for s in steps:
+        lines.append(f"| {s.users:,} | {s.events_per_s:,.0f} | {s.rss_mib:,.0f} | {s.pss_mib:,.0f} | {s.data_mib:,.0f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[Row]) -> str:
     head = ("items", "users", "ranking us/event exact", "ranking us/event HNSW", "HNSW/exact",
             f"in batches of {BATCH}: exact / HNSW us a user", "recall@50",
             "model load s (+ HNSW build)", "model MiB (factors + graph)", "RSS MiB of a loaded model + index", "train s",
-            "events/s on a worker", "worker + scoring RSS MiB", "note")
+            "events/s on a worker", "worker + scoring PSS MiB (peak RSS)", "model shipped, served after s", "note")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join((
             f"{r.size.items:,}", f"{r.size.users:,}", f"{r.exact_us:,.0f}", f"{r.ann_us:,.0f}",
             f"{r.ann_us / r.exact_us:.2f}x", f"{r.exact_batched_us:,.0f} / {r.ann_batched_us:,.0f}", f"{r.recall:.3f}", f"{r.load_s:.1f} (+{r.index_s:.1f})",
             f"{r.model_mib:,.0f}", f"{r.rss_mib:,.0f}", "-" if r.train_s is None else f"{r.train_s:.1f}",
-            "-" if r.events_per_s is None else f"{r.events_per_s:,.0f}",
-            "-" if r.worker_rss_mib is None else f"{r.worker_rss_mib:,.0f}",
+            "-" if r.worker is None else f"{r.worker.events_per_s:,.0f}",
+            "-" if r.worker is None else f"{r.worker.pss_mib:,.0f} ({r.worker.peak_rss_mib:,.0f})",
+            "-" if r.worker is None else f"{r.worker.shipped}, {r.worker.load_s:.1f}",
             "; ".join(r.notes) or "")) + " |")
     return "\n".join(lines)
 
@@ -276,6 +405,7 @@ def run_scale(quick: bool, out: Path) -> list[Row]:
     click.echo(table(rows))
     plot(rows, out / "scale.png")
     click.echo(f"\nplot: {out / 'scale.png'}")
-    click.echo("events/s and a worker's RSS are not measured at 1M items: a 1M-item model is over "
-               "RECSYS_MAX_MODEL_BYTES on the model topic, so no worker can load it through Kafka yet")
+    click.echo("\ntable state at many users (one worker, a 10k-item model, one purchase per user):")
+    steps = measure_users(QUICK_USERS_STEPS if quick else USERS_STEPS, out / "users", click.echo)
+    click.echo(users_table(steps))
     return rows

@@ -14,9 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .ann import AnnConfig
-from .foldin import FoldIn
+from .foldin import FoldIn, row_norms
 from .items import answered_item
-from .artifact import ModelArtifact
+from .artifact import INDEX_FILE, ModelArtifact
 from .transition_index import MAX_SUCCESSORS, TransitionCounts
 
 if TYPE_CHECKING:
@@ -44,15 +44,21 @@ class ScoringModel:
     # Approximate top-k (ranking/ann.py) for this catalogue, or None for the exact path. The
     # index itself is built where the model is scored (the scoring process), once per version.
     ann: Optional[AnnConfig] = None
+    ann_file: Optional[str] = None  # the index train saved beside the model (read, not built)
 
     def ann_index(self, *, wait: bool = True) -> Optional["ItemIndex"]:
-        """The model's HNSW index, built once in this process. With ``wait=False`` (the scoring
-        path) a missing index starts building on a thread and None comes back: batches are
-        scored exactly meanwhile (slower, not wrong) rather than waiting minutes for a
-        million-item build."""
+        """The model's HNSW index, read or built once in this process. An index saved beside
+        the model is read at once (seconds even at a million items). One that must be built
+        is, with ``wait=False`` (the scoring path), built on a thread while None comes back:
+        batches are scored exactly meanwhile (slower, not wrong) rather than waiting minutes
+        for a million-item build."""
         index = self.__dict__.get("_ann_index")
         if index is not None or not wait and self.__dict__.get("_ann_building"):
             return index
+        if self.ann_file is not None and not self.__dict__.get("_ann_read_failed"):
+            index = self._read_index()
+            if index is not None:
+                return index
         if wait:
             builder = self.__dict__.get("_ann_building")
             if builder is not None:
@@ -64,6 +70,21 @@ class ScoringModel:
         object.__setattr__(self, "_ann_building", builder)
         builder.start()
         return None
+
+    def _read_index(self) -> Optional["ItemIndex"]:
+        from .ann import ItemIndex
+
+        started = time.perf_counter()
+        try:
+            index = ItemIndex(self.foldin.Y, self.ann or AnnConfig(), saved=self.ann_file)
+        except Exception:  # noqa: BLE001 - an unreadable file costs a build, not the model
+            log.exception("model %s: could not read %s; building the index instead", self.version, self.ann_file)
+            object.__setattr__(self, "_ann_read_failed", True)
+            return None
+        object.__setattr__(self, "_ann_index", index)
+        log.info("model %s: HNSW index of %d items read from %s in %.1f s", self.version, index.n_items,
+                 self.ann_file, time.perf_counter() - started)
+        return index
 
     def _build_index(self) -> None:
         from .ann import ItemIndex
@@ -111,15 +132,20 @@ class ActiveModel:
             model = self.__dict__["_scoring"] = ScoringModel(
                 self.version, self.foldin, Catalogue(self.item_ids, self.categories),
                 None if self.transitions is None else self.transitions.matrix,
-                self.ann if len(self.item_ids) >= self.ann_min_items else None)
+                self.ann if len(self.item_ids) >= self.ann_min_items else None,
+                self._saved_index())
         return model
+
+    def _saved_index(self) -> Optional[str]:
+        path = self.artifact.path
+        return str(path / INDEX_FILE) if path is not None and (path / INDEX_FILE).exists() else None
 
     @classmethod
     def build(cls, artifact: ModelArtifact, created_at: float = 0.0,
               max_successors: int = MAX_SUCCESSORS) -> "ActiveModel":
         params = artifact.params or {}
         Y = artifact.item_factors
-        norms = np.maximum(np.linalg.norm(Y, axis=1), 1e-9).astype(np.float32)
+        norms = np.maximum(row_norms(Y), 1e-9)
         return cls(
             artifact=artifact,
             foldin=FoldIn(Y, regularization=float(params.get("regularization", 1.0)),

@@ -32,6 +32,7 @@ from typing import Any, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from .foldin import gram
 from .scoring import BatchQuery, BatchResult, transition_candidates
 
 #: HNSW graph degree: 32 links per node (faiss's recommendation for high recall at 64-128 dimensions).
@@ -49,22 +50,32 @@ class AnnConfig:
 class ItemIndex:
     """The HNSW index of a model's item factors and the two moments the exact blend needs."""
 
-    def __init__(self, Y: np.ndarray, config: AnnConfig = AnnConfig()) -> None:
+    def __init__(self, Y: np.ndarray, config: AnnConfig = AnnConfig(), *, saved: Optional[str] = None) -> None:
+        """Build the index over ``Y``, or read it from ``saved`` (``write``'s file for this ``Y``)."""
         import faiss
 
-        faiss.omp_set_num_threads(config.build_threads)
         Y = np.ascontiguousarray(Y, dtype=np.float32)
         self.n_items, self.factors = Y.shape
         self.config = config
-        index = faiss.IndexHNSWFlat(self.factors, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = config.ef_construction
-        index.add(Y)
+        if saved is not None:
+            index = faiss.read_index(saved)
+            if index.ntotal != self.n_items or index.d != self.factors:
+                raise ValueError(f"{saved} indexes {index.ntotal} x {index.d}, not this model's {Y.shape}")
+        else:
+            faiss.omp_set_num_threads(config.build_threads)
+            index = faiss.IndexHNSWFlat(self.factors, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = config.ef_construction
+            index.add(Y)
         index.hnsw.efSearch = config.ef_search
         faiss.omp_set_num_threads(1)  # a search is one user's micro-batch: no threads to share it
         self.index = index
-        Y64 = Y.astype(np.float64)
-        self.mean = Y64.mean(axis=0)                      # f
-        self.second = (Y64.T @ Y64) / self.n_items        # f x f
+        self.mean = np.asarray(Y.sum(axis=0, dtype=np.float64)) / self.n_items   # f
+        self.second = gram(Y) / self.n_items                                       # f x f
+
+    def write(self, path: str) -> None:
+        import faiss
+
+        faiss.write_index(self.index, path)
 
     def search(self, vectors: np.ndarray, m: int) -> np.ndarray:
         """Per user the indices of (about) the ``m`` items of highest u . y, -1 padded."""

@@ -36,6 +36,8 @@ class ModelArtifact:
     manifest: dict[str, Any] = field(default_factory=dict)
     # items x items successor counts of the training data (ranking/transitions.py), or None
     transitions: Optional[sp.csr_matrix] = None
+    # the version directory it was loaded from (its mapped factors and saved index live there)
+    path: Optional[Path] = None
 
     @property
     def factors(self) -> int:
@@ -86,6 +88,7 @@ def from_arrays(npz: Any, *, version: str, params: dict[str, Any], manifest: dic
 
 FACTORS_FILE = "item_factors.npy"
 ARRAYS_FILE = "model.npz"
+INDEX_FILE = "hnsw.faiss"  # ranking/ann.py's saved HNSW index, for models past RECSYS_ANN_MIN_ITEMS
 
 
 def save(artifact: ModelArtifact, models_dir: Path) -> Path:
@@ -112,14 +115,16 @@ def load(path: Path, *, mmap: bool = False) -> ModelArtifact:
         named: dict[str, Any] = {name: npz[name] for name in npz.files}
     if (path / FACTORS_FILE).exists():
         named["item_factors"] = np.load(path / FACTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
-    return from_arrays(named, version=manifest["version"], params=manifest.get("params", {}), manifest=manifest)
+    artifact = from_arrays(named, version=manifest["version"], params=manifest.get("params", {}), manifest=manifest)
+    artifact.path = path
+    return artifact
 
 
 def files_digest(path: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of each file a worker loads from a version directory: what an
     announcement by reference carries, so a worker never serves a half-copied or altered model."""
     out = {}
-    for name in (FACTORS_FILE, ARRAYS_FILE):
+    for name in (FACTORS_FILE, ARRAYS_FILE, INDEX_FILE):
         f = path / name
         if f.exists():
             digest = hashlib.sha256()
@@ -128,6 +133,22 @@ def files_digest(path: Path) -> dict[str, dict[str, Any]]:
                     digest.update(chunk)
             out[name] = {"sha256": digest.hexdigest(), "bytes": f.stat().st_size}
     return out
+
+
+def save_index(path: Path, item_factors: np.ndarray, *, threads: int = 0) -> float:
+    """Build the HNSW index of a large model (ranking/ann.py) and write it into its version
+    directory, so the scoring processes read it instead of each building it (minutes at a
+    million items on one thread). Returns the build's seconds."""
+    import os
+
+    from .ann import AnnConfig, ItemIndex
+
+    started = time.perf_counter()
+    index = ItemIndex(item_factors, AnnConfig(build_threads=threads or os.cpu_count() or 1))
+    tmp = path / (INDEX_FILE + ".tmp")
+    index.write(str(tmp))
+    tmp.replace(path / INDEX_FILE)
+    return time.perf_counter() - started
 
 
 def latest(models_dir: Path) -> Optional[Path]:

@@ -18,12 +18,36 @@ from .mapped import pack, unpack
 STACK_MIN_USERS = 4
 
 
+#: Rows of the item factors converted to float64 at a time by ``gram``: 64k x 128 x 8 bytes is
+#: 64 MiB, where converting a million-item model at once would hold 1 GiB for a moment.
+GRAM_CHUNK = 65_536
+
+
+def gram(Y: np.ndarray) -> np.ndarray:
+    """Y'Y in float64, summed over row chunks (bounded memory at any catalogue size)."""
+    f = Y.shape[1]
+    out = np.zeros((f, f))
+    for lo in range(0, Y.shape[0], GRAM_CHUNK):
+        part = np.asarray(Y[lo:lo + GRAM_CHUNK], dtype=np.float64)
+        out += part.T @ part
+    return out
+
+
+def row_norms(Y: np.ndarray) -> np.ndarray:
+    """Each row's Euclidean norm (float32), by the same chunks as ``gram``."""
+    out = np.empty(Y.shape[0], dtype=np.float32)
+    for lo in range(0, Y.shape[0], GRAM_CHUNK):
+        part = np.asarray(Y[lo:lo + GRAM_CHUNK], dtype=np.float64)
+        out[lo:lo + GRAM_CHUNK] = np.sqrt(np.einsum("ij,ij->i", part, part))
+    return out
+
+
 class FoldIn:
     """User vectors from item factors (fixed), for users seen or not seen in training."""
 
     def __init__(self, item_factors: np.ndarray, *, regularization: float, alpha: float) -> None:
         self.Y = np.ascontiguousarray(item_factors, dtype=np.float32)
-        self.YtY = (self.Y.T.astype(np.float64) @ self.Y.astype(np.float64))
+        self.YtY = gram(self.Y)
         self.reg = regularization
         self.alpha = alpha
         self._eye = np.eye(self.Y.shape[1])

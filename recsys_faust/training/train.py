@@ -15,7 +15,7 @@ from ..drift.detector import training_reference
 from ..ranking.transitions import counts_from_histories
 from ..settings import Settings
 from .als import ALSParams, train_als
-from ..ranking.artifact import ModelArtifact, new_version, save
+from ..ranking.artifact import INDEX_FILE, ModelArtifact, new_version, save, save_index
 from .dataset import Interactions, load_csv
 from .evaluate import Quality, evaluate
 
@@ -113,6 +113,10 @@ def train_dataset(
         },
     )
     path = save(artifact, settings.models_dir)
+    if data.n_items >= settings.ann_min_items:
+        say(f"building the HNSW index of {data.n_items:,} items (RECSYS_ANN_MIN_ITEMS={settings.ann_min_items:,}) ...")
+        seconds = save_index(path, item_f)
+        say(f"index written to {path / INDEX_FILE} in {seconds:.1f} s: workers read it rather than build it")
     return TrainResult(artifact, path, quality, fit_seconds, time.perf_counter() - started)
 
 

@@ -108,3 +108,61 @@ def test_a_large_catalogue_is_scored_on_the_index_in_any_process_and_small_ones_
     assert same(score_values(copy, q, 5.0))
     copy.ann_index(wait=True)
     assert same(score_values(copy, q, 5.0))
+
+
+def test_the_index_train_saves_is_read_by_the_scoring_side_not_built_again(tmp_path, monkeypatch):
+    """A large model's version directory carries its HNSW index (artifact.save_index): the
+    scoring process reads it, and its searches are the built index's."""
+    import pickle
+
+    import faiss
+
+    from recsys_faust.ranking import artifact as art
+    from recsys_faust.ranking.active import ModelHolder
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    a = art.ModelArtifact("big", [f"p{i}" for i in range(n)], rng.normal(size=(n, 16)).astype(np.float32),
+                          item_category=[None] * n)
+    path = art.save(a, tmp_path)
+    art.save_index(path, a.item_factors, threads=1)
+    holder = ModelHolder(ann_min_items=1_000, ann=AnnConfig(ef_search=200))
+    holder.offer(art.load(path, mmap=True), 1.0)
+    scoring = pickle.loads(pickle.dumps(holder.active.scoring))  # as the scoring process receives it
+    assert scoring.ann_file == str(path / art.INDEX_FILE)
+
+    def no_build(*_a, **_k):
+        raise AssertionError("the index was built again")
+
+    monkeypatch.setattr(faiss, "IndexHNSWFlat", no_build)
+    index = scoring.ann_index()
+    assert index.n_items == n and index.index.hnsw.efSearch == 200
+    monkeypatch.undo()
+    built = ItemIndex(a.item_factors, AnnConfig(ef_search=200, build_threads=1))
+    q = rng.normal(size=(10, 16)).astype(np.float32)
+    exact = np.argsort(-(q @ a.item_factors.T), axis=1)[:, :20]
+    for idx in (index, built):
+        found = idx.search(q, 20)
+        assert np.mean([len(set(found[u]) & set(exact[u])) / 20 for u in range(10)]) >= 0.95
+    # a model without a saved index (inline on the topic) builds its own
+    holder.offer(art.ModelArtifact("small", a.item_ids, a.item_factors, item_category=a.item_category), 2.0)
+    assert holder.active.scoring.ann_file is None and holder.active.scoring.ann_index().n_items == n
+
+
+def test_an_unreadable_saved_index_costs_a_build_not_the_model(tmp_path):
+    from recsys_faust.ranking import artifact as art
+    from recsys_faust.ranking.active import ModelHolder
+
+    rng = np.random.default_rng(5)
+    n = 1_500
+    a = art.ModelArtifact("big", [f"p{i}" for i in range(n)], rng.normal(size=(n, 8)).astype(np.float32),
+                          item_category=[None] * n)
+    path = art.save(a, tmp_path)
+    (path / art.INDEX_FILE).write_bytes(b"not a faiss index")
+    holder = ModelHolder(ann_min_items=1_000, ann=AnnConfig(build_threads=1))
+    holder.offer(art.load(path, mmap=True), 1.0)
+    scoring = holder.active.scoring
+    assert scoring.ann_file is not None
+    assert scoring.ann_index(wait=False) is None  # the read failed: a build started on a thread
+    index = scoring.ann_index(wait=True)
+    assert index is not None and index.n_items == n
