@@ -142,8 +142,8 @@ def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = No
     rss_mib = _rss_mib() - rss0  # the active model (factors, fold-in, unit factors) + its HNSW index
     import faiss
 
-    graph_bytes = len(faiss.serialize_index(index.index)) - Y.nbytes  # the HNSW links beyond the vectors
-    model_mib = (Y.nbytes + graph_bytes) / 2**20
+    index_bytes = len(faiss.serialize_index(index.index))  # the graph and the 8-bit codes
+    model_mib = (Y.nbytes + index_bytes) / 2**20
     # the users' last 50 items as profiles (each interaction its own day: the next-day pairs)
     rng = np.random.default_rng(1)
     chosen = rng.choice(size.users, size=PROFILES, replace=False)
@@ -257,7 +257,7 @@ def measure_worker(artifact, users: np.ndarray, items: np.ndarray, ts: np.ndarra
                                    'outcome="applied"')
         _produce(stack, warm)
         _wait_count(read, len(warm), 900, worker.alive)
-        say(f"  model served {load_s:.1f} s after the worker was ready; warm; streaming {n:,} events ...")
+        say(f"  model served {load_s:.1f} s after its announcement; warm; streaming {n:,} events ...")
         _produce(stack, events)
         _, rate = _wait_count(read, len(warm) + n, 900, worker.alive)
         scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
@@ -354,7 +354,7 @@ def users_table(steps: list[UsersStep]) -> str:
 def table(rows: list[Row]) -> str:
     head = ("items", "users", "ranking us/event exact", "ranking us/event HNSW", "HNSW/exact",
             f"in batches of {BATCH}: exact / HNSW us a user", "recall@50",
-            "model load s (+ HNSW build)", "model MiB (factors + graph)", "RSS MiB of a loaded model + index", "train s",
+            "model load s (+ HNSW build)", "model MiB (factors + HNSW index)", "RSS MiB of a loaded model + index", "train s",
             "events/s on a worker", "worker + scoring PSS MiB (peak RSS)", "model shipped, served after s", "note")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -386,7 +386,7 @@ def plot(rows: list[Row], path: Path) -> None:
     a.set_ylabel("ranking per event (us)")
     a.legend(fontsize=7)
     a.set_title("fold-in + transitions + blend + top-50")
-    b.loglog(x, [r.model_mib for r in rows], "o-", label="model: factors + HNSW graph")
+    b.loglog(x, [r.model_mib for r in rows], "o-", label="model: factors + HNSW index")
     b.loglog(x, [max(r.rss_mib, 1.0) for r in rows], "s-", label="RSS growth holding it")
     b.set_xlabel("items")
     b.set_ylabel("MiB")

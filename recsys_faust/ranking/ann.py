@@ -19,9 +19,15 @@ item the index misses cannot be ranked. ``m`` is the list length plus the user's
 a margin, and ``ef_search`` trades speed for recall; ``recsys-faust bench --scale`` measures
 recall@50 against the exact path. Ties are broken by the lower item index, as on the exact path.
 
-Why faiss (``IndexHNSWFlat``) rather than hnswlib: faiss ships manylinux wheels (hnswlib is a
-source package that needs a compiler on the user's machine), and it is maintained by a large
-team; at the sizes measured both HNSW implementations search alike.
+Why faiss rather than hnswlib: faiss ships manylinux wheels (hnswlib is a source package that
+needs a compiler on the user's machine), and it is maintained by a large team; at the sizes
+measured both HNSW implementations search alike.
+
+Why ``IndexHNSWSQ`` (vectors stored as 8-bit codes) rather than ``IndexHNSWFlat`` (float32
+copies): the index only chooses candidates, which are scored exactly from the factors. Measured
+at a million items, 64 factors, one thread: the same recall of the exact top-50 among 80
+candidates (0.594 against 0.589 on hard synthetic queries), searches 224 against 383 us, the build 66 against
+97 s, and 321 against 504 MiB in the scoring process.
 """
 
 from __future__ import annotations
@@ -63,8 +69,11 @@ class ItemIndex:
                 raise ValueError(f"{saved} indexes {index.ntotal} x {index.d}, not this model's {Y.shape}")
         else:
             faiss.omp_set_num_threads(config.build_threads)
-            index = faiss.IndexHNSWFlat(self.factors, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            # vectors stored as 8-bit codes: they only choose candidates, which are scored
+            # exactly afterwards (module docstring)
+            index = faiss.IndexHNSWSQ(self.factors, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = config.ef_construction
+            index.train(Y)  # the per-dimension ranges of the 8-bit codes
             index.add(Y)
         index.hnsw.efSearch = config.ef_search
         faiss.omp_set_num_threads(1)  # a search is one user's micro-batch: no threads to share it

@@ -134,7 +134,7 @@ def test_the_index_train_saves_is_read_by_the_scoring_side_not_built_again(tmp_p
     def no_build(*_a, **_k):
         raise AssertionError("the index was built again")
 
-    monkeypatch.setattr(faiss, "IndexHNSWFlat", no_build)
+    monkeypatch.setattr(faiss, "IndexHNSWSQ", no_build)
     index = scoring.ann_index()
     assert index.n_items == n and index.index.hnsw.efSearch == 200
     monkeypatch.undo()
