@@ -70,7 +70,12 @@ def test_workers_wait_for_init_and_healthy_dependencies_and_scale():
     # --scale needs: no fixed host port, no container_name, no fixed WEB_HOST, a volume per replica.
     assert "ports" not in worker and "container_name" not in worker
     assert "WEB_HOST" not in worker["environment"]
-    assert all(":" not in v for v in worker["volumes"]), "a named volume would be shared by every replica"
+    # the data dir is an anonymous volume per replica; the one shared volume is the models dir,
+    # read-only (large models are announced by reference to it and mapped from it)
+    assert "/var/lib/recsys" in worker["volumes"]
+    shared = [v for v in worker["volumes"] if ":" in v]
+    assert shared == ["models:/var/lib/recsys/models:ro"], "a named data volume would be shared by every replica"
+    assert "models:/var/lib/recsys/models" in SERVICES["init"]["volumes"]
     assert worker["healthcheck"]["test"] == ["CMD", "recsys-faust", "health"]  # readiness, not liveness
     assert "KAFKA_AUTO_CREATE_TOPICS_ENABLE" in SERVICES["kafka"]["environment"]
     assert SERVICES["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
