@@ -415,10 +415,11 @@ def health(url: Optional[str], live: bool, timeout: float) -> None:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Smaller sizes (about one minute; with --scale, 10k and 100k items "
-              "trained, 1M items ranking only).")
-@click.option("--scale", is_flag=True, help="The growth benchmark instead: ranking cost, HNSW recall and memory at "
-              "10k, 100k and 1M items (bench/scale.py), with a plot.")
+@click.option("--quick", is_flag=True, help="Smaller sizes (about one minute; with --scale, about four: 10k and "
+              "100k items trained, 1M items on planted factors, table state at 100k users).")
+@click.option("--scale", is_flag=True, help="The growth benchmark instead: ranking cost, HNSW recall, a worker's "
+              "events/s and memory at 10k, 100k and 1M items, and table state at up to 1M users (bench/scale.py), "
+              "with a plot (about ten minutes).")
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
