@@ -9,6 +9,7 @@ from local state instead of bouncing between workers).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import logging
@@ -352,7 +353,9 @@ class ReloadModels(ApiView):
         path = latest(self.ctx.settings.models_dir)
         if path is None:
             raise ApiError(404, "not_found", f"no model under {self.ctx.settings.models_dir}")
-        artifact = await asyncio.get_running_loop().run_in_executor(None, load, path)
+        loop = asyncio.get_running_loop()
+        # mapped, as a model announced by reference is: shared with the scoring process
+        artifact = await loop.run_in_executor(None, functools.partial(load, path, mmap=True))
         published = False
         if self.ctx.publish_model is not None:
             try:
@@ -362,8 +365,9 @@ class ReloadModels(ApiView):
             published = True
         active = self.ctx.models.active
         switched = active is None or active.version != artifact.version
-        if switched:
-            self.ctx.models.switch(artifact, float(artifact.manifest.get("created_at") or 0))
+        if switched:  # off the event loop: a large model's fold-in matrices take seconds
+            await loop.run_in_executor(None, self.ctx.models.switch, artifact,
+                                       float(artifact.manifest.get("created_at") or 0))
         return self.json({"model_version": artifact.version, "switched": switched, "published": published})
 
 class Models(ApiView):

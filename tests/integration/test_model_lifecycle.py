@@ -103,6 +103,10 @@ def test_a_model_over_the_message_limit_ships_by_reference_and_both_processes_ma
     (the factors are not pickled across), so a large catalogue is held once."""
     models_dir = tmp_path / "shared-models"
     models_dir.mkdir()
+    # alone in the group: a worker of the test before (other models dir) would own some users
+    for other in stack.workers:
+        if other.alive():
+            other.stop()
     worker = stack.add_worker("byref", extra_env={"RECSYS_MODELS_DIR": str(models_dir)})
     before = {p.name for p in models_dir.iterdir()}
     out = cli(stack, "train", "--data", str(shop_csv), "--factors", "16", "--publish", "--no-eval",
