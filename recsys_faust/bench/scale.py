@@ -2,12 +2,13 @@
 
 Every other figure is on the Amazon data's 8,687 items. This generates shops with planted
 structure (items in clusters of similar taste; each user mostly buys from one cluster, a day
-per purchase), at 10k, 100k and 1M items, trains ALS on them where this machine can (64
-factors, 10 iterations), and per size times the ranking step of one event: fold-in +
+per purchase), at 10k, 100k and 1M items, trains ALS on them (64 factors, 10 iterations; a
+million items by a million users takes about a minute; ``--quick`` plants the 1M-item factors
+instead), and per size times the ranking step of one event: fold-in +
 transitions (counts from the users' histories, shipped with the model) + blend + top-50, on
 the exact path (every item scored) and on the HNSW path (ranking/ann.py), with the recall@50
 of the HNSW lists against the exact ones on the same users. Also: the model's load time (the
-fold-in's matrices, and the HNSW build), its memory (item factors + HNSW graph), and the
+fold-in's matrices, and the HNSW build), its memory (item factors + HNSW index), and the
 process's RSS growth while it holds both.
 
 At every size the first 20,000 interactions also go through a real worker with the model active
@@ -15,7 +16,8 @@ At every size the first 20,000 interactions also go through a real worker with t
 reference to the models dir past ``RECSYS_MAX_MODEL_BYTES``, with its HNSW index saved beside it
 past ``RECSYS_ANN_MIN_ITEMS``): events/s of the full path, the time from the announcement to the
 model served, and the memory of the worker and its scoring process, as PSS (the mapped factors
-they share counted once) and as peak RSS (counted in both).
+they share counted once) and as peak RSS (counted in both). Last, ``measure_users``: table
+state for up to a million users on one worker, memory and data dir at each step.
 """
 
 from __future__ import annotations
