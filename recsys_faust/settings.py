@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -274,18 +274,12 @@ class Settings(BaseSettings):
 
         return parse_variants(self.ab_variants)
 
-    @field_validator("scoring")
+    @field_validator("scoring", "model_shipping")
     @classmethod
-    def _scoring_mode(cls, value: str) -> str:
-        if value not in SCORING_MODES:
-            raise ValueError(f"RECSYS_SCORING={value!r}: expected one of {', '.join(SCORING_MODES)}")
-        return value
-
-    @field_validator("model_shipping")
-    @classmethod
-    def _model_shipping(cls, value: str) -> str:
-        if value not in MODEL_SHIPPING:
-            raise ValueError(f"RECSYS_MODEL_SHIPPING={value!r}: expected one of {', '.join(MODEL_SHIPPING)}")
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        allowed = {"scoring": SCORING_MODES, "model_shipping": MODEL_SHIPPING}[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"RECSYS_{info.field_name.upper()}={value!r}: expected one of {', '.join(allowed)}")
         return value
 
     @model_validator(mode="after")

@@ -89,8 +89,9 @@ def planted_shop(size: Size, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.
     return users, items, ts, Y.astype(np.float32)
 
 
-def _rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
+def _rss_mib(pid: "int | str" = "self") -> float:
+    """Resident set size now (not the peak: suite.peak_rss_mib)."""
+    status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
@@ -141,7 +142,7 @@ def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = No
     with threadpool_limits(1, "blas"):
         index = ann_holder.active.scoring.ann_index()
     index_s = time.perf_counter() - started
-    rss_mib = _rss_mib() - rss0  # the active model (factors, fold-in, unit factors) + its HNSW index
+    rss_mib = _rss_mib() - rss0  # the active model (factors, fold-in, norms) + its HNSW index
     import faiss
 
     index_bytes = len(faiss.serialize_index(index.index))  # the graph and the 8-bit codes
@@ -329,7 +330,7 @@ def measure_users(steps: tuple[int, ...], workdir: Path, say: Callable[[str], No
             done = step
             scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
             pids = [worker.proc.pid] + ([scoring_pid] if scoring_pid else [])
-            rss = sum(_rss_of(p) for p in pids)
+            rss = sum(_rss_mib(p) for p in pids)
             pss = sum(_pss_mib(p) for p in pids)
             data = _dir_mib(worker.data_dir)
             out.append(UsersStep(step, rate, rss, pss, data))
@@ -338,11 +339,6 @@ def measure_users(steps: tuple[int, ...], workdir: Path, say: Callable[[str], No
     finally:
         stack.stop()
     return out
-
-
-def _rss_of(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def users_table(steps: list[UsersStep]) -> str:

@@ -133,14 +133,19 @@ async def publish(settings: Settings, artifact: ModelArtifact, path: Optional[Pa
     from ..ranking.payload import encode, encode_reference
 
     created_at = artifact.manifest.get("created_at")
+    shipping = settings.model_shipping
+    # Trained float32 factors barely compress and base64 adds a third: factors larger than the
+    # limit on their own cannot fit inline, and compressing hundreds of MB to find out is skipped.
+    if shipping == "auto" and artifact.item_factors.nbytes > settings.max_model_bytes:
+        shipping = "reference"
     value = b""
-    if settings.model_shipping != "reference":
+    if shipping != "reference":
         value = json.dumps(encode(artifact, created_at=created_at)).encode()
-    if settings.model_shipping == "reference" or (settings.model_shipping == "auto" and len(value) > settings.max_model_bytes):
+    if shipping == "reference" or (shipping == "auto" and len(value) > settings.max_model_bytes):
         where = path or Path(settings.models_dir) / artifact.version
         if not (where / "manifest.json").exists():
-            raise ValueError(f"model {artifact.version} ({len(value):,} bytes inline) is to ship by reference, "
-                             f"but {where} holds no saved artifact")
+            raise ValueError(f"model {artifact.version} is to ship by reference (over RECSYS_MAX_MODEL_BYTES inline, "
+                             f"or RECSYS_MODEL_SHIPPING=reference), but {where} holds no saved artifact")
         value = json.dumps(encode_reference(artifact, where, created_at=created_at)).encode()
         log.info("model %s announced by reference to %s (workers read it from RECSYS_MODELS_DIR)",
                  artifact.version, where)

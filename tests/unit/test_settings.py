@@ -57,3 +57,6 @@ def test_scoring_mode_and_blend_weights_are_checked(tmp_path):
         Settings.from_env(environ={"RECSYS_TRANSITIONS_MAX_SUCCESSORS": "0"}, dotenv=none)
     with pytest.raises(SettingsError, match="RECSYS_SCORING='gpu'.*process, thread, inline"):
         Settings.from_env(environ={"RECSYS_SCORING": "gpu"}, dotenv=none)
+    assert Settings.from_env(environ={"RECSYS_MODEL_SHIPPING": "reference"}, dotenv=none).model_shipping == "reference"
+    with pytest.raises(SettingsError, match="RECSYS_MODEL_SHIPPING='s3'.*auto, inline, reference"):
+        Settings.from_env(environ={"RECSYS_MODEL_SHIPPING": "s3"}, dotenv=none)
