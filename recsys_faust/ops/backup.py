@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from aiokafka import TopicPartition
 from ..kafka.clients import client_kwargs
 from ..kafka.read_all import TopicMissing, TopicReader
 from ..kafka.topics import apply_topics, plan_from_settings
+from ..ranking.artifact import sha256_file
 from ..settings import Settings
 
 MANIFEST = "manifest.json"
@@ -56,14 +56,6 @@ def _pg_tool(name: str) -> str:
     return found
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _b64(raw: Optional[bytes]) -> Optional[str]:
     return None if raw is None else base64.b64encode(raw).decode("ascii")
 
@@ -88,7 +80,7 @@ async def export_topic(settings: Settings, topic: str, path: Path,
     except TopicMissing as exc:
         raise BackupError(str(exc)) from None
     return {"file": path.name, "partitions": len(reader.partitions), "records": sum(per_partition.values()),
-            "per_partition": {str(p): n for p, n in sorted(per_partition.items())}, "sha256": _sha256(path)}
+            "per_partition": {str(p): n for p, n in sorted(per_partition.items())}, "sha256": sha256_file(path)}
 
 
 async def import_topic(settings: Settings, topic: str, path: Path,
@@ -138,13 +130,13 @@ def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = pr
                                settings.database_url], capture_output=True, text=True)
         if proc.returncode != 0:
             raise BackupError(f"pg_dump failed: {proc.stderr.strip()}")
-        manifest["database"] = {"file": dump.name, "sha256": _sha256(dump), "bytes": dump.stat().st_size}
+        manifest["database"] = {"file": dump.name, "sha256": sha256_file(dump), "bytes": dump.stat().st_size}
     models = Path(settings.models_dir)
     if models.is_dir():
         shutil.copytree(models, target / "models")
         for path in sorted((target / "models").rglob("*")):
             if path.is_file():
-                manifest["models"].append({"file": str(path.relative_to(target)), "sha256": _sha256(path)})
+                manifest["models"].append({"file": str(path.relative_to(target)), "sha256": sha256_file(path)})
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2))
     echo(f"backup written to {target} ({sum(t['records'] for t in manifest['topics'].values()):,} records, "
          f"database {'yes' if manifest['database'] else 'none'}, {len(manifest['models'])} model files)")
@@ -163,7 +155,7 @@ def _check(source: Path) -> dict[str, Any]:
         files.append((source / manifest["database"]["file"], manifest["database"]["sha256"]))
     files += [(source / m["file"], m["sha256"]) for m in manifest["models"]]
     for file, digest in files:
-        if not file.exists() or _sha256(file) != digest:
+        if not file.exists() or sha256_file(file) != digest:
             raise BackupError(f"{file} is missing or damaged (checksum differs from the manifest)")
     return manifest
 
