@@ -104,9 +104,12 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
     if event.is_interaction:
         recent = profile["recent"]
         recent.append([event.product_id, event.kind, ts, event.category, event.rating])
-        # Newest last by event time; a stable sort keeps arrival order among equal times.
-        if len(recent) > 1 and recent[-2][ROW_TS] > ts:
-            recent.sort(key=row_ts)
+        # Newest last by event time. Among equal times the order is the funnel's, then the
+        # product's, never the arrival's: events of one instant come on different topics, so
+        # their arrival order differs between a live run and a rebuild from the topics, and the
+        # rebuilt profile (and the rows the bound keeps) must be the same.
+        if len(recent) > 1 and row_order(recent[-2]) > row_order(recent[-1]):
+            recent.sort(key=row_order)
         if len(recent) > cfg.recent_items:
             del recent[: len(recent) - cfg.recent_items]
         if event.category:
@@ -118,6 +121,15 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
 
 def seen_items(profile: Optional[Profile]) -> set[str]:
     return {r[ROW_PRODUCT] for r in profile["recent"]} if profile else set()
+
+
+#: Where a kind sorts among rows of the same instant: the funnel's order.
+_FUNNEL = {"view": 0, "purchase": 1, "review": 2}
+
+
+def row_order(row: list[Any]) -> tuple[float, int, str]:
+    """The total order of recent rows: event time, then funnel step, then product."""
+    return (row[ROW_TS], _FUNNEL.get(row[ROW_KIND], 3), row[ROW_PRODUCT])
 
 
 def row_ts(row: list[Any]) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..events.model import Source, is_older, mark_applied
-from ..profiles.profile import ROW_PRODUCT, ROW_TS, row_ts
+from ..profiles.profile import ROW_PRODUCT, ROW_TS, row_order, row_ts
 from .transitions import DAY_S
 
 Entry = dict[str, Any]  # {"item": pid, "next": {pid: count}, "applied": {"topic:partition": offset}}
@@ -84,7 +84,8 @@ def fold_into_history(history: dict[str, Any], product_id: str, kind: str, ts: f
         return None
     rows = history["rows"]
     deltas = successor_updates(rows, product_id, ts, day_s)
-    rows.insert(bisect_right(rows, ts, key=row_ts), [product_id, kind, ts])
+    row = [product_id, kind, ts]
+    rows.insert(bisect_right(rows, row_order(row), key=row_order), row)  # ties as the profile orders them
     if len(rows) > max_rows:
         del rows[: len(rows) - max_rows]
     return deltas
