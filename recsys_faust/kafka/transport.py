@@ -24,6 +24,7 @@ from faust.types import TP
 from mode.services import WaitResults
 
 from .. import metrics
+from .holes import Holes
 from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED
 
 log = logging.getLogger(__name__)
@@ -163,12 +164,9 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
 
     _rejoins: Optional[dict] = None      # (tp, first skipped offset) -> rejoins asked for it
     _rejoin_pending = False
-    #: (topic, partition) -> the first offset of a hole not read yet: the processors hold back
-    #: the records past it until it is (streaming/ingest.py ``_accept``). Item entries count a
-    #: topic-partition's offsets in order; applied before the hole's records, records past it
-    #: made the entries skip those as replays (found by the failover test: item successor
-    #: counts one short, every profile exact).
-    holes: Optional[dict] = None
+    #: The offsets skipped and not read yet; the processors hold back the records past them
+    #: until they are (kafka/holes.py says why, and the rules that make every hole close).
+    holes: Optional[Holes] = None
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """The fetch loop met an offset past the next one it expected on a topic whose offsets
@@ -186,25 +184,45 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
         if tp.topic not in CONSECUTIVE_TOPICS:
             await super()._add_gap(tp, offset_from, offset_to)
             return
+        if tp not in self.assignment():
+            return  # revoked meanwhile: its new owner reads it from the commit
+        if self.holes is None:
+            self.holes = Holes()
+        key = (tp.topic, tp.partition)
+        first = self.holes.open(key, offset_from, offset_to, self._committed_offset.get(tp))
+        if first is None:
+            return  # every skipped offset is below the commit: done already
         if self._rejoins is None:
             self._rejoins = {}
-        tries = self._rejoins[(tp, offset_from)] = self._rejoins.get((tp, offset_from), 0) + 1
-        if self.holes is None:
-            self.holes = {}
+        tries = self._rejoins[(tp, first)] = self._rejoins.get((tp, first), 0) + 1
         if tries > 3:
             self.log.error("offsets %s..%s of %s still not delivered after three rejoins: counting them as "
-                           "done (Faust's gap handling)", offset_from, offset_to - 1, tp)
-            self.holes.pop((tp.topic, tp.partition), None)
-            await super()._add_gap(tp, offset_from, offset_to)
+                           "done (Faust's gap handling)", first, offset_to - 1, tp)
+            self.holes.close(key)
+            await super()._add_gap(tp, first, offset_to)
             return
-        key = (tp.topic, tp.partition)
-        self.holes[key] = min(offset_from, self.holes.get(key, offset_from))
         metrics.OFFSET_GAPS.labels(tp.topic).inc()
         self.log.warning("offsets %s..%s of %s were not delivered: not committing past them; rejoining the "
-                         "group to read them again", offset_from, offset_to - 1, tp)
+                         "group to read them again", first, offset_to - 1, tp)
         if not self._rejoin_pending:
             self._rejoin_pending = True
             await self._thread.call_thread(self._request_rejoin)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Faust's seek of every assigned partition to its commit, closing the holes it passes."""
+        offsets = await super().seek_to_committed()
+        self._sought({tp: offset for tp, offset in offsets.items() if offset is not None and offset >= 0})
+        return offsets
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._sought({partition: offset})
+
+    def _sought(self, positions: Mapping[TP, int]) -> None:
+        if self.holes:
+            closed = self.holes.sought({(tp.topic, tp.partition): offset for tp, offset in positions.items()})
+            if closed:
+                self.log.warning("holes of %s closed: sought past them, to offsets committed already", closed)
 
     async def _request_rejoin(self) -> None:
         self._thread._ensure_consumer()._coordinator.request_rejoin()
@@ -212,8 +230,7 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
     async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
         self._rejoin_pending = False
         if self.holes:  # a partition gone to another worker: its new owner reads from the commit
-            kept = {(tp.topic, tp.partition) for tp in assigned}
-            self.holes = {key: offset for key, offset in self.holes.items() if key in kept}
+            self.holes.keep_only((tp.topic, tp.partition) for tp in assigned)
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:

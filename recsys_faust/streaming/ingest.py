@@ -27,6 +27,7 @@ from faust.types import EventT, TopicT
 from .. import metrics
 from ..events.model import TOPIC_SERVED, Event, Invalid, Served, Source
 from ..events.validate import validate_event, validate_served
+from ..kafka.holes import Holes
 from ..kafka.table import TOMBSTONE, ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles import dedup
@@ -166,7 +167,7 @@ class UserEventProcessor:
         drift: Optional[DriftMonitor] = None,
         scorer: Optional[Scorer] = None,
         assigned: Optional[Callable[[], Any]] = None,
-        holes: Optional[Callable[[], Optional[dict]]] = None,
+        holes: Optional[Callable[[], Optional[Holes]]] = None,
         online: Optional[OnlineStats] = None,
     ) -> None:
         self.settings = settings
@@ -174,7 +175,7 @@ class UserEventProcessor:
         self.online = online if online is not None else OnlineStats()
         # The topic-partitions this worker owns now (a set of (topic, partition)); None: all.
         self.assigned = assigned
-        # The consumer's holes: (topic, partition) -> first offset not delivered yet (kafka/transport.py).
+        # The consumer's offsets skipped and not read yet (kafka/holes.py).
         self.holes = holes
         # ids of the records of revoked partitions this worker did not apply: never acked
         # (``keep_unacked``), so no commit covers them.
@@ -302,17 +303,12 @@ class UserEventProcessor:
                 metrics.EVENTS.labels(msg.topic, "not_owned").inc()
                 self.left_to_owner.add(id(rec))
                 continue
-            if holes:
-                hole = holes.get((msg.topic, msg.partition))
-                if hole is not None:
-                    if msg.offset > hole:
-                        # Past offsets not delivered yet: left unacked, read again after them,
-                        # so the item entries see this topic-partition's offsets in order.
-                        metrics.EVENTS.labels(msg.topic, "behind_a_hole").inc()
-                        self.left_to_owner.add(id(rec))
-                        continue
-                    if msg.offset == hole:
-                        del holes[(msg.topic, msg.partition)]  # the hole is being read
+            if holes and holes.holds_back((msg.topic, msg.partition), msg.offset):
+                # Past offsets not delivered yet: left unacked, read again after them, so the
+                # item entries see this topic-partition's offsets in order (kafka/holes.py).
+                metrics.EVENTS.labels(msg.topic, "behind_a_hole").inc()
+                self.left_to_owner.add(id(rec))
+                continue
             if msg.topic == TOPIC_SERVED:
                 answer = validate_served(msg.value, max_bytes=self.settings.max_event_bytes)
                 if isinstance(answer, Invalid):

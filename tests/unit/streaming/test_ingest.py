@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_faust.kafka import codecs
+from recsys_faust.kafka.holes import Holes
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.kafka.table import TOMBSTONE, StagedWrites
 from recsys_faust.popularity.trending import COUNT, PopularityIndex
@@ -317,12 +318,13 @@ def test_records_past_a_hole_wait_for_it_so_item_entries_see_offsets_in_order():
     topic = "amazon-product-views"
     early = record(topic, p, 5, view(u, "p1", DAY, 1))     # the hole's record
     late = record(topic, p, 7, view(v, "p1", DAY + 9, 2))  # delivered first, past the hole
-    holes = {(topic, p): 5}
+    holes = Holes()
+    holes.open((topic, p), 5, 7, committed=5)
     processor, tables, _ranker, _dead, _rerouted = build(model=False, holes=holes)
     asyncio.run(run(processor, [late]))
     assert processor.keep_unacked(late) and v not in tables["profiles"].data  # held back, unacked
     asyncio.run(run(processor, [early, late]))             # after the rejoin: in offset order
-    assert holes == {}
+    assert not holes
     assert tables["popularity"].data[f"p1@{p}"][COUNT] == 2
     assert tables["profiles"].data[u]["counts"] == tables["profiles"].data[v]["counts"] == {"view": 1}
 
