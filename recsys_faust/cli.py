@@ -222,16 +222,20 @@ def replay(data: Optional[Path], rate: Optional[float], kind: str, limit: Option
     click.echo(f"sent {sent} events")
 
 
-def _als_options(fn):
-    for opt in reversed([
+def _als_options(fn=None, *, kind: bool = True):
+    if fn is None:
+        return lambda f: _als_options(f, kind=kind)
+    options = [
         click.option("--factors", type=int, default=None, help="ALS factors (RECSYS_ALS_FACTORS, default 128)."),
         click.option("--regularization", type=float, default=None, help="ALS regularization (default 1.0)."),
         click.option("--alpha", type=float, default=None, help="ALS confidence scale (default 10)."),
         click.option("--iterations", type=int, default=None, help="ALS iterations (default 15)."),
         click.option("--seed", type=int, default=None, help="Random seed (default 42)."),
-        click.option("--kind", type=click.Choice(["purchase", "review", "view"]), default="purchase",
-                     show_default=True, help="What a dataset row is (sets its weight; review uses the rating)."),
-    ]):
+    ]
+    if kind:
+        options.append(click.option("--kind", type=click.Choice(["purchase", "review", "view"]), default="purchase",
+                                    show_default=True, help="What a dataset row is (sets its weight; review uses the rating)."))
+    for opt in reversed(options):
         fn = opt(fn)
     return fn
 
@@ -298,6 +302,69 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
         except Exception as exc:  # noqa: BLE001
             raise click.ClickException(f"publishing to {settings.broker} failed: {type(exc).__name__}: {exc}")
         click.echo(f"published {result.artifact.version} on amazon-model-updates ({size / 1e6:.1f} MB)")
+
+
+@main.command()
+@click.option("--watch", is_flag=True, help="Keep running: retrain whenever a drift alert on the served model or its "
+              "online hit rate says it went stale (README, \"Retraining on its own\"). Without it: retrain once, now.")
+@click.option("--on-drift", "on_drift", default=None, metavar="FEATURES",
+              help="Drift alerts on these comma-separated features trigger (RECSYS_RETRAIN_DRIFT_FEATURES, default "
+                   "catalogue: traffic on items the model does not know). Empty: none.")
+@click.option("--min-hit-rate", type=click.FloatRange(0, 1), default=None,
+              help="Retrain when the served model's hit rate across the cluster is below this (RECSYS_RETRAIN_MIN_HIT_RATE; 0: off).")
+@click.option("--min-answers", type=click.IntRange(1), default=None,
+              help="... judged once it has served this many answers (RECSYS_RETRAIN_MIN_ANSWERS, default 1000).")
+@click.option("--cooldown", type=click.FloatRange(0), default=None,
+              help="Seconds between two retrains at least (RECSYS_RETRAIN_COOLDOWN_S, default 3600).")
+@click.option("--gate", type=click.FloatRange(0), default=None,
+              help="Publish only if the new model's offline NDCG@10 is at least this times the served model's "
+                   "(RECSYS_RETRAIN_GATE, default 0.8; 0: always publish, and skip the evaluation).")
+@click.option("--max-retrains", type=click.IntRange(1), default=None, help="With --watch: stop after this many retrains.")
+@click.option("--heartbeat", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --watch: touch this file every 10 s while running (for a container health check).")
+@_als_options(kind=False)
+def retrain(watch: bool, on_drift: Optional[str], min_hit_rate: Optional[float], min_answers: Optional[int],
+            cooldown: Optional[float], gate: Optional[float], max_retrains: Optional[int], heartbeat: Optional[Path],
+            factors, regularization, alpha, iterations, seed) -> None:
+    """Train on the interactions persisted in DATABASE_URL and publish the model if it passes the
+    quality gate; with --watch, whenever the cluster says the served model went stale."""
+    from .ops.retrain import RetrainError, retrain_once, watch as run_watch
+    from .training.train import params_from_settings
+    from .settings import drift_features
+    from .training.watch import RetrainPolicy, RetrainWatch
+
+    if on_drift is not None:
+        try:
+            drift_features(on_drift)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--on-drift")
+    settings = _settings(retrain_drift_features=on_drift, retrain_min_hit_rate=min_hit_rate,
+                         retrain_min_answers=min_answers, retrain_cooldown_s=cooldown, retrain_gate=gate)
+    if not settings.database_url:
+        raise click.UsageError("retrain trains on the persisted interactions: set DATABASE_URL")
+    params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
+                                  iterations=iterations, seed=seed)
+    policy = RetrainPolicy.from_settings(settings)
+
+    def say(text: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {text}")
+
+    async def once() -> Optional[str]:
+        from .ops.models import read_registry
+
+        state = RetrainWatch(policy)
+        state.registry = await read_registry(settings)
+        return await retrain_once(settings, params, state, say)
+
+    try:
+        if watch:
+            asyncio.run(run_watch(settings, params, policy, say, max_retrains=max_retrains, heartbeat=heartbeat))
+        elif asyncio.run(once()) is None:
+            sys.exit(3)
+    except RetrainError as exc:
+        raise click.ClickException(str(exc))
+    except KeyboardInterrupt:
+        say("stopped")
 
 
 @main.group()

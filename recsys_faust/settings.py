@@ -27,6 +27,21 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 SCORING_MODES = ("process", "thread", "inline")
 #: How ``train --publish`` ships a model on amazon-model-updates (RECSYS_MODEL_SHIPPING; ranking/payload.py).
 MODEL_SHIPPING = ("auto", "inline", "reference")
+#: The features the drift detector judges (drift/; a unit test keeps the two lists equal).
+DRIFT_FEATURES = ("kind", "category", "catalogue", "price", "rating", "events_per_user")
+
+
+def drift_features(value: str) -> tuple[str, ...]:
+    """The comma-separated feature names of ``value``; ValueError naming any the drift detector
+    does not judge."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = sorted(set(names) - set(DRIFT_FEATURES))
+    if unknown:
+        raise ValueError(f"unknown drift feature(s) {', '.join(unknown)}; the drift detector judges "
+                         f"{', '.join(DRIFT_FEATURES)}")
+    return names
+
+
 #: What ``Settings.from_env`` reads: (the environment, the environment over the .env file's
 #: values). None: a plain ``Settings(...)`` reads nothing.
 _ENVIRON: ContextVar[Optional[tuple[Mapping[str, str], Mapping[str, str]]]] = ContextVar("recsys_environ",
@@ -186,6 +201,12 @@ class Settings(BaseSettings):
     drift_ks_threshold: float = Field(0.1, gt=0, le=1)  # KS statistic D (numeric features) above which an alert goes out ...
     drift_ks_alpha: float = Field(0.01, gt=0, lt=1)     # ... when its p-value is also below this
     drift_sample_size: int = Field(2000, gt=0)      # numeric values (and distinct users) kept per feature and window
+    # --- retraining on its own: `recsys-faust retrain --watch` (README, "Retraining on its own") ---
+    retrain_drift_features: str = "catalogue"      # drift alerts on these (comma-separated; empty: none) start a retrain
+    retrain_min_hit_rate: float = Field(0.0, ge=0, le=1)  # the served model's cluster hit rate below this starts one (0: off)
+    retrain_min_answers: int = Field(1_000, gt=0)  # ... once it has served at least this many answers
+    retrain_cooldown_s: float = Field(3_600.0, ge=0)  # at most one retrain per this many seconds
+    retrain_gate: float = Field(0.8, ge=0)         # publish only at NDCG@10 >= this x the served model's (0: always)
     gc_gen0_threshold: int = Field(50_000, gt=0)    # allocations between young GC passes (Python's default: 700)
     scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
     gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)
@@ -273,6 +294,19 @@ class Settings(BaseSettings):
         from .ranking.variants import parse_variants
 
         return parse_variants(self.ab_variants)
+
+    @field_validator("retrain_drift_features")
+    @classmethod
+    def _drift_features(cls, value: str) -> str:
+        try:
+            drift_features(value)
+        except ValueError as exc:
+            raise ValueError(f"RECSYS_RETRAIN_DRIFT_FEATURES: {exc}") from None
+        return value
+
+    @property
+    def retrain_features(self) -> tuple[str, ...]:
+        return drift_features(self.retrain_drift_features)
 
     @field_validator("scoring", "model_shipping")
     @classmethod

@@ -35,11 +35,24 @@ def _tool(name: str) -> str:
     return path
 
 
-def test_the_recsys_services_are_the_init_job_and_the_workers():
-    assert sorted(RECSYS_SERVICES) == ["init", "worker"]
+def test_the_recsys_services_are_the_init_job_the_workers_and_the_retrainer():
+    assert sorted(RECSYS_SERVICES) == ["init", "retrainer", "worker"]
 
 
-@pytest.mark.parametrize("service", ["init", "worker"])
+def test_the_retrainer_watches_writes_the_shared_models_and_is_checked_by_its_heartbeat():
+    svc = SERVICES["retrainer"]
+    command = svc["command"]
+    assert command[:3] == ["recsys-faust", "retrain", "--watch"]
+    beat = command[command.index("--heartbeat") + 1]
+    check = " ".join(svc["healthcheck"]["test"])
+    assert beat in check and "-lt 60" in check   # a few of the 10 s beats may be missed, not six
+    assert svc["volumes"] == ["models:/var/lib/recsys/models"]
+    assert svc["environment"]["DATABASE_URL"].startswith("postgresql://recsys_worker:")
+    assert svc["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    assert "deploy" not in svc  # one watcher: two would retrain twice on the same alert
+
+
+@pytest.mark.parametrize("service", ["init", "worker", "retrainer"])
 def test_every_variable_given_to_a_recsys_service_is_a_setting_the_code_reads(service):
     known = all_env_names()
     given = set(SERVICES[service]["environment"])
