@@ -93,3 +93,14 @@ def test_traffic_on_unknown_items_retrains_and_the_worker_serves_a_model_that_kn
     assert models[v2]["items"] == len(known) + len(new) and models[v1]["items"] == len(known)
     status, similar = get(f"{worker.url}/api/products/{new[0]}/similar")
     assert status == 200 and similar["items"]
+
+    # The quality gate, once without --watch. v2 was trained without an evaluation (gate 0):
+    # nothing to compare, so the first gated retrain publishes (with its figures); against
+    # those, a gate no model can pass (100 x the served NDCG) keeps the next one unpublished.
+    first = cli(stack, "retrain", "--gate", "100", *ALS, models_dir=models_dir)
+    assert first.returncode == 0 and "no offline figures to compare" in first.stdout, first.stdout + first.stderr
+    v3 = wait_until(lambda: served(worker) if served(worker) not in (v1, v2) else None, 60, what="the gated model")
+    refused = cli(stack, "retrain", "--gate", "100", *ALS, models_dir=models_dir)
+    assert refused.returncode == 3 and "not published" in refused.stdout, refused.stdout + refused.stderr
+    time.sleep(2)
+    assert served(worker) == v3 and len(get(f"{worker.url}/api/models")[1]["versions"]) == 3
