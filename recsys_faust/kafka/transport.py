@@ -24,8 +24,8 @@ from faust.types import TP
 from mode.services import WaitResults
 
 from .. import metrics
-from .holes import Holes
 from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED
+from .holes import Holes
 
 log = logging.getLogger(__name__)
 

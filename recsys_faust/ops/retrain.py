@@ -55,7 +55,11 @@ async def retrain_once(settings: Settings, params: ALSParams, watch: RetrainWatc
     if not ok:
         say(f"model {version} written to {result.path}, not published: {why}")
         return None
-    await publish(settings, result.artifact, result.path)
+    try:
+        await publish(settings, result.artifact, result.path)
+    except Exception as exc:  # noqa: BLE001 - said; the model stays on disk for `train --publish`
+        raise RetrainError(f"model {version} written to {result.path}, publishing to {settings.broker} failed: "
+                           f"{type(exc).__name__}: {exc}") from exc
     say(f"model {version} published ({why}; fit {result.fit_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     return version
 
@@ -135,6 +139,9 @@ async def _watch(settings: Settings, params: ALSParams, policy: RetrainPolicy, s
                 version = await retrain_once(settings, params, state, say)
             except RetrainError as exc:
                 say(f"retrain failed: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a failed fit must not end the watch
+                say(f"retrain failed: {type(exc).__name__}: {exc}")
                 continue
             if version is not None:
                 from .models import read_registry
