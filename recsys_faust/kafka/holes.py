@@ -35,9 +35,6 @@ class Holes:
     def __bool__(self) -> bool:
         return bool(self._first)
 
-    def __len__(self) -> int:
-        return len(self._first)
-
     def get(self, key: Key) -> Optional[int]:
         return self._first.get(key)
 

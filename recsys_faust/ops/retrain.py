@@ -137,16 +137,11 @@ async def _watch(settings: Settings, params: ALSParams, policy: RetrainPolicy, s
             retrains += 1
             try:
                 version = await retrain_once(settings, params, state, say)
-            except RetrainError as exc:
-                say(f"retrain failed: {exc}")
-                continue
             except Exception as exc:  # noqa: BLE001 - a failed fit must not end the watch
-                say(f"retrain failed: {type(exc).__name__}: {exc}")
+                say(f"retrain failed: {exc if isinstance(exc, RetrainError) else f'{type(exc).__name__}: {exc}'}")
                 continue
             if version is not None:
-                from .models import read_registry
-
-                state.registry = await read_registry(settings)  # serve-side truth, not the topic lag
+                state.published(version)
     finally:
         await consumer.stop()
     return retrains

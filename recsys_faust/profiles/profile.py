@@ -108,7 +108,8 @@ def apply_event(profile: Profile, event: Event, source: Optional[Source], cfg: P
         # product's, never the arrival's: events of one instant come on different topics, so
         # their arrival order differs between a live run and a rebuild from the topics, and the
         # rebuilt profile (and the rows the bound keeps) must be the same.
-        if len(recent) > 1 and row_order(recent[-2]) > row_order(recent[-1]):
+        if len(recent) > 1 and (recent[-2][ROW_TS] > ts or recent[-2][ROW_TS] == ts
+                                and row_order(recent[-2]) > row_order(recent[-1])):
             recent.sort(key=row_order)
         if len(recent) > cfg.recent_items:
             del recent[: len(recent) - cfg.recent_items]

@@ -13,7 +13,9 @@ watcher folds those three topics' records into this state and asks it whether to
   strategy, variant), hits over answers summed, and judged only once the answers number at
   least ``min_answers`` (a handful of answers says nothing);
 - at most one retrain per ``cooldown_s``: a retrain takes minutes and the next drift window may
-  still alert on the old model while the new one is loading;
+  still alert on the old model while the new one is loading; and none while a model this
+  watcher published has not reached its registry yet (it reads the topic like the workers do,
+  so until then the alerts it reads are judged against the model being replaced);
 - never while an operator's pin holds (``models activate`` after the newest publication, a
   rollback): publishing would undo it. A later publication by hand lifts the pin.
 
@@ -64,10 +66,17 @@ class RetrainWatch:
     #: (worker, strategy, variant) -> (timestamp, answers, hits) of the served version's newest post.
     _posts: dict[tuple[str, str, str], tuple[float, int, int]] = field(default_factory=dict)
     _posts_version: Optional[str] = None
+    #: A version this watcher published that the topic has not brought back yet.
+    awaiting: Optional[str] = None
 
     # --- what the cluster serves -----------------------------------------------------------------
     def on_model_update(self, key: str, value: Optional[Any]) -> None:
         self.registry.apply([(key, value)])
+        if self.awaiting in self.registry.versions:
+            self.awaiting = None
+
+    def published(self, version: str) -> None:
+        self.awaiting = version
 
     @property
     def served(self) -> Optional[str]:
@@ -130,6 +139,8 @@ class RetrainWatch:
         """Whether ``trigger`` starts a retrain now, and why (or why not) in words."""
         if self.pinned:
             return False, f"{trigger.detail}; not retraining: {self.served} is pinned by `models activate`"
+        if self.awaiting is not None:
+            return False, f"{trigger.detail}; not retraining: {self.awaiting}, just published, is not served yet"
         if self.last_retrain is not None and now - self.last_retrain < self.policy.cooldown_s:
             wait = self.policy.cooldown_s - (now - self.last_retrain)
             return False, f"{trigger.detail}; not retraining: cooling down for {wait:.0f} s more"

@@ -78,6 +78,19 @@ def test_a_trigger_waits_out_the_cooldown_and_never_undoes_an_operators_pin():
     assert w.served == "m3" and not w.pinned and w.decide(w.on_drift(alert("catalogue", "model:m3")), 5000)[0]
 
 
+def test_no_retrain_while_the_model_just_published_has_not_reached_the_registry():
+    """The watcher reads the topic as the workers do: until its own publication comes back,
+    the alerts it reads are still judged against the model being replaced (cooldown 0 here)."""
+    w = RetrainWatch(RetrainPolicy(cooldown_s=0))
+    announce(w, "m1", 10)
+    w.published("m2")
+    go, why = w.decide(w.on_drift(alert("catalogue", "model:m1")), 100)
+    assert not go and "m2, just published, is not served yet" in why
+    announce(w, "m2", 20)
+    assert w.awaiting is None and w.on_drift(alert("catalogue", "model:m1")) is None
+    assert w.decide(w.on_drift(alert("catalogue", "model:m2")), 100)[0]
+
+
 def test_pinning_the_newest_version_is_no_pin_to_respect():
     w = RetrainWatch(RetrainPolicy())
     announce(w, "m1", 10)
