@@ -10,6 +10,7 @@ from faust.types import TransportT
 from .kafka import codecs
 from .kafka.clients import ssl_context
 from .kafka.monitor import LeanMonitor
+from .kafka.store import WAL_OPTION
 from .kafka.table import StrKeyTable
 from .kafka.transport import Transport as VerifiedTransport
 from .settings import Settings
@@ -49,6 +50,7 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
         "bloom_filter_size": settings.rocksdb_bloom_filter_size,
         "max_open_files": settings.rocksdb_max_open_files,
         "driver": "rocksdict",
+        WAL_OPTION: settings.rocksdb_wal,
     }
 
 

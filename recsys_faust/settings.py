@@ -240,6 +240,8 @@ class Settings(BaseSettings):
     rocksdb_block_cache_size: int = 32 * 1024 * 1024
     rocksdb_bloom_filter_size: int = 10
     rocksdb_max_open_files: int = 256
+    # RocksDB's own write-ahead log: off, the changelog topics are the log (kafka/store.py)
+    rocksdb_wal: bool = False
 
     model_config = SettingsConfigDict(
         env_prefix="RECSYS_", frozen=True, extra="ignore", env_ignore_empty=True, populate_by_name=True,

@@ -28,6 +28,7 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 from . import codecs
+from .store import ChangelogBackedStore
 from .partitioning import user_partition
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,15 @@ class StrKeyTable(faust.Table):
     # Called with (partition, first offset, last offset) of every changelog batch the broker
     # acknowledged (see kafka/own_writes.py).
     on_changelog_sent: Optional[Callable[[int, int, int], None]] = None
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        """RocksDB tables get ``ChangelogBackedStore`` (no write-ahead log; kafka/store.py)."""
+        if str(url).startswith("rocksdb:"):
+            return ChangelogBackedStore(
+                url, self.app, self, table_name=self.name, key_type=self.key_type,
+                key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                value_type=self.value_type, loop=self.loop, options=self.options)
+        return super()._new_store_by_url(url)
 
     def _serializer_from_type(self, typ: Any) -> Any:
         if typ is str:
