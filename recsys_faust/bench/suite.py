@@ -62,8 +62,10 @@ def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
 
 
 def _wait_count(read: Callable[[], float], target: float, timeout_s: float,
-                alive: Callable[[], bool] = lambda: True) -> tuple[float, float]:
-    """Poll ``read`` until it reaches ``target``; rate measured from the first progress seen."""
+                alive: Callable[[], bool] = lambda: True,
+                on_first: Optional[Callable[[float], None]] = None) -> tuple[float, float]:
+    """Poll ``read`` until it reaches ``target``; rate measured from the first progress seen
+    (``on_first`` is called then, with the count, to start other meters at the same point)."""
     deadline = time.monotonic() + timeout_s
     t0 = c0 = None
     c = 0.0
@@ -77,6 +79,8 @@ def _wait_count(read: Callable[[], float], target: float, timeout_s: float,
         now = time.perf_counter()
         if t0 is None and c > 0:
             t0, c0 = now, c
+            if on_first is not None:
+                on_first(c)
         if c >= target:
             if t0 is None or now - t0 < 1e-3:
                 return c, float("nan")
@@ -114,10 +118,32 @@ def publish_model(stack: DevStack, events: list[tuple[str, dict]]) -> str:
     return result.artifact.version
 
 
+class CpuMeter:
+    """CPU seconds of processes from a starting point on, per event counted since then.
+
+    Events/s of one worker swing with this machine's speed from run to run (the minimal agent
+    read from 2,800 to 3,700/s within one bench); the CPU a worker spends on an event swings
+    less, and it says what a rate cannot: whether a path is bound by its core.
+    """
+
+    def __init__(self, *pids: Optional[int]) -> None:
+        self.pids = [p for p in pids if p]
+        self._cpu0: Optional[float] = None
+        self._count0 = 0.0
+
+    def start(self, count: float) -> None:
+        self._cpu0, self._count0 = sum(_cpu_seconds(p) for p in self.pids), count
+
+    def us_per_event(self, count: float) -> float:
+        if self._cpu0 is None or count <= self._count0:
+            return float("nan")
+        return 1e6 * (sum(_cpu_seconds(p) for p in self.pids) - self._cpu0) / (count - self._count0)
+
+
 def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
-                    raw: bool) -> tuple[float, float, Optional[float]]:
-    """(minimal agent events/s, its peak RSS in MiB, plain consume events/s if ``raw``), each
-    reading the events from a fresh dev broker holding exactly them."""
+                    raw: bool) -> tuple[float, float, Optional[float], float]:
+    """(minimal agent events/s, its peak RSS in MiB, plain consume events/s if ``raw``, its CPU
+    us per event), each reading the events from a fresh dev broker holding exactly them."""
     import aiokafka
     from aiokafka import TopicPartition
 
@@ -149,13 +175,16 @@ def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
                                 log_path=baseline.workdir / "bench-minimal.log",
                                 app_module="recsys_faust.bench.minimal_app").start()
         try:
-            _, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600, minimal.alive)
+            meter = CpuMeter(minimal.proc.pid)
+            count, minimal_rate = _wait_count(lambda: minimal.get("/count", timeout=2)[1]["count"], n, 600,
+                                              minimal.alive, on_first=meter.start)
+            minimal_cpu = meter.us_per_event(count)
             minimal_rss = peak_rss_mib(minimal.proc.pid)
         finally:
             minimal.stop()
     finally:
         baseline.stop()
-    return minimal_rate, minimal_rss, raw_rate
+    return minimal_rate, minimal_rss, raw_rate, minimal_cpu
 
 
 def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
@@ -170,7 +199,7 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     """
     n = len(events)
     click.echo(f"pipeline throughput: {n} events")
-    minimal_before, minimal_rss, raw_rate = _baseline_rates(stack, events, raw=True)
+    minimal_before, minimal_rss, raw_rate, cpu_before = _baseline_rates(stack, events, raw=True)
     click.echo(f"  minimal agent (before): {minimal_before:,.0f}/s")
     version = publish_model(stack, events)
     click.echo(f"  model {version} published")
@@ -179,14 +208,28 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     #    sink is left out (it has its own row) by running this worker without DATABASE_URL.
     worker = stack.add_worker("bench-full", wait=False, extra_env={"DATABASE_URL": ""})
     read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total", 'outcome="applied"')
-    _, full_rate = _wait_count(read, n, 900, worker.alive)
-    click.echo(f"  full path: {full_rate:,.0f}/s")
-    minimal_after, _, _ = _baseline_rates(stack, events, raw=False)  # the full worker idles meanwhile
+    meters = {"worker": CpuMeter(worker.proc.pid), "scoring": CpuMeter()}
+
+    def start_meters(count: float) -> None:
+        meters["scoring"] = CpuMeter((worker.get("/api/health")[1].get("scoring") or {}).get("pid"))
+        for meter in meters.values():
+            meter.start(count)
+
+    count, full_rate = _wait_count(read, n, 900, worker.alive, on_first=start_meters)
+    full_cpu, scoring_cpu = meters["worker"].us_per_event(count), meters["scoring"].us_per_event(count)
+    click.echo(f"  full path: {full_rate:,.0f}/s, {full_cpu:,.0f} us of CPU an event (+ {scoring_cpu:,.0f} scoring)")
+    minimal_after, _, _, cpu_after = _baseline_rates(stack, events, raw=False)  # the full worker idles meanwhile
     minimal_rate = (minimal_before + minimal_after) / 2
+    minimal_cpu = (cpu_before + cpu_after) / 2
     report.add("pipeline events/s (full path, 1 worker)", f"{full_rate:,.0f}/s",
                f"minimal agent {minimal_rate:,.0f}/s", f"{full_rate / minimal_rate:.2f}x",
                f"validate, profile, popularity, ALS fold-in + top-50, table writes; minimal agent before "
                f"{minimal_before:,.0f}/s and after {minimal_after:,.0f}/s; raw consume {raw_rate:,.0f}/s")
+    report.add("CPU an event, the worker's process (full path)", f"{full_cpu:,.0f} us",
+               f"minimal agent {minimal_cpu:,.0f} us", f"{full_cpu / minimal_cpu:.2f}x",
+               f"from the first event counted to the last; the scoring process adds {scoring_cpu:,.0f} us on "
+               f"the other core; minimal agent before {cpu_before:,.0f} and after {cpu_after:,.0f} us. "
+               f"A worker's rate is its core's speed over this figure")
     # The worker's memory includes its scoring process (RECSYS_SCORING=process).
     worker_rss = peak_rss_mib(worker.proc.pid)
     scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
