@@ -303,10 +303,14 @@ def test_an_event_id_sent_again_behind_300_events_of_its_user_counts_once(worker
     between = [("view", {"event_id": f"far-{n}", "user_id": FAR_USER, "product_id": f"p{n % 90:05d}",
                          "timestamp": END - 400 + n}) for n in range(1, 301)]
     produce_events(stack.broker.bootstrap, [("view", first)] + between)
-    produce_events(stack.broker.bootstrap, [("view", first), ("purchase", {**first, "event_id": "far-marker"})])
-    wait_until(lambda: get(f"{worker.url}/api/users/{FAR_USER}/profile")[1].get("counts", {}).get("purchase") == 1,
+    # The marker follows the repeated event on the same topic-partition, which is applied in offset
+    # order: once the marker is in, the repeat has been judged. (A marker on another topic, as
+    # this test once had, may be applied before the views: no order holds across topics.)
+    marker = {"event_id": "far-marker", "user_id": FAR_USER, "product_id": "p-far-marker", "timestamp": END - 99}
+    produce_events(stack.broker.bootstrap, [("view", first), ("view", marker)])
+    wait_until(lambda: "p-far-marker" in json.dumps(get(f"{worker.url}/api/users/{FAR_USER}/profile")[1]),
                30, what="the marker after the repeated event")
-    assert get(f"{worker.url}/api/users/{FAR_USER}/profile")[1]["counts"] == {"view": 301, "purchase": 1}
+    assert get(f"{worker.url}/api/users/{FAR_USER}/profile")[1]["counts"] == {"view": 302}
 
 
 def test_health_reports_broker_database_and_model(worker):
