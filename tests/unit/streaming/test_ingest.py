@@ -391,3 +391,41 @@ def test_an_ab_test_ranks_each_variant_its_own_way_in_one_batch():
         items, strategy = ranker.build_list(tables["profiles"].data[user], 50)
         assert strategy == stored["strategy"] and [i["product_id"] for i in items] == stored["ids"]
     assert seen == set(want) and not dead.records
+
+
+def test_ids_that_left_the_window_are_deleted_once_though_the_next_batch_is_folded_before_the_deletes_are_stored():
+    """The pipeline folds batch N+1 before batch N is stored: N+1's sweep of the expired ids
+    found N's deletes still in the store and deleted every expired id a second time."""
+    processor, tables, _ranker, _dead, _rerouted = build(model=False, settings=Settings(dedup_window_s=DAY))
+    ids = tables["event_ids"]
+    deleted: dict[str, int] = {}
+    store = ids.store_staged
+
+    def counting_store(staged):
+        for records in staged.by_partition.values():
+            for kb, vb in records:
+                if vb is None:
+                    deleted[kb.decode()] = deleted.get(kb.decode(), 0) + 1
+        return store(staged)
+
+    ids.store_staged = counting_store
+    user = "dana"
+    p = user_partition(user, N)
+    topic = "amazon-product-views"
+    asyncio.run(run(processor, [record(topic, p, 1, view(user, "p1", DAY, 1)),
+                                record(topic, p, 2, view(user, "p2", DAY + 60, 2))]))
+    first_day = sorted(ids.data)
+    assert len(first_day) == 4  # an id key and a time key an event
+
+    async def overlapped() -> None:
+        # Two days on, the first day's ids are out of the window; an hour later the window's
+        # edge moves again, and that batch is folded before the one before it is stored.
+        rest2 = await processor.process([record(topic, p, 3, view(user, "p3", 3 * DAY, 3))])
+        rest3 = await processor.process([record(topic, p, 4, view(user, "p4", 3 * DAY + 7_200, 4))])
+        await rest2
+        await rest3
+
+    asyncio.run(overlapped())
+    assert not set(first_day) & set(ids.data)
+    assert {key: deleted.get(key) for key in first_day} == {key: 1 for key in first_day}
+    assert tables["profiles"].data[user]["counts"] == {"view": 4}
