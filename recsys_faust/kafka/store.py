@@ -16,8 +16,8 @@ Why no state is lost without it:
   the writes: values and offset together, never an offset ahead of its values.
 - At start, Faust's recovery reads each changelog from that offset to its end, which puts back
   every lost write. Replayed inputs are skipped by the state's own offsets, as after any crash.
-- A clean stop, and a revoked partition, flush their memtables (``flush``), so a restart with
-  the same data dir reads only what came after, as it did with the write-ahead log.
+- A clean stop flushes the memtables (``flush``), and a revoked partition starts its flush, so a
+  restart with the same data dir reads only what came after, as it did with the write-ahead log.
 
 The cost is on the crash path only: the recovery reads up to a memtable's worth of records more
 (``RECSYS_ROCKSDB_WRITE_BUFFER_SIZE`` per partition and table). ``RECSYS_ROCKSDB_WAL=true`` keeps
@@ -52,20 +52,23 @@ class ChangelogBackedStore(FaustRocksDBStore):
             db.set_write_options(options)
         return db
 
-    def flush(self, partitions: Iterable[int]) -> None:
-        """Flush the memtables of these partitions' open databases to disk."""
+    def flush(self, partitions: Iterable[int], *, wait: bool = True) -> None:
+        """Flush the memtables of these partitions' open databases to disk (``wait=False``:
+        start the flushes in RocksDB's background threads and return)."""
         for partition in partitions:
             db = self._dbs.get(partition)
             if db is None:
                 continue
             try:
-                db.flush(True)
+                db.flush(wait)
             except Exception as exc:  # noqa: BLE001 - the changelog still has the writes
                 log.warning("could not flush %s partition %d: %r; a restart reads them from the changelog",
                             self.table_name, partition, exc)
 
     def revoke_partitions(self, table: CollectionT, tps: Set[TP]) -> None:
-        self.flush(tp.partition for tp in tps if tp.topic in table.changelog_topic.topics)
+        # Not waited for: a rebalance runs on the event loop, and a flush of every revoked
+        # partition's memtables would hold it. Closing the database waits for the flush.
+        self.flush((tp.partition for tp in tps if tp.topic in table.changelog_topic.topics), wait=False)
         super().revoke_partitions(table, tps)
 
     async def stop(self) -> None:
