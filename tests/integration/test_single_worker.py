@@ -376,6 +376,23 @@ def _snapshot(worker, users, items=()):
     return out
 
 
+def _stored_in_rocksdb(data_dir, table: str, key: bytes) -> bool:
+    """Whether any partition's database of ``table`` holds ``key`` on disk (opened read-only, as
+    a stopped worker left it)."""
+    from rocksdict import AccessType, Options, Rdict
+
+    found = False
+    paths = list(data_dir.glob(f"**/{table}-*.db"))
+    assert paths, f"no {table} databases under {data_dir}"
+    for path in paths:
+        db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            found = found or db.get(key) is not None
+        finally:
+            db.close()
+    return found
+
+
 def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, model):
     """Table state comes back exactly: from RocksDB + changelog, and from the changelog alone.
 
@@ -403,6 +420,9 @@ def test_restart_with_same_data_dir_and_rebuild_from_empty_dir(worker, stack, mo
     before = _snapshot(same_dir, users, items)
     assert before["next:p-wal-0"][1]["items"], "the transitions of the new events are folded"
     same_dir.kill()
+    # Without the write-ahead log, the killed worker's last profile write never reached the disk:
+    # the state below can only have come back from the changelog.
+    assert not _stored_in_rocksdb(stack.workdir / "w1" / "data", "user_profiles", b"wal-user")
     killed = stack.add_worker("w1")
     wait_until(lambda: get(f"{killed.url}/api/health")[1]["transitions"]["caught_up"], 30,
                what="the transitions changelog read back")
