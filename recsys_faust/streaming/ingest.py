@@ -203,7 +203,11 @@ class UserEventProcessor:
         self.transitions = transitions
         self.user_factors = user_factors
         self.event_ids = event_ids
-        self.sweeper = dedup.Sweeper(settings.dedup_window_s)
+        self.sweeper = dedup.Sweeper(dedup.EPOCH_PREFIX)
+        self.legacy_sweeper = dedup.Sweeper(dedup.TIME_PREFIX)
+        # Partitions whose event_ids hold keys an older version wrote (profiles/dedup.py): looked
+        # up once per partition, and dropped once their last legacy key has expired.
+        self._legacy: dict[int, bool] = {}
         # Who changed last (the demo page's user picker; GET /api/users/active).
         self.recent_users = RecentUsers()
         self.index = index
@@ -243,8 +247,11 @@ class UserEventProcessor:
         if self.drift is not None:
             await self.drift.observe(acc.event for accepted in by_user.values() for acc in accepted)
         marks.append(("drift", time.perf_counter()))
-        touched, outcomes, pop_updates, interactions, new_ids, answered, online = self._fold_profiles(by_user, served)
-        id_changes = new_ids + self._expired_ids(by_user)
+        newest = self._newest_by_partition(by_user)
+        epochs, clock_writes = self._epochs(newest)
+        touched, outcomes, pop_updates, interactions, new_ids, answered, online = self._fold_profiles(
+            by_user, served, epochs)
+        id_changes = new_ids + clock_writes + self._expired_ids(epochs, newest)
         id_writes = self.event_ids.encode_many(id_changes)
         # Deletes are held too: the next batch, folded before this one is stored, must neither
         # take an expired id for a known one nor delete it a second time.
@@ -350,8 +357,8 @@ class UserEventProcessor:
             by_user[result.user_id].append(_Accepted(result, Source(msg.topic, msg.partition, msg.offset), rec))
         return by_user, served
 
-    def _fold_profiles(self, by_user: dict[str, list[_Accepted]], served: Optional[dict[str, list[_Served]]] = None
-                       ) -> tuple[list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]],
+    def _fold_profiles(self, by_user: dict[str, list[_Accepted]], served: Optional[dict[str, list[_Served]]],
+                       epochs: dict[int, int]) -> tuple[list[tuple[str, dict, int]], Counter, dict[str, list[_Accepted]],
                                   dict[str, list[_Accepted]], list[tuple[str, Any, int]], list[tuple[str, dict, int]],
                                   _Online]:
         """Each user's served answers and events into their profile (one read, one write per
@@ -370,12 +377,14 @@ class UserEventProcessor:
         users = [(user_id, acc[-1].source.partition) for user_id, acc in by_user.items()]
         users += [(user_id, answers[-1].source.partition) for user_id, answers in served.items() if user_id not in by_user]
         stored = self._profiles_ahead.read_many(self.profiles, users)
-        id_keys = [(dedup.id_key(user_id, acc.event.event_id), acc.source.partition)
-                   for user_id, accepted in by_user.items() for acc in accepted]
+        # Each event's id keys (profiles/dedup.py): its epoch's first, where a new one is recorded.
+        candidates = [self._id_keys(user_id, acc.event.event_id, acc.source.partition, epochs)
+                      for user_id, accepted in by_user.items() for acc in accepted]
+        id_keys = [(key, p) for keys_, p in candidates for key in keys_]
         # The batch's own applied ids join these as it goes (a duplicate inside one batch).
         known = {key: value for (key, _), value in zip(id_keys, self._ids_ahead.read_many(self.event_ids, id_keys))
                  if value is not None and value is not TOMBSTONE}
-        keys = iter(id_keys)  # in the order of the loop below
+        keys = iter(candidates)  # in the order of the loop below
         for (user_id, partition), profile in zip(users, stored):
             profile = profile or new_profile(user_id)
             # Answers first: an interaction of the same batch is then measured against them.
@@ -384,8 +393,8 @@ class UserEventProcessor:
             changed = False
             for acc in accepted:
                 ev = acc.event
-                key = next(keys)[0]
-                seen = dedup.verdict(known.get(key), acc.source)
+                ev_keys = next(keys)[0]
+                seen = dedup.verdict(next((known[k] for k in ev_keys if k in known), None), acc.source)
                 if seen == dedup.DUPLICATE:
                     outcomes[(acc.source.topic, DUPLICATE)] += 1
                     continue
@@ -393,10 +402,8 @@ class UserEventProcessor:
                 # A replayed event the table does not know (applied before the table existed, or
                 # expired) is recorded too: its later duplicates are then found.
                 if seen == dedup.NEW and outcome in (APPLIED, REPLAY):
-                    known[key] = value = dedup.entry(ev.ts, acc.source)
-                    partition = acc.source.partition
-                    new_ids.append((key, value, partition))
-                    new_ids.append((dedup.time_key(ev.ts, user_id, ev.event_id), 1, partition))
+                    known[ev_keys[0]] = value = dedup.entry(ev.ts, acc.source)
+                    new_ids.append((ev_keys[0], value, acc.source.partition))
                 outcomes[(acc.source.topic, outcome)] += 1
                 changed |= outcome == APPLIED
                 # Popularity entries dedup by their own offsets (they may lag the profile
@@ -457,34 +464,85 @@ class UserEventProcessor:
                 changed.append((key, history, partition))
         return trans_updates, changed
 
-    def _expired_ids(self, by_user: dict[str, list[_Accepted]]) -> list[tuple[str, Any, int]]:
-        """Deletes for the ``event_ids`` entries that left the window on the batch's partitions
-        (a range scan of the time keys when the window's edge has moved on; dedup.Sweeper)."""
+    @staticmethod
+    def _newest_by_partition(by_user: dict[str, list[_Accepted]]) -> dict[int, float]:
+        """The newest event time of the batch on each of its partitions."""
         newest: dict[int, float] = {}
         for accepted in by_user.values():
             for acc in accepted:
                 p = acc.source.partition
                 if acc.event.ts > newest.get(p, -1.0):
                     newest[p] = acc.event.ts
+        return newest
+
+    def _epochs(self, newest: dict[int, float]) -> tuple[dict[int, int], list[tuple[str, Any, int]]]:
+        """Each partition's de-dup epoch for this batch (its clock, moved on by the batch's newest
+        event if that is later), and the clock writes of the partitions it moved on."""
+        partitions = list(newest)
+        clocks = self._ids_ahead.read_many(self.event_ids, [(dedup.clock_key(p), p) for p in partitions])
+        epochs: dict[int, int] = {}
+        writes: list[tuple[str, Any, int]] = []
+        for p, clock in zip(partitions, clocks):
+            epoch = dedup.epoch_of(newest[p], self.settings.dedup_window_s)
+            if isinstance(clock, int) and clock >= epoch:
+                epoch = clock
+            else:
+                writes.append((dedup.clock_key(p), epoch, p))
+            epochs[p] = epoch
+        return epochs, writes
+
+    def _id_keys(self, user_id: str, event_id: str, partition: int,
+                 epochs: dict[int, int]) -> tuple[tuple[str, ...], int]:
+        """The ``event_ids`` keys an event is looked up under (its epoch's first), and its partition."""
+        epoch = epochs[partition]
+        keys: tuple[str, ...] = (dedup.epoch_key(epoch, user_id, event_id),)
+        if epoch > 0:
+            keys += (dedup.epoch_key(epoch - 1, user_id, event_id),)
+        if self._has_legacy(partition):
+            keys += (dedup.id_key(user_id, event_id),)
+        return keys, partition
+
+    def _has_legacy(self, partition: int) -> bool:
+        legacy = self._legacy.get(partition)
+        if legacy is None:
+            legacy = self._legacy[partition] = bool(
+                self.event_ids.keys_between(partition, dedup.ID_PREFIX, dedup.ID_END, 1)
+                or self.event_ids.keys_between(partition, dedup.TIME_PREFIX, dedup.TIME_END, 1))
+        return legacy
+
+    def _expired_ids(self, epochs: dict[int, int], newest: dict[int, float]) -> list[tuple[str, Any, int]]:
+        """Deletes for the ``event_ids`` keys that expired on the batch's partitions (a range scan
+        when the clock has entered an epoch; and of the legacy keys, by the hour; dedup.Sweeper)."""
         deletes: list[tuple[str, Any, int]] = []
-        for partition, ts in newest.items():
-            bound = self.sweeper.due(partition, ts)
-            if bound is None:
-                continue
-            keys = self.event_ids.keys_between(partition, dedup.TIME_PREFIX, bound, dedup.SWEEP_MAX_KEYS)
-            held = self._ids_ahead.held
-            before = len(deletes)
-            for tk in keys:
-                if held(tk) is TOMBSTONE:
-                    # Deleted by the batch before, not stored yet: measured, every expired id was
-                    # deleted twice (six event_ids records an event instead of four).
+        for partition, epoch in epochs.items():
+            expired = self._sweep(self.sweeper, partition, dedup.expired_epochs_below(epoch))
+            deletes.extend((key, TOMBSTONE, partition) for key in expired)
+            if self._has_legacy(partition):
+                bound = dedup.expired_below(newest[partition], self.settings.dedup_window_s)
+                if (self.legacy_sweeper.due(partition, bound) is not None
+                        and not self.event_ids.keys_between(partition, dedup.TIME_PREFIX, dedup.TIME_END, 1)):
+                    self._legacy[partition] = False  # the last legacy key has expired
                     continue
-                deletes.append((tk, TOMBSTONE, partition))
-                deletes.append((dedup.id_key_of(tk), TOMBSTONE, partition))
-            self.sweeper.scanned(partition, bound, complete=len(keys) < dedup.SWEEP_MAX_KEYS)
-            if len(deletes) > before:
-                metrics.DEDUP_EXPIRED.inc((len(deletes) - before) // 2)
+                expired = self._sweep(self.legacy_sweeper, partition, bound)
+                for tk in expired:
+                    deletes.append((tk, TOMBSTONE, partition))
+                    deletes.append((dedup.id_key_of(tk), TOMBSTONE, partition))
         return deletes
+
+    def _sweep(self, sweeper: dedup.Sweeper, partition: int, bound: str) -> list[str]:
+        """The expired keys below ``bound`` to delete now on ``partition``, if a scan is due."""
+        start = sweeper.due(partition, bound)
+        if start is None:
+            return []
+        keys = self.event_ids.keys_between(partition, start, bound, dedup.SWEEP_MAX_KEYS)
+        sweeper.scanned(partition, bound, keys, complete=len(keys) < dedup.SWEEP_MAX_KEYS)
+        held = self._ids_ahead.held
+        # A key deleted by the batch before and not stored yet is left alone: measured, every
+        # expired id was once deleted twice.
+        expired = [key for key in keys if held(key) is not TOMBSTONE]
+        if expired:
+            metrics.DEDUP_EXPIRED.inc(len(expired))
+        return expired
 
     def _fold_popularity(self, pop_updates: dict[str, list[_Accepted]]) -> list[tuple[str, dict, int]]:
         """The batch's interactions into the per-partition popularity entries (one write each)."""

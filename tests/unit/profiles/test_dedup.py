@@ -29,15 +29,31 @@ def test_the_stored_source_tells_a_record_read_again_from_a_duplicate():
     assert dedup.verdict(stored, S._replace(topic="amazon-product-views")) == dedup.DUPLICATE
 
 
-def test_a_partition_is_scanned_once_per_hour_its_window_edge_moves_and_again_after_a_cut_scan():
-    sw = dedup.Sweeper(window_s=86_400)
-    t = 10 * 86_400.0
-    first = sw.due(0, t)
-    assert first is not None
-    sw.scanned(0, first, complete=True)
-    assert sw.due(0, t + 60) is None           # the same hour: nothing new has expired
-    assert sw.due(1, t) is not None            # another partition has its own schedule
-    later = sw.due(0, t + 3_600)
-    assert later is not None and later > first
-    sw.scanned(0, later, complete=False)       # stopped at SWEEP_MAX_KEYS
-    assert sw.due(0, t + 3_600) == later       # so the next batch scans again
+def test_epoch_keys_sort_by_epoch_and_an_expiry_bound_keeps_the_current_and_the_last_epoch():
+    window = 86_400.0
+    epoch = dedup.epoch_of(10 * window + 5, window)
+    assert epoch == 10
+    bound = dedup.expired_epochs_below(epoch)
+    assert dedup.epoch_key(8, "zzz", "e") < bound <= dedup.epoch_key(9, "", "")
+    assert dedup.epoch_key(9, "a", "e") < dedup.epoch_key(10, "a", "e")
+    # no clock key and no legacy key, whatever its user or id, falls into an expiry scan's range
+    for key in (dedup.clock_key(3), dedup.id_key("g", "x"), dedup.time_key(0.0, "g", "x")):
+        assert not dedup.EPOCH_PREFIX <= key < bound
+    assert dedup.ID_PREFIX <= dedup.id_key("\uffff", "\uffff") < dedup.ID_END
+
+
+def test_a_partition_is_scanned_when_its_bound_moves_and_a_cut_scan_resumes_after_its_last_key():
+    sw = dedup.Sweeper(dedup.EPOCH_PREFIX)
+    first = dedup.expired_epochs_below(5)
+    assert sw.due(0, first) == dedup.EPOCH_PREFIX
+    sw.scanned(0, first, [dedup.epoch_key(3, "u", "e")], complete=True)
+    assert sw.due(0, first) is None             # the same epoch: nothing new has expired
+    assert sw.due(1, first) == dedup.EPOCH_PREFIX  # another partition has its own schedule
+    later = dedup.expired_epochs_below(6)
+    assert sw.due(0, later) == dedup.EPOCH_PREFIX
+    cut = [dedup.epoch_key(4, "u", "e1"), dedup.epoch_key(4, "u", "e2")]
+    sw.scanned(0, later, cut, complete=False)   # stopped at SWEEP_MAX_KEYS
+    start = sw.due(0, later)                    # so the next batch scans again, from after e2
+    assert cut[-1] < start < dedup.epoch_key(4, "u", "e3")
+    sw.scanned(0, later, [], complete=True)
+    assert sw.due(0, later) is None and sw.due(0, dedup.expired_epochs_below(7)) == dedup.EPOCH_PREFIX

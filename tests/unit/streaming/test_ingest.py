@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_faust.events.model import Source
 from recsys_faust.kafka import codecs
 from recsys_faust.kafka.holes import Holes
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.kafka.table import TOMBSTONE, StagedWrites
 from recsys_faust.popularity.trending import COUNT, PopularityIndex
+from recsys_faust.profiles import dedup
 from recsys_faust.ranking.active import ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
 from recsys_faust.ranking.ranker import Ranker
@@ -250,9 +252,13 @@ def test_the_event_ids_state_holds_one_window_of_events_and_duplicates_inside_it
             offset += 1
         asyncio.run(run(processor, batch))
         sizes.append(len(tables["event_ids"].data))
-    # Two keys per event of the last window (plus at most the hour the sweep runs behind).
-    assert max(sizes) <= 2 * per_day * 8
-    assert sizes[-1] == sizes[-5]  # steady: as many leave as arrive
+    # One key per event of the current epoch and the one before (an epoch is a window), and the
+    # partition's clock: between one and two windows of events, never more.
+    window_events = 7 * per_day
+    assert max(sizes) <= 2 * window_events + 1
+    assert min(sizes[14:]) >= window_events + 1
+    # Steady: the same at the same phase of two epochs.
+    assert sizes[-1] == sizes[-8]
     # A duplicate of an event six days back is caught; one of an event 20 days back has left the
     # window and is applied as a new event (the contract's guarantee is the window).
     six_days_back = (30 - 6) * per_day
@@ -414,14 +420,14 @@ def test_ids_that_left_the_window_are_deleted_once_though_the_next_batch_is_fold
     topic = "amazon-product-views"
     asyncio.run(run(processor, [record(topic, p, 1, view(user, "p1", DAY, 1)),
                                 record(topic, p, 2, view(user, "p2", DAY + 60, 2))]))
-    first_day = sorted(ids.data)
-    assert len(first_day) == 4  # an id key and a time key an event
+    first_day = sorted(k for k in ids.data if k.startswith(dedup.EPOCH_PREFIX))
+    assert len(first_day) == 2 and len(ids.data) == 3  # one key an event, and the partition's clock
 
     async def overlapped() -> None:
-        # Two days on, the first day's ids are out of the window; an hour later the window's
-        # edge moves again, and that batch is folded before the one before it is stored.
+        # Two days (epochs) on, the first day's ids have expired; a day later the clock enters
+        # the next epoch, and that batch is folded before the one before it is stored.
         rest2 = await processor.process([record(topic, p, 3, view(user, "p3", 3 * DAY, 3))])
-        rest3 = await processor.process([record(topic, p, 4, view(user, "p4", 3 * DAY + 7_200, 4))])
+        rest3 = await processor.process([record(topic, p, 4, view(user, "p4", 4 * DAY, 4))])
         await rest2
         await rest3
 
@@ -429,3 +435,69 @@ def test_ids_that_left_the_window_are_deleted_once_though_the_next_batch_is_fold
     assert not set(first_day) & set(ids.data)
     assert {key: deleted.get(key) for key in first_day} == {key: 1 for key in first_day}
     assert tables["profiles"].data[user]["counts"] == {"view": 4}
+
+
+def test_a_restarted_worker_reads_the_partitions_clock_back_and_still_finds_the_ids_of_a_later_epoch():
+    """The epoch an id is recorded under comes from the partition's clock, which only moves
+    forward: a worker restarted at records older than the clock (Faust replays from the last
+    commit) must look where the ids were recorded, not in the epoch of the records it reads."""
+    settings = Settings(dedup_window_s=DAY)
+    processor, tables, _ranker, _dead, _rerouted = build(model=False, settings=settings)
+    user, topic = "gina", "amazon-product-views"
+    p = user_partition(user, N)
+    asyncio.run(run(processor, [record(topic, p, 1, view(user, "p1", 10 * DAY + 5, 1))]))  # epoch 10
+    assert tables["event_ids"].data[dedup.clock_key(p)] == 10
+    restarted = UserEventProcessor(
+        settings, profiles=tables["profiles"], recommendations=tables["recommendations"],
+        popularity=tables["popularity"], transitions=tables["transitions"], user_factors=tables["user_factors"],
+        event_ids=tables["event_ids"], index=processor.index, ranker=processor.ranker,
+        dead_letters=processor.dead_letters, topic_for=processor.topic_for, partitions_of=lambda topic: N)
+    # A repeat of e1 carrying an event time two epochs back, at a new offset: still a duplicate.
+    asyncio.run(run(restarted, [record(topic, p, 2, {**view(user, "p1", 8 * DAY, 1)})]))
+    assert tables["profiles"].data[user]["counts"] == {"view": 1}
+    assert tables["event_ids"].data[dedup.clock_key(p)] == 10  # the clock did not move back
+
+
+def test_ids_an_older_version_stored_are_still_found_and_expire_by_the_hour_as_before():
+    """Tables written before epochs hold an id key and an hour key an event: an upgraded worker
+    must catch their repeats, and delete them once they leave the window."""
+    settings = Settings(dedup_window_s=DAY)
+    processor, tables, _ranker, _dead, _rerouted = build(model=False, settings=settings)
+    user, topic = "hana", "amazon-product-views"
+    p = user_partition(user, N)
+    ids = tables["event_ids"]
+    # e1 as an older version stored it (offset 5); its profile is not needed here.
+    legacy_id, legacy_time = dedup.id_key(user, "e1"), dedup.time_key(5 * DAY, user, "e1")
+    ids.data[legacy_id] = dedup.entry(5 * DAY, Source(topic, p, 5))
+    ids.data[legacy_time] = 1
+    ids.where[legacy_id] = ids.where[legacy_time] = p
+    asyncio.run(run(processor, [record(topic, p, 6, view(user, "p1", 5 * DAY + 10, 1))]))  # a repeat of e1
+    assert user not in tables["profiles"].data
+    asyncio.run(run(processor, [record(topic, p, 7, view(user, "p2", 5 * DAY + 20, 2))]))  # a new event
+    assert tables["profiles"].data[user]["counts"] == {"view": 1}
+    # A day and more later both legacy keys are gone, and the partition is looked up as a new one.
+    asyncio.run(run(processor, [record(topic, p, 8, view(user, "p3", 6 * DAY + 7_200, 3))]))
+    assert legacy_id not in ids.data and legacy_time not in ids.data
+    asyncio.run(run(processor, [record(topic, p, 9, view(user, "p4", 6 * DAY + 3 * 3_600, 4))]))
+    assert processor._legacy[p] is False
+    assert all(k.startswith((dedup.EPOCH_PREFIX, dedup.CLOCK_PREFIX)) for k in ids.data)
+
+
+def test_an_expiry_cut_at_its_bound_resumes_where_it_stopped_and_deletes_every_expired_id_once(monkeypatch):
+    monkeypatch.setattr(dedup, "SWEEP_MAX_KEYS", 3)
+    processor, tables, _ranker, _dead, _rerouted = build(model=False, settings=Settings(dedup_window_s=DAY))
+    ids = tables["event_ids"]
+    user, topic = "ines", "amazon-product-views"
+    p = user_partition(user, N)
+    asyncio.run(run(processor, [record(topic, p, n, view(user, f"p{n}", DAY + n, n)) for n in range(8)]))
+    day_one = sorted(k for k in ids.data if k.startswith(dedup.EPOCH_PREFIX))
+    assert len(day_one) == 8
+    scans: list[str] = []
+    between = ids.keys_between
+    ids.keys_between = lambda part, start, stop, limit: scans.append(start) or between(part, start, stop, limit)
+    for n in range(8, 12):  # epoch 3: day one's ids expire, three a batch
+        asyncio.run(run(processor, [record(topic, p, n, view(user, f"p{n}", 3 * DAY + n, n))]))
+    assert not set(day_one) & set(ids.data)
+    # Each cut scan started after the last key of the one before, not at the prefix again.
+    epoch_scans = [start for start in scans if start.startswith(dedup.EPOCH_PREFIX)]
+    assert epoch_scans[0] == dedup.EPOCH_PREFIX and epoch_scans[1] > day_one[2] and epoch_scans[2] > day_one[5]
