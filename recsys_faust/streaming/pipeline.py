@@ -198,12 +198,16 @@ async def run_batches(
     depth: int = 4,
     what: str = "batch processing",
     keep_unacked: Optional[Callable[[EventT], bool]] = None,
+    between_batches: Callable[[], None] = lambda: None,
 ) -> None:
     """An agent's body: micro-batches taken (``take_batches``, no acks), processed in order, acked after.
 
     ``keep_unacked(event)``: events the processor left alone on purpose (a partition revoked
     since they were fetched): not acked, so no commit covers them and their partition's owner
     reads them again.
+
+    ``between_batches()`` runs before each batch is processed and after each is acked (the
+    worker freezes what survived there: worker/collector.py).
 
     Faust's ``take_events`` acks a batch in a ``finally``, so an exception while processing
     acked records whose effect never happened. Here an error stops the worker instead; the
@@ -213,8 +217,13 @@ async def run_batches(
         if keep_unacked is not None:
             events = [e for e in events if not keep_unacked(e)]
         ack_events(stream, events)
+        between_batches()
 
-    pipeline = BatchPipeline(process, ack, depth=depth, max_events=depth * size)
+    async def process_batch(batch: Sequence[EventT]) -> Optional[Awaitable[None]]:
+        between_batches()
+        return await process(batch)
+
+    pipeline = BatchPipeline(process_batch, ack, depth=depth, max_events=depth * size)
     try:
         async for batch in take_batches(app, stream, size, within):
             await pipeline.submit(batch)

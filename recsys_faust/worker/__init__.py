@@ -29,6 +29,7 @@ from ..streaming.online import OnlineMonitor
 from ..streaming.requests import RequestAnswerer
 from ..web.views import WebContext, register_views
 from .agents import event_agents, sink_agents
+from .collector import BatchCollector
 from .health import DatabaseProbe, health_document, readiness_reasons
 from .lifecycle import on_started, run_scorer_with_the_worker, timers, tune_process
 from .readiness import BrokerProbe
@@ -90,8 +91,9 @@ def build_worker(settings: Settings) -> RecsysApp:
         dead_letters=dead_letters, requests_topic=topics.requests, partitions_of=partitions_of,
         served=online.served,
     )
-    event_agents(app, settings, topics, processor, answerer)
-    sink = sink_agents(app, settings, dead_letters)
+    collector = BatchCollector()
+    event_agents(app, settings, topics, processor, answerer, collector)
+    sink = sink_agents(app, settings, dead_letters, collector)
     probe = BrokerProbe(settings)
     health = health_document(app, settings, database=DatabaseProbe(settings, sink), recommender=recommender,
                              replicas=replicas, drift=drift, scorer=scorer, probe=probe)
@@ -108,6 +110,6 @@ def build_worker(settings: Settings) -> RecsysApp:
         models_summary=replicas.registry.summary, served=online.served, online=online.rows,
     ))
     timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
-           probe=probe, online=online)
+           probe=probe, online=online, collector=collector)
     on_started(app, settings, (*replicas.tails, cache.tail))
     return app

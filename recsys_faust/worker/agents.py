@@ -21,11 +21,12 @@ from ..streaming.ingest import UserEventProcessor
 from ..streaming.pipeline import run_batches
 from ..streaming.requests import RequestAnswerer
 from ..streaming.sink import SinkProcessor
+from .collector import BatchCollector
 from .topics import Topics
 
 
 def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: UserEventProcessor,
-                 answerer: RequestAnswerer) -> None:
+                 answerer: RequestAnswerer, collector: BatchCollector) -> None:
     @app.agent(topics.all_inputs, name="user_event_processor")
     async def user_event_processor(stream: Any) -> None:
         """Validate, route and fold input events into tables, a micro-batch at a time.
@@ -35,7 +36,8 @@ def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: 
         rather than acking the batch: restarted, it reads the unacked events again.
         """
         await run_batches(app, stream, processor.process, size=settings.batch_size, within=settings.batch_within,
-                          what="event processing", keep_unacked=processor.keep_unacked)
+                          what="event processing", keep_unacked=processor.keep_unacked,
+                          between_batches=collector.between_batches)
 
     @app.agent(topics.requests, name="recommendation_requests")
     async def recommendation_requests(stream: Any) -> None:
@@ -44,7 +46,8 @@ def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: 
             await answerer.handle(record)
 
 
-def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters) -> Optional[PostgresSink]:
+def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters,
+                collector: BatchCollector) -> Optional[PostgresSink]:
     """The PostgreSQL sink's pool and agents, when DATABASE_URL is set; returns the sink."""
     if not settings.database_url:
         return None
@@ -69,13 +72,15 @@ def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters) -
     async def event_sink(stream: Any) -> None:
         """Persist every valid event, a batch per transaction, acked once durable."""
         await run_batches(app, stream, sinks.events, size=settings.sink_batch_size,
-                          within=settings.sink_batch_within, what="event sink")
+                          within=settings.sink_batch_within, what="event sink",
+                          between_batches=collector.between_batches)
 
     @app.agent(app.topic(TOPIC_RESPONSES, schema=raw()), name="response_sink")
     async def response_sink(stream: Any) -> None:
         """Persist every recommendation answer."""
         await run_batches(app, stream, sinks.responses, size=settings.sink_batch_size,
-                          within=settings.sink_batch_within, what="response sink")
+                          within=settings.sink_batch_within, what="response sink",
+                          between_batches=collector.between_batches)
 
     @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
                          schema=raw()), name="observation_sink")

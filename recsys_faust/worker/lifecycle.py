@@ -32,9 +32,9 @@ def tune_process(settings: Settings) -> None:
     threadpool_limits(1)
     # Measured on a worker under load: full (generation 2) collections every second, 60 to 95 ms
     # each with the event loop stopped, scanning every object of every imported library, and
-    # the tail of produce-to-answer latency. A micro-batch's temporaries die young; a larger
-    # young generation lets them die before promotion, and gc.freeze() after startup (in
-    # ``on_started``) takes the libraries' objects out of every later scan.
+    # the tail of produce-to-answer latency. gc.freeze() after startup (in ``on_started``) takes
+    # the libraries' objects out of every later scan, and between micro-batches what survived
+    # (worker/collector.py); the young threshold is above what one micro-batch allocates.
     gc.set_threshold(settings.gc_gen0_threshold, 20, 20)
     metrics.time_gc_pauses()
     # With RECSYS_SCORING=thread the scoring thread gets the GIL back after each NumPy call it
@@ -56,7 +56,12 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 
 
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
-           probe: Any, online: Any) -> None:
+           probe: Any, online: Any, collector: Any) -> None:
+    @app.timer(interval=settings.gc_sweep_interval_s)
+    async def sweep_garbage() -> None:
+        """The full collection of what micro-batches froze (worker/collector.py)."""
+        collector.sweep()
+
     @app.timer(interval=probe.interval_s, on_leader=False)
     async def probe_broker() -> None:
         """Readiness's view of the broker: a metadata request on a client of its own."""

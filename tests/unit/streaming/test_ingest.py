@@ -498,6 +498,8 @@ def test_an_expiry_cut_at_its_bound_resumes_where_it_stopped_and_deletes_every_e
     for n in range(8, 12):  # epoch 3: day one's ids expire, three a batch
         asyncio.run(run(processor, [record(topic, p, n, view(user, f"p{n}", 3 * DAY + n, n))]))
     assert not set(day_one) & set(ids.data)
-    # Each cut scan started after the last key of the one before, not at the prefix again.
+    # Each scan started where the one before ended (the first at the bound of the complete scan
+    # of the first batch, the next ones after the last key of a cut scan), not at the prefix.
     epoch_scans = [start for start in scans if start.startswith(dedup.EPOCH_PREFIX)]
-    assert epoch_scans[0] == dedup.EPOCH_PREFIX and epoch_scans[1] > day_one[2] and epoch_scans[2] > day_one[5]
+    assert epoch_scans[0] == dedup.expired_epochs_below(1)
+    assert day_one[2] < epoch_scans[1] <= day_one[3] and day_one[5] < epoch_scans[2] <= day_one[6]
