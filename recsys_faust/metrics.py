@@ -207,9 +207,9 @@ _gc_pauses = [GC_PAUSES.labels(str(g)) for g in range(3)]
 
 def _on_gc(phase: str, info: dict) -> None:
     if phase == "start":
-        _gc_started[0] = time.thread_time()
+        _gc_started[0] = time.perf_counter()
     else:
-        _gc_pauses[info["generation"]].observe(time.thread_time() - _gc_started[0])
+        _gc_pauses[info["generation"]].observe(time.perf_counter() - _gc_started[0])
 
 
 def time_gc_pauses() -> None:
