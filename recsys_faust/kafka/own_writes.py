@@ -8,11 +8,16 @@ reports each changelog batch it sent (partition, first and last offset, from the
 acknowledgement); the tail skips a record only if its offset lies in such a range. A record
 read before its acknowledgement arrived is applied again, as before: harmless, the put is
 idempotent. Records of other writers, and everything read at startup, are never skipped.
+
+When the tail's next offset starts one of these ranges, it seeks past the range
+(``skip_from``) instead of fetching and unpacking records only to skip them: a batch's
+records to one partition have consecutive offsets, so no other writer's record is inside.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Optional
 
 MAX_RANGES = 4_096  # per partition; a tail that far behind just skips less
 
@@ -37,3 +42,9 @@ class OwnWrites:
         while ranges and ranges[0][1] < offset:
             ranges.popleft()
         return bool(ranges) and ranges[0][0] <= offset
+
+    def skip_from(self, partition: int, offset: int) -> Optional[int]:
+        """The first offset after the own range that ``offset`` lies in, or None (same order rule)."""
+        if not self.contains(partition, offset):
+            return None
+        return self._ranges[partition][0][1] + 1

@@ -37,14 +37,18 @@ class ReplicatedChangelog(Service):
 
     def __init__(self, settings: Settings, topic: str, on_records: Callback, *,
                  skip: Optional[Callable[[int, int], bool]] = None,
+                 skip_from: Optional[Callable[[int, int], Optional[int]]] = None,
                  ignore_key: Optional[Callable[[Optional[bytes]], bool]] = None, **kwargs: Any) -> None:
         """``skip(partition, offset)``: records this process already applied (own_writes.py);
-        ``ignore_key(raw key)``: records no worker but their owner needs, passed over undecoded."""
+        ``skip_from(partition, offset)``: where a run of them that starts at ``offset`` ends (the
+        tail seeks past it, unread); ``ignore_key(raw key)``: records no worker but their owner
+        needs, passed over undecoded."""
         super().__init__(**kwargs)
         self.settings = settings
         self.topic = topic
         self.on_records = on_records
         self.skip = skip
+        self.skip_from = skip_from
         self.ignore_key = ignore_key
         self.records_skipped = 0
         self.records_seen = 0
@@ -108,8 +112,22 @@ class ReplicatedChangelog(Service):
                     # Records wait in the consumer's buffer meanwhile, and a partition with
                     # buffered records is not fetched again: fewer, fuller fetches.
                     await asyncio.sleep(TAIL_INTERVAL_S)
+                    await self._seek_past_own(tps)
         finally:
             await self._consumer.stop()
+
+    async def _seek_past_own(self, tps: list[TopicPartition]) -> None:
+        """Seek past this process's own records where they come next: on a worker that owns
+        the partitions it tails, unpacking records only to skip them was about 3% of its loop."""
+        if self.skip_from is None:
+            return
+        assert self._consumer is not None
+        for tp in tps:
+            position = await self._consumer.position(tp)
+            past = self.skip_from(tp.partition, position)
+            if past is not None and past > position:
+                self._consumer.seek(tp, past)
+                self.records_skipped += past - position
 
     async def _at_end(self, tps: list[TopicPartition]) -> bool:
         assert self._consumer is not None

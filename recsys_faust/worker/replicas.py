@@ -54,7 +54,7 @@ def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], N
     own = OwnWrites()
     table.on_changelog_sent = own.add
     return ReplicatedChangelog(settings, table.changelog_topic.get_topic_name(), apply, skip=own.contains,
-                               ignore_key=ignore_key)
+                               skip_from=own.skip_from, ignore_key=ignore_key)
 
 
 def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_table: StrKeyTable) -> Replicas:

@@ -38,3 +38,27 @@ def test_random_interleaving_with_another_writer_never_skips_theirs():
     for off in log:
         if own.contains(3, off):
             assert off in mine
+
+
+def test_a_tail_seeking_past_its_own_runs_still_reads_every_record_of_another_writer():
+    rng = random.Random(11)
+    own, theirs, offset = OwnWrites(), set(), 0
+    for _ in range(400):
+        n = rng.randint(1, 6)
+        if rng.random() < 0.6:
+            own.add(2, offset, offset + n - 1)
+        else:
+            theirs.update(range(offset, offset + n))
+        offset += n
+    position, read, seeks = 0, set(), 0
+    while position < offset:
+        past = own.skip_from(2, position) if rng.random() < 0.8 else None
+        if past is not None:
+            assert past > position
+            position, seeks = past, seeks + 1
+            continue
+        read.add(position)
+        position += 1
+    assert theirs <= read  # nothing of the other writer's was seeked over
+    assert seeks > 100 and len(read) < offset * 0.6  # and most own records were never read
+    assert own.skip_from(2, offset + 5) is None and own.skip_from(9, 0) is None
