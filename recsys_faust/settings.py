@@ -161,8 +161,9 @@ class Settings(BaseSettings):
 
     # --- profile state ------------------------------------------------------------------------
     profile_recent_items: int = Field(50, gt=0)       # recent interactions kept per user
-    # An event_id seen again within this much event time of the newest event on its partition
-    # is applied once (profiles/dedup.py); state holds one window's event ids.
+    # An event_id seen again within this much event time of its partition's clock (the newest
+    # event time seen there) is applied once (profiles/dedup.py); state holds each id for one
+    # to two windows.
     dedup_window_s: float = Field(7 * 86_400, gt=0)
     tumbling_window_s: int = Field(3_600, gt=0)
     tumbling_expires_s: int = 86_400

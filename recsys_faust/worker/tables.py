@@ -43,7 +43,7 @@ def declare_tables(app: RecsysApp, settings: Settings, partitions: int) -> Table
         user_factors=user_table("user_factors", "Per-user ALS vector folded in from recent interactions"),
         popularity=item_table("item_popularity", "Per-partition item popularity buckets"),
         transitions=item_table("item_transitions", "Per-partition item successor counts (what users took next)"),
-        # Keys are "<prefix><user><event id>" (profiles/dedup.py), written on their user's
+        # Keys are "<prefix><epoch><user><event id>" (profiles/dedup.py), written on their user's
         # partition explicitly: no use_partitioner (the key is not a user id), never replicated.
         event_ids=item_table("event_ids", "Event ids applied within the de-duplication window"),
     )
