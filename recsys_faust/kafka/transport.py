@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Generator, List, Mapping
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from mode.services import WaitResults
 
@@ -323,8 +324,40 @@ async def _resume(coro: Coroutine[Any, Any, Any], suspended_on: Any) -> Any:
     return await _Resumed(coro, suspended_on)
 
 
+class LeanProducerBuffer(ProducerBuffer):
+    """Faust's producer buffer, with its size read without the app's settings.
+
+    The conductor awaits ``wait_until_ebb`` before every message it delivers, and ``size`` read
+    ``app.conf.producer_threaded`` through Faust's settings descriptors each time: 1.6% of a
+    busy worker's event loop. The setting does not change while the app runs.
+    """
+
+    _threaded: Optional[bool] = None
+
+    @property
+    def size(self) -> int:
+        threaded = self._threaded
+        if threaded is None:
+            threaded = self._threaded = bool(self.app.conf.producer_threaded)
+        if threaded:
+            return len(self.queue._queue) if self.queue else 0  # type: ignore[attr-defined]
+        return len(self.pending._queue)  # type: ignore[attr-defined]
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's producer with ``LeanProducerBuffer``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stock = self.buffer
+        self.buffer = LeanProducerBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.threaded_producer = getattr(stock, "threaded_producer", None)
+        self.buffer.app = self.app
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = WorkerConsumer
+    Producer = Producer
 
 
 class BaselineTransport(faust_aiokafka.Transport):

@@ -170,3 +170,32 @@ async def test_a_paced_fetch_cancelled_while_waiting_returns_no_data_instead_of_
     # aiokafka's own fetch returns when cancelled, or the routine ends
     assert await asyncio.wait_for(asyncio.shield(waiting), 1) is False
     assert len(fetcher.started) == 1
+
+
+class _Conf:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    @property
+    def producer_threaded(self) -> bool:
+        self.reads += 1
+        return False
+
+
+@pytest.mark.asyncio
+async def test_the_lean_producer_buffer_counts_what_faust_counts_and_reads_the_setting_once():
+    from types import SimpleNamespace
+
+    from faust.transport.producer import ProducerBuffer
+
+    from recsys_faust.kafka.transport import LeanProducerBuffer
+
+    conf = _Conf()
+    stock, lean = ProducerBuffer(), LeanProducerBuffer()
+    stock.app = lean.app = SimpleNamespace(conf=conf)
+    for n in range(5):
+        assert lean.size == stock.size == n
+        stock.pending.put_nowait(n)
+        lean.pending.put_nowait(n)
+    reads_by_stock = 5
+    assert conf.reads == reads_by_stock + 1  # the stock buffer read it every time, the lean one once
