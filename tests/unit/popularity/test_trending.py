@@ -87,3 +87,33 @@ def test_an_older_copy_read_back_never_replaces_a_newer_entry():
     idx.put("p@0", newer)
     idx.put("p@0", older)
     assert idx.top(1)[0].score == 2.0
+
+
+def _reference_apply(entry, *, ts, weight, bucket_s, retention_s):
+    """The bucket rule without the shortcut: every event passes over every bucket."""
+    entry[TOTAL] = round(entry[TOTAL] + weight, 6)
+    entry[COUNT] += 1
+    start = str(int(ts // bucket_s) * bucket_s)
+    buckets = entry[BUCKETS]
+    buckets[start] = round(buckets.get(start, 0.0) + weight, 6)
+    newest = max(int(s) for s in buckets)
+    for s in [s for s in buckets if int(s) + bucket_s <= newest - retention_s]:
+        del buckets[s]
+
+
+def test_an_event_in_an_existing_bucket_skips_the_expiry_pass_and_leaves_the_same_entry():
+    import random
+
+    rng = random.Random(5)
+    fast, slow = new_entry("p"), new_entry("p")
+    ts = 1_000_000.0
+    for offset in range(3_000):
+        # mostly forward in time, some late events, some long gaps that expire buckets
+        ts += rng.choice([0, 10, 60, 600, 3_600, 40_000]) if rng.random() < 0.9 else -rng.uniform(0, 50_000)
+        weight = rng.choice([0.0, 1.0, 3.0, 5.0])
+        apply_to_entry(fast, ts=ts, weight=weight, category=None, source=("t", 0, offset),
+                       bucket_s=3_600, retention_s=86_400)
+        _reference_apply(slow, ts=ts, weight=weight, bucket_s=3_600, retention_s=86_400)
+        assert fast[BUCKETS] == slow[BUCKETS], offset
+    assert fast[TOTAL] == slow[TOTAL] and fast[COUNT] == slow[COUNT]
+    assert 1 < len(fast[BUCKETS]) <= 26  # the expiry did run, and it bounds the entry
