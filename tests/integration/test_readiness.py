@@ -99,12 +99,17 @@ def test_readiness_lag_and_a_broker_crash(stack):
     assert worker.proc.pid == pid and worker.alive()
     # Nothing before the crash was lost, and what comes after it is applied.
     user = events[0][1]["user_id"]
-    before = get(f"{worker.url}/api/users/{user}/profile")[1]["counts"]
     produce_events(stack.broker.bootstrap, [("view", {"event_id": "after-crash", "user_id": user,
                                                       "product_id": "p-new", "timestamp": END + 10})])
     t0 = time.monotonic()
-    wait_until(lambda: get(f"{worker.url}/api/users/{user}/profile")[1]["counts"].get("view", 0)
-               == before.get("view", 0) + 1, 60, what="the event produced after the crash")
+    # Its own row in the profile, not the view count one up from a first read: a record held
+    # back behind an offset hole (below) can land in between, and the count then never equals
+    # that first read + 1. (Seen once in CI, fourteenth session: that wait timed out and the
+    # re-run passed; which of the two happened was not recorded. This wait still fails if the
+    # event itself is not applied, and the exact counts below still fail if one is lost.)
+    wait_until(lambda: any(r["product_id"] == "p-new"
+                           for r in get(f"{worker.url}/api/users/{user}/profile")[1]["recent_items"]),
+               60, what="the event produced after the crash")
     print(f"the event produced after the crash applied in {time.monotonic() - t0:.1f} s")
     expected_views = sum(1 for k, o in events if k == "view" and o["user_id"] == user) + 1
     # Waited for, not read once: a record held back behind an offset hole before the crash is
