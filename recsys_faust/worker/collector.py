@@ -35,7 +35,6 @@ class BatchCollector:
         self._freeze = freeze
         self._unfreeze = unfreeze
         self._collect = collect
-        self.sweeps = 0
 
     def between_batches(self) -> None:
         """What survived so far leaves every later collection's scan (until the next sweep)."""
@@ -49,6 +48,5 @@ class BatchCollector:
             freed = self._collect()
         finally:
             self._freeze()
-        self.sweeps += 1
         log.debug("gc sweep: %d objects freed in %.0f ms", freed, 1000 * (time.perf_counter() - started))
         return freed

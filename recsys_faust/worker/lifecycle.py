@@ -19,6 +19,7 @@ from ..kafka.replicated import ReplicatedChangelog
 from ..loop_watch import LoopWatch
 from ..settings import Settings
 from ..web.auth import modes as auth_modes
+from .collector import BatchCollector
 
 log = logging.getLogger("recsys_faust")
 
@@ -56,7 +57,7 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 
 
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
-           probe: Any, online: Any, collector: Any) -> None:
+           probe: Any, online: Any, collector: BatchCollector) -> None:
     @app.timer(interval=settings.gc_sweep_interval_s)
     async def sweep_garbage() -> None:
         """The full collection of what micro-batches froze (worker/collector.py)."""
