@@ -235,8 +235,10 @@ class ProcessScorer:
     mode = "process"
 
     def __init__(self, child_module: str = "recsys_faust.ranking.scoring_child", *,
-                 inline_max_users: int = INLINE_MAX_USERS) -> None:
+                 inline_max_users: int = INLINE_MAX_USERS, nice: int = 0) -> None:
         self.child_module = child_module
+        # The child runs this much nicer than the worker (scoring_child.py says why).
+        self.nice = nice
         self.inline_max_users = inline_max_users
         self._inline = InlineScorer()
         self.inline_batches = 0  # small batches scored in the worker (counted for /api/health)
@@ -266,7 +268,7 @@ class ProcessScorer:
     async def _spawn(self) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", self.child_module,
+                sys.executable, "-m", self.child_module, *(["--nice", str(self.nice)] if self.nice else []),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
             for pipe in (proc.stdin, proc.stdout):
                 transport = getattr(pipe, "transport", None) or getattr(pipe, "_transport", None)
@@ -355,10 +357,11 @@ class ProcessScorer:
                 "inline_batches": self.inline_batches}
 
 
-def make_scorer(mode: str) -> Scorer:
-    """The scorer for ``RECSYS_SCORING`` (process, thread or inline)."""
+def make_scorer(mode: str, *, nice: int = 0) -> Scorer:
+    """The scorer for ``RECSYS_SCORING`` (process, thread or inline); ``nice``: the scoring
+    process's niceness above the worker's (``RECSYS_SCORING_NICE``)."""
     if mode == "process":
-        return ProcessScorer()
+        return ProcessScorer(nice=nice)
     if mode == "thread":
         return ThreadScorer()
     if mode == "inline":

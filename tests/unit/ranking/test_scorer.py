@@ -75,6 +75,18 @@ async def test_every_scorer_returns_what_score_values_returns(mode):
         await scorer.close()
 
 
+async def test_the_scoring_process_runs_nicer_than_the_worker_by_the_setting_and_still_scores():
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, want in ((0, mine), (7, min(19, mine + 7))):
+        scorer = make_scorer("process", nice=nice)
+        try:
+            m = model(5)
+            assert same(await scorer.score(m, query(3), NOW), expected(m, query(3)))
+            assert os.getpriority(os.PRIO_PROCESS, scorer.pid) == want
+        finally:
+            await scorer.close()
+
+
 async def test_process_scorer_resends_a_model_the_child_no_longer_holds():
     scorer = ProcessScorer()
     try:
