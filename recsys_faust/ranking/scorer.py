@@ -354,7 +354,7 @@ class ProcessScorer:
 
     def status(self) -> dict:
         return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts, "fallbacks": self.fallbacks,
-                "inline_batches": self.inline_batches}
+                "inline_batches": self.inline_batches, "nice": self.nice}
 
 
 def make_scorer(mode: str, *, nice: int = 0) -> Scorer:

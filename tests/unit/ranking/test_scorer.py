@@ -83,6 +83,7 @@ async def test_the_scoring_process_runs_nicer_than_the_worker_by_the_setting_and
             m = model(5)
             assert same(await scorer.score(m, query(3), NOW), expected(m, query(3)))
             assert os.getpriority(os.PRIO_PROCESS, scorer.pid) == want
+            assert scorer.status()["nice"] == nice  # what /api/health shows
         finally:
             await scorer.close()
 
@@ -111,7 +112,7 @@ async def test_a_killed_scoring_process_is_replaced_and_the_batch_scored_again()
         assert same(result, expected(m, query(2)))
         assert scorer.restarts == 1 and scorer.pid not in (None, first)
         assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1, "fallbacks": 0,
-                                   "inline_batches": 0}
+                                   "inline_batches": 0, "nice": 0}
     finally:
         await scorer.close()
 
