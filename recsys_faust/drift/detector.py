@@ -116,6 +116,23 @@ class Reservoir:
             if j < self.size:
                 self.values[j] = value
 
+    def add_many(self, values: Sequence[float]) -> None:
+        """``add`` of each value in turn (the same sample, the same random draws), in one call."""
+        kept, size = self.values, self.size
+        start = 0
+        if len(kept) < size:
+            start = min(size - len(kept), len(values))
+            kept.extend(values[:start])
+            self.seen += start
+        if start < len(values):
+            randrange, seen = self.rng.randrange, self.seen
+            for value in values[start:]:
+                seen += 1
+                j = randrange(seen)
+                if j < size:
+                    kept[j] = value
+            self.seen = seen
+
 
 def rebucket(counts: Mapping[str, float], buckets: Iterable[str]) -> dict[str, float]:
     """Counts mapped onto a reference's buckets (anything else goes to OTHER)."""
@@ -179,24 +196,37 @@ class DriftDetector:
         elif start > self.window_start:
             alerts = self.close(model_reference=model_reference, model_version=model_version, now=now)
             self.window_start = start
-        for ev in events:
-            self.events += 1
-            for name, fn in FEATURES.items():
-                bucket = fn(ev)
-                if bucket is not None:
-                    self.counts.setdefault(name, Counter())[bucket] += 1
-            for name, num in NUMERIC.items():
-                value = num(ev)
-                if value is not None:
-                    sample = self.samples.get(name)
-                    if sample is None:
-                        sample = self.samples[name] = Reservoir(self.config.sample_size, random.Random(f"{name}:{start}"))
-                    sample.add(value)
-            if ev.user_id in self.per_user or len(self.per_user) < self.config.sample_size:
-                self.per_user[ev.user_id] += 1
-            if known_items is not None and ev.is_interaction:
-                self.counts.setdefault("catalogue", Counter())[
-                    "known" if ev.product_id in known_items else "unknown"] += 1
+        events = events if isinstance(events, list) else list(events)
+        if not events:
+            return alerts
+        # Counted a feature at a time over the whole batch (``Counter.update`` counts in C): one
+        # Python call per event and feature was 3% of a busy worker's event loop.
+        self.events += len(events)
+        counts = self.counts
+        for name, fn in FEATURES.items():
+            buckets = [b for b in map(fn, events) if b is not None]
+            if buckets:
+                counts.setdefault(name, Counter()).update(buckets)
+        for name, num in NUMERIC.items():
+            values = [v for v in map(num, events) if v is not None]
+            if values:
+                sample = self.samples.get(name)
+                if sample is None:
+                    sample = self.samples[name] = Reservoir(self.config.sample_size, random.Random(f"{name}:{start}"))
+                sample.add_many(values)
+        per_user, cap = self.per_user, self.config.sample_size
+        for user_id in [ev.user_id for ev in events]:
+            if user_id in per_user or len(per_user) < cap:
+                per_user[user_id] += 1
+        if known_items is not None:
+            known = [ev.product_id in known_items for ev in events if ev.is_interaction]
+            if known:
+                n_known = sum(known)
+                catalogue = counts.setdefault("catalogue", Counter())
+                if n_known:
+                    catalogue["known"] += n_known
+                if len(known) > n_known:
+                    catalogue["unknown"] += len(known) - n_known
         return alerts
 
     def close(self, *, model_reference: Optional[dict], model_version: str, now: float) -> list[dict[str, Any]]:

@@ -175,13 +175,22 @@ class StrKeyTable(faust.Table):
         micro-batch folding more events into a profile) does not change what is stored.
         ``encoded`` items carry their JSON bytes already (encoded by the scoring process).
         """
+        return self.encode_many_raw(items, encoded)[0]
+
+    def encode_many_raw(self, items: Sequence[tuple[str, Any, int]], encoded: Sequence[tuple[str, bytes, int]] = ()
+                        ) -> tuple["StagedWrites", list[Optional[bytes]]]:
+        """``encode_many``, and the JSON of each of ``items`` in their order (None: a delete),
+        for a reader in another process (the scoring process packs from the profiles' JSON)."""
         by_partition: dict[int, list[tuple[bytes, Optional[bytes]]]] = defaultdict(list)
         dumps = codecs.dumps_json
+        raws: list[Optional[bytes]] = []
         for key, value, partition in items:
-            by_partition[partition].append((key.encode("utf-8"), None if value is TOMBSTONE else dumps(value)))
+            raw = None if value is TOMBSTONE else dumps(value)
+            raws.append(raw)
+            by_partition[partition].append((key.encode("utf-8"), raw))
         for key, raw, partition in encoded:
             by_partition[partition].append((key.encode("utf-8"), raw))
-        return StagedWrites(by_partition)
+        return StagedWrites(by_partition), raws
 
     def store_staged(self, staged: "StagedWrites") -> "StagedWrites":
         """Write encoded records to the local store, one RocksDB write batch per partition;

@@ -9,25 +9,21 @@ the user's transitions, either alone, then popularity x category affinity, then 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-import numpy as np
 
 from ..popularity.trending import PopularityIndex
-from ..profiles.profile import ROW_KIND, ROW_PRODUCT, ROW_RATING, Profile, seen_items
+from ..profiles.profile import Profile, seen_items
 from ..settings import Settings
 from .active import ActiveModel, ModelHolder
 from .items import Item, from_ranked, ranked_item
 from .popular import popular_affinity
 from .ready_values import Columns, columns_of, row_strategies, score_model
+from .pack import PackSpec, pack_profiles
 from .scoring import BatchQuery
 from .strategies import STRATEGY_AFFINITY, STRATEGY_POPULAR, STRATEGY_TRANSITIONS
 from .transition_index import TransitionIndex, query_items
 from .variants import Variant, assign
-
-_EMPTY_I = np.zeros(0, dtype=np.int32)
-_EMPTY_F = np.zeros(0, dtype=np.float32)
-
 
 def to_columns(items: list[Item]) -> Columns:
     return ([i["product_id"] for i in items], [i["score"] for i in items],
@@ -58,83 +54,20 @@ class Ranker:
         return self.blend_weights if variant is None else variant.blend_weights(self.blend_weights)
 
     # -- the model path: fold-in + transitions + blend ------------------------------------------
+    def pack_spec(self, *, n: Optional[int] = None, blend_weights: Optional[tuple[float, float]] = None) -> PackSpec:
+        return PackSpec(self.settings.weights, n or self.settings.rec_list_size, blend_weights or self.blend_weights)
+
     def pack(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
              category: Optional[str] = None, blend_weights: Optional[tuple[float, float]] = None
              ) -> tuple[list[int], BatchQuery]:
-        """The profiles the model can score (their positions) and their packed query.
-
-        A profile is scored when the model knows one of its items (fold-in) or one of its
-        latest day's items has successors (shipped with the model or streamed) in the catalogue.
-        """
-        index, weights = active.index, self.settings.weights
-        blend = blend_weights or self.blend_weights
-        use_transitions = blend[1] > 0
-        shipped_ptr = active.transitions.matrix.indptr if active.transitions is not None else None
+        """The profiles the model can score (their positions) and their packed query
+        (``pack.pack_profiles``, against this worker's transition index)."""
         item_arrays = self.transitions.item_arrays
-        rows: list[int] = []
-        items: list[int] = []
-        conf: list[float] = []
-        offsets = [0]
-        seen: list[int] = []
-        seen_offsets = [0]
-        t_query: list[int] = []
-        t_query_offsets = [0]
-        t_items: list[np.ndarray] = []
-        t_scores: list[np.ndarray] = []
-        t_slot_offsets = [0]
-        streamed = 0
-        get = index.get
-        # ALS weight per (kind, rating): a handful of pairs, computed once per batch.
-        weight_of: dict[tuple[str, Any], float] = {}
-        for pos, p in enumerate(profiles):
-            recent = p["recent"] if p else None
-            if not recent:
-                continue
-            merged: dict[int, float] = {}
-            for r in recent:
-                i = get(r[ROW_PRODUCT])
-                if i is not None:
-                    key = (r[ROW_KIND], r[ROW_RATING])
-                    w = weight_of.get(key)
-                    if w is None:
-                        w = weight_of[key] = weights.als_weight(*key)
-                    merged[i] = merged.get(i, 0.0) + w
-            slots = len(t_query)
-            if use_transitions:
-                for pid in query_items(recent):
-                    i = get(pid)
-                    has = shipped_ptr is not None and i is not None and shipped_ptr[i + 1] > shipped_ptr[i]
-                    idx, counts = item_arrays(pid, active)
-                    if len(idx):
-                        t_items.append(idx)
-                        t_scores.append(counts)
-                        streamed += len(idx)
-                        has = True
-                    if has:
-                        t_query.append(-1 if i is None else i)
-                        t_slot_offsets.append(streamed)
-            if not merged and len(t_query) == slots:
-                continue
-            rows.append(pos)
-            items.extend(merged)
-            conf.extend(merged.values())
-            offsets.append(len(items))
-            # Every recent item the model knows is in ``merged``: exactly the seen items to mask.
-            seen.extend(merged)
-            seen_offsets.append(len(seen))
-            t_query_offsets.append(len(t_query))
-        has_t = bool(t_query)
-        q = BatchQuery(np.asarray(items, dtype=np.int64), np.asarray(conf, dtype=np.float64),
-                       np.asarray(offsets, dtype=np.int64), np.asarray(seen, dtype=np.int64),
-                       np.asarray(seen_offsets, dtype=np.int64), n or self.settings.rec_list_size,
-                       None if category is None else active.categories == category,
-                       trans_query=np.asarray(t_query, dtype=np.int64) if has_t else None,
-                       trans_query_offsets=np.asarray(t_query_offsets, dtype=np.int64) if has_t else None,
-                       trans_items=np.concatenate(t_items) if t_items else (_EMPTY_I if has_t else None),
-                       trans_scores=np.concatenate(t_scores) if t_scores else (_EMPTY_F if has_t else None),
-                       trans_slot_offsets=np.asarray(t_slot_offsets, dtype=np.int64) if has_t else None,
-                       blend_weights=blend)
-        return rows, q
+        return pack_profiles(
+            profiles, self.pack_spec(n=n, blend_weights=blend_weights), index=active.index,
+            shipped_indptr=active.transitions.matrix.indptr if active.transitions is not None else None,
+            item_arrays=lambda pid: item_arrays(pid, active),
+            allowed=None if category is None else active.categories == category)
 
     def score(self, active: ActiveModel, profiles: list[Optional[Profile]], *, n: Optional[int] = None,
               category: Optional[str] = None, blend_weights: Optional[tuple[float, float]] = None

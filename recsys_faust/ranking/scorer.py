@@ -35,12 +35,14 @@ import sys
 from collections import deque
 from pathlib import Path
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from .ready_values import ScoredValues, score_values
 from ..settings import SCORING_MODES
+from .pack import PackSpec
 from .scoring import BatchQuery
 from .active import ScoringModel
+from .transition_index import TransitionIndex
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ INLINE_MAX_USERS = 32
 
 #: A frame on the scoring process's pipes: an 8-byte big-endian length, then a pickle.
 FRAME_HEADER = struct.Struct(">Q")
+
+#: Packs a batch's query in the worker (its rows and the query): ``Ranker.pack`` bound to the batch.
+LocalPack = Callable[[], tuple[list[int], BatchQuery]]
 
 
 class Scorer(Protocol):
@@ -60,11 +65,31 @@ class Scorer(Protocol):
 
     async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues: ...
 
+    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+        """Pack and score a batch of profiles (their JSON; ``local`` packs them in the worker):
+        the future has the rows scored (positions in ``profiles``) and their values."""
+
     def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
     def status(self) -> dict: ...
+
+
+async def _with_rows(rows: list[int], scoring: "asyncio.Future[ScoredValues]") -> tuple[list[int], ScoredValues]:
+    return rows, await scoring
+
+
+def _pack_here(scorer: "Scorer", model: ScoringModel, local: LocalPack,
+               generated_at: float) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+    """``submit_profiles`` for a batch packed by the worker itself (``local``)."""
+    rows, query = local()
+    if not rows:
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut.set_result((rows, None))
+        return fut
+    return asyncio.ensure_future(_with_rows(rows, scorer.submit(model, query, generated_at)))
 
 
 class InlineScorer:
@@ -83,6 +108,10 @@ class InlineScorer:
 
     async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
         return await self.submit(model, query, generated_at)
+
+    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+        return _pack_here(self, model, local, generated_at)
 
     def start(self) -> None:
         pass
@@ -113,6 +142,10 @@ class ThreadScorer:
 
     async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
         return await self.submit(model, query, generated_at)
+
+    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+        return _pack_here(self, model, local, generated_at)
 
     async def close(self) -> None:
         if self._executor is not None:
@@ -187,19 +220,29 @@ class _Child:
 
     def send(self, model: ScoringModel, query: BatchQuery, generated_at: float,
              with_model: bool = False) -> "asyncio.Future[tuple]":
-        """Write one request now; the future gets its answer."""
-        stdin = self.proc.stdin
-        assert stdin is not None
+        """Write one scoring request now; the future gets its answer."""
+        return self._request("score", model, query, generated_at, with_model)
+
+    def send_pack(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                  with_model: bool = False) -> "asyncio.Future[tuple]":
+        """Write one pack-and-score request now (profiles as JSON); the answer is (rows, values)."""
+        return self._request("pack", model, (profiles, spec), generated_at, with_model)
+
+    def tell_index(self, updates: list[tuple[str, Optional[bytes]]], reset: bool) -> None:
+        """Hand the child's transition index changes (``reset``: all of it), in order; no answer."""
+        self._write(pickle.dumps(("index", updates, reset), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _request(self, kind: str, model: ScoringModel, body: Any, generated_at: float,
+                 with_model: bool) -> "asyncio.Future[tuple]":
         version = model.version
         attached = model if with_model or version not in self.models else None
-        payload = pickle.dumps((version, attached, query, generated_at), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((kind, version, attached, body, generated_at), protocol=pickle.HIGHEST_PROTOCOL)
         fut: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
         if self.gone is not None:  # no answer would ever come
             fut.set_exception(self.gone)
             return fut
         try:
-            # Not drained: at most a couple of batches (a few hundred KB each) are in flight.
-            stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
+            self._write(payload)
         except (ConnectionError, RuntimeError) as exc:
             fut.set_exception(ChildGone(self, f"writing to the scoring process failed: {exc!r}"))
             return fut
@@ -207,6 +250,12 @@ class _Child:
             self.models.add(version)
         self.waiting.append(fut)
         return fut
+
+    def _write(self, payload: bytes) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        # Not drained: at most a couple of batches (a few hundred KB each) are in flight.
+        stdin.write(FRAME_HEADER.pack(len(payload)) + payload)
 
     async def kill(self) -> None:
         if self.proc.returncode is None:
@@ -246,6 +295,42 @@ class ProcessScorer:
         self._starting: Optional[asyncio.Future] = None
         self.restarts = 0
         self.fallbacks = 0  # batches scored in the worker because no scoring process answered
+        # The worker's transition index, which the child's copy follows (``follow``), and the
+        # changes not handed to the child yet.
+        self._index: Optional[TransitionIndex] = None
+        self._index_changes: list[tuple[str, Optional[bytes]]] = []
+        self.packed_batches = 0  # batches packed (and scored) in the scoring process
+
+    def follow(self, index: TransitionIndex) -> None:
+        """Keep a copy of ``index`` in the scoring process, so that it packs large batches
+        (``submit_profiles``) itself.
+
+        Packing a batch's query (the users' recent items weighted for the fold-in, their
+        latest day's items' successor arrays) was a tenth of a busy worker's event loop, and
+        it only reads the profiles and this index: the profiles go to the child as the JSON
+        the batch stores anyway, and the index as its changes, in the order the worker's copy
+        took them (a new child starts from all of it). The child's copy is therefore the
+        worker's as of the batch, and so are the lists.
+        """
+        self._index = index
+        index.listener = self._index_changed
+
+    def _index_changed(self, key: str, raw: Optional[bytes]) -> None:
+        if self._child is None or self._child.gone is not None:
+            return  # the next child starts from the whole index
+        if not self._index_changes:
+            asyncio.get_running_loop().call_soon(self._hand_index_changes)
+        self._index_changes.append((key, raw))
+
+    def _hand_index_changes(self) -> None:
+        changes, self._index_changes = self._index_changes, []
+        child = self._child
+        if changes and child is not None and child.gone is None:
+            try:
+                child.tell_index(changes, reset=False)
+            except (ConnectionError, RuntimeError) as exc:
+                # Its answers stop too, and the batches waiting for them get a new child.
+                log.warning("writing to the scoring process failed: %r", exc)
 
     @property
     def pid(self) -> Optional[int]:
@@ -273,7 +358,13 @@ class ProcessScorer:
             for pipe in (proc.stdin, proc.stdout):
                 transport = getattr(pipe, "transport", None) or getattr(pipe, "_transport", None)
                 _widen_pipe(transport.get_extra_info("pipe") if transport is not None else None)
-            self._child = _Child(proc)
+            child = _Child(proc)
+            if self._index is not None:
+                # Nothing runs between this and the child's first batch: the copy it starts
+                # from is the index as the batches after it see it.
+                child.tell_index(self._index.entries_raw(), reset=True)
+            self._index_changes = []
+            self._child = child
             log.info("scoring process started (pid %d)", proc.pid)
         finally:
             self._starting = None
@@ -327,6 +418,49 @@ class ProcessScorer:
             return answer[1]
         raise AssertionError("unreachable")
 
+    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+        if self._index is None or len(profiles) <= self.inline_max_users:
+            return _pack_here(self, model, local, generated_at)
+        self.packed_batches += 1
+        first = None
+        if self._child is not None and self._child.gone is None:
+            self._hand_index_changes()  # the batch's own index changes go before it
+            first = (self._child, self._child.send_pack(model, profiles, spec, generated_at))
+        return asyncio.ensure_future(self._score_packed(model, profiles, spec, generated_at, local, first))
+
+    async def _score_packed(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                            local: LocalPack, first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]
+                            ) -> tuple[list[int], Optional[ScoredValues]]:
+        """``_score`` for a batch the child packs. A batch sent again to a new child is packed
+        against the index as it is then (the copy the new child starts from), not as it was
+        when the batch was folded: a newer count, never a lost or doubled one."""
+        for attempt in (1, 2):
+            try:
+                if first is None:
+                    child = await self._ensure()
+                    self._hand_index_changes()
+                    first = (child, child.send_pack(model, profiles, spec, generated_at))
+                child, sent = first
+                answer = await sent
+                if answer[0] == "missing":
+                    answer = await child.send_pack(model, profiles, spec, generated_at, with_model=True)
+            except (ChildGone, OSError) as exc:
+                first = None
+                if isinstance(exc, ChildGone):
+                    await self._discard(exc.child)
+                if attempt == 2:
+                    self.fallbacks += 1
+                    log.error("the scoring process failed twice (%s); scoring this batch in the worker", exc)
+                    rows, query = local()
+                    return rows, score_values(model, query, generated_at) if rows else None
+                log.error("%s; starting another and scoring the batch again", exc)
+                continue
+            if answer[0] == "error":
+                raise ScoringProcessError(f"the scoring process failed a batch: {answer[1]}")
+            return answer[1]
+        raise AssertionError("unreachable")
+
     async def _discard(self, child: _Child) -> None:
         """Drop a child that failed (once, however many batches saw it fail)."""
         if self._child is child:
@@ -354,14 +488,18 @@ class ProcessScorer:
 
     def status(self) -> dict:
         return {"mode": self.mode, "pid": self.pid, "restarts": self.restarts, "fallbacks": self.fallbacks,
-                "inline_batches": self.inline_batches, "nice": self.nice}
+                "inline_batches": self.inline_batches, "packed_batches": self.packed_batches, "nice": self.nice}
 
 
-def make_scorer(mode: str, *, nice: int = 0) -> Scorer:
+def make_scorer(mode: str, *, nice: int = 0, transitions: Optional[TransitionIndex] = None) -> Scorer:
     """The scorer for ``RECSYS_SCORING`` (process, thread or inline); ``nice``: the scoring
-    process's niceness above the worker's (``RECSYS_SCORING_NICE``)."""
+    process's niceness above the worker's (``RECSYS_SCORING_NICE``); ``transitions``: the
+    worker's transition index, which a scoring process follows to pack batches itself."""
     if mode == "process":
-        return ProcessScorer(nice=nice)
+        scorer = ProcessScorer(nice=nice)
+        if transitions is not None:
+            scorer.follow(transitions)
+        return scorer
     if mode == "thread":
         return ThreadScorer()
     if mode == "inline":

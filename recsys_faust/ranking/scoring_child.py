@@ -1,9 +1,19 @@
 """The scoring process: ``score_values`` for the worker that started it (ranking/scorer.py).
 
-Reads length-prefixed pickled ``(version, ScoringModel or None, query, generated_at)`` requests
-from stdin and writes ``("ok", ScoredValues)``, ``("missing", version)`` (send the model along) or
-``("error", text)`` answers to stdout in the same order. Exits when stdin closes: the worker
-stopped, or died.
+Reads length-prefixed pickled frames from stdin:
+
+- ``("score", version, ScoringModel or None, query, generated_at)``: a packed batch, answered
+  ``("ok", ScoredValues)``;
+- ``("pack", version, ScoringModel or None, (profiles' JSON, PackSpec), generated_at)``: a batch
+  packed here against this process's copy of the worker's transition index, answered
+  ``("ok", (rows, ScoredValues or None))``;
+- ``("index", [(key, entry JSON or None), ...], reset)``: changes of the worker's transition index
+  in the order it took them (``reset``: the whole index, replacing the copy); not answered.
+
+A request for a model version this process does not hold is answered ``("missing", version)``
+(send the model along), a failed one ``("error", text)``; answers go to stdout in request order.
+Exits when stdin closes (the worker stopped, or died), and on a change of the index it could not
+take (its copy would differ from the worker's: the worker starts another from the whole index).
 """
 
 from __future__ import annotations
@@ -13,11 +23,16 @@ import pickle
 import signal
 import sys
 import traceback
-from typing import BinaryIO, Optional
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Optional
 
-from .ready_values import score_values
-from .scorer import FRAME_HEADER
+import orjson
+
 from .active import ScoringModel
+from .pack import PackSpec, pack_profiles
+from .ready_values import ScoredValues, score_values
+from .scorer import FRAME_HEADER
+from .transition_index import TransitionIndex
 
 #: Model versions kept: the active one and the one it replaced (a batch packed against the old
 #: model may still be on its way when the new one arrives).
@@ -33,18 +48,58 @@ def _read_frame(stream: BinaryIO) -> Optional[bytes]:
     return body if len(body) == size else None
 
 
+@dataclass(frozen=True)
+class _Catalogue:
+    """What the transition index's arrays need of a model here: its version and item index."""
+
+    version: str
+    index: dict[str, int]
+
+
+def _pack_and_score(model: ScoringModel, catalogue: _Catalogue, transitions: TransitionIndex,
+                    profiles: list[bytes], spec: PackSpec, generated_at: float
+                    ) -> tuple[list[int], Optional[ScoredValues]]:
+    shipped = model.transitions
+    rows, query = pack_profiles(
+        [orjson.loads(raw) for raw in profiles], spec, index=catalogue.index,
+        shipped_indptr=shipped.indptr if shipped is not None else None,
+        item_arrays=lambda pid: transitions.item_arrays(pid, catalogue))
+    return rows, score_values(model, query, generated_at) if rows else None
+
+
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     models: dict[str, ScoringModel] = {}
+    catalogues: dict[str, _Catalogue] = {}  # built on a version's first "pack"
+    transitions = TransitionIndex()
     while (frame := _read_frame(requests)) is not None:
+        message = pickle.loads(frame)
+        if message[0] == "index":
+            _, changes, reset = message
+            if reset:
+                transitions = TransitionIndex()
+            for key, raw in changes:
+                transitions.put_raw(key, raw)  # raises out of serve (and the process) if it cannot
+            continue
+        answer: Any
         try:
-            version, attached, query, generated_at = pickle.loads(frame)
+            kind, version, attached, body, generated_at = message
             if attached is not None:
                 models.pop(version, None)
                 models[version] = attached
                 while len(models) > MODELS_KEPT:
+                    catalogues.pop(next(iter(models)), None)
                     del models[next(iter(models))]
             model = models.get(version)
-            answer = ("ok", score_values(model, query, generated_at)) if model is not None else ("missing", version)
+            if model is None:
+                answer = ("missing", version)
+            elif kind == "pack":
+                catalogue = catalogues.get(version)
+                if catalogue is None:
+                    catalogue = catalogues[version] = _Catalogue(
+                        version, {pid: i for i, pid in enumerate(model.catalogue.item_ids.tolist())})
+                answer = ("ok", _pack_and_score(model, catalogue, transitions, *body, generated_at))
+            else:
+                answer = ("ok", score_values(model, body, generated_at))
         except Exception:  # noqa: BLE001 - the worker raises it with the batch
             answer = ("error", traceback.format_exc(limit=8))
         payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)

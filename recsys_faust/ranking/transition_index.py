@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+
+import orjson
 
 from ..events.model import Source, is_older, mark_applied
 from ..profiles.profile import ROW_PRODUCT, ROW_TS, row_order, row_ts
@@ -237,13 +239,31 @@ class TransitionIndex:
         self._arrays_model: Optional[str] = None
         self._sizes: dict[str, int] = {}
         self.pairs = 0  # successor counts held (all entries): the index's size
+        # Told of every change this index takes, with the entry's JSON (``raw`` when the caller
+        # has it, else encoded here): how a copy in another process follows this one
+        # (``IndexMirror``, the scoring process's, ranking/scorer.py).
+        self.listener: Optional[Callable[[str, Optional[bytes]], None]] = None
 
-    def put(self, key: str, entry: Optional[Entry]) -> None:
+    def put(self, key: str, entry: Optional[Entry], raw: Optional[bytes] = None) -> None:
         if is_history_key(key):
             return  # a user's history (its owner's bookkeeping), not an item's entry
         old = self._entries.get(key)
         if entry is not None and old is not None and old is not entry and is_older(entry["applied"], old["applied"]):
             return  # an older copy of what this worker already holds (see events.model.is_older)
+        if self.listener is not None:
+            self.listener(key, None if entry is None else raw if raw is not None else orjson.dumps(entry))
+        self._set(key, entry)
+
+    def put_raw(self, key: str, raw: Optional[bytes]) -> None:
+        """A change another index took (its ``listener``'s arguments), taken as it was there."""
+        self._set(key, None if raw is None else orjson.loads(raw))
+
+    def entries_raw(self) -> list[tuple[str, bytes]]:
+        """Every entry as JSON: the starting point of a copy that then follows ``listener``."""
+        return [(key, orjson.dumps(entry)) for key, entry in self._entries.items()]
+
+    def _set(self, key: str, entry: Optional[Entry]) -> None:
+        old = self._entries.get(key)
         self._entries.pop(key, None)
         self._arrays.pop(key, None)
         self.pairs -= self._sizes.pop(key, 0)
@@ -265,9 +285,16 @@ class TransitionIndex:
             self._summed.pop(entry["item"], None)
             self._item_arrays.pop(entry["item"], None)
 
-    def put_many(self, items: Iterable[tuple[str, Optional[Entry]]]) -> None:
-        for key, entry in items:
-            self.put(key, entry)
+    def put_many(self, items: Iterable[tuple[str, Optional[Entry]]],
+                 raws: Optional[Sequence[Optional[bytes]]] = None) -> None:
+        """``put`` of each item; ``raws``: their JSON, aligned with ``items``, where the caller
+        encoded them already (a micro-batch's own writes)."""
+        if raws is None:
+            for key, entry in items:
+                self.put(key, entry)
+        else:
+            for (key, entry), raw in zip(items, raws):
+                self.put(key, entry, raw)
 
     def __len__(self) -> int:
         return len(self._entries)

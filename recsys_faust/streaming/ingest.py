@@ -20,6 +20,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 
 from faust.types import EventT, TopicT
@@ -89,7 +90,8 @@ class _Folded:
     transition_writes: StagedWrites
     id_writes: StagedWrites
     active: Optional[ActiveModel]
-    # (positions in ``touched``, their scores on the way): one per A/B variant ranked by the model
+    # (positions in ``touched``, their scored rows and values on the way: rows are indices into
+    # those positions): one per A/B variant ranked by the model
     scorings: list[tuple[list[int], asyncio.Future]]
     online: _Online
 
@@ -265,29 +267,32 @@ class UserEventProcessor:
         # The histories after the entries: in one changelog partition, in this order, a history
         # that survived a crash never holds an event whose count changes did not.
         local_transitions = self._fold_transitions(trans_updates) + histories
-        # This worker's own writes count at once; other partitions arrive via the changelog.
-        self.index.put_many([(key, entry) for key, entry, _ in local_entries])
-        self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions])
         # Encoded now: the next batch may fold more events into these objects before this
         # one is stored; until then it reads them from here rather than from RocksDB.
         # Users whose only change is a served answer are stored but not ranked again: an answer
         # changes no score.
-        profile_writes = self.profiles.encode_many(touched + answered)
+        profile_writes, profile_raws = self.profiles.encode_many_raw(touched + answered)
         entry_writes = self.popularity.encode_many(local_entries)
-        transition_writes = self.transitions.encode_many(local_transitions)
+        transition_writes, transition_raws = self.transitions.encode_many_raw(local_transitions)
+        # This worker's own writes count at once; other partitions arrive via the changelog.
+        self.index.put_many([(key, entry) for key, entry, _ in local_entries])
+        self.ranker.transitions.put_many([(key, entry) for key, entry, _ in local_transitions], transition_raws)
         self._profiles_ahead.hold(seq, touched + answered)
         self._entries_ahead.hold(seq, local_entries)
         self._transitions_ahead.hold(seq, local_transitions)
         marks.append(("popularity", time.perf_counter()))
         # Fold-in, transitions and blend of every touched user against one snapshot of the
         # active model, handed to the scorer now and awaited by ``_finish``.
+        # A large batch is packed where it is scored (ranking/scorer.py, ``follow``), from the
+        # profiles' JSON just encoded; ``pack`` is the same packing here.
         active = self.ranker.models.active
         scorings: list[tuple[list[int], asyncio.Future]] = []
         if active is not None and touched:
             for positions, weights in self._variant_groups(touched):
-                rows, query = self.ranker.pack(active, [touched[i][1] for i in positions], blend_weights=weights)
-                if rows:
-                    scorings.append(([positions[r] for r in rows], self.scorer.submit(active.scoring, query, time.time())))
+                profiles = [touched[i][1] for i in positions]
+                scorings.append((positions, self.scorer.submit_profiles(
+                    active.scoring, [profile_raws[i] for i in positions], self.ranker.pack_spec(blend_weights=weights),
+                    time.time(), partial(self.ranker.pack, active, profiles, blend_weights=weights))))
         marks.append(("pack", time.perf_counter()))
         return _Rest(self, _Folded(
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
@@ -599,10 +604,12 @@ class UserEventProcessor:
             # The scored users' values come encoded from the scorer; the others get a
             # popularity list here.
             scored: list[Optional[tuple[bytes, Optional[bytes]]]] = [None] * len(b.touched)
-            for rows, scoring in b.scorings:
-                values = await scoring
-                for pos, list_value, factor_value in zip(rows, values.lists, values.factors):
-                    scored[pos] = (list_value, factor_value)
+            for positions, scoring in b.scorings:
+                rows, values = await scoring
+                if values is None:
+                    continue
+                for row, list_value, factor_value in zip(rows, values.lists, values.factors):
+                    scored[positions[row]] = (list_value, factor_value)
             if b.scorings:
                 marks.append(("scoring", time.perf_counter()))
             version = b.active.version if b.active is not None else POPULARITY_MODEL_VERSION

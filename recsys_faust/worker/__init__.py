@@ -58,7 +58,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     cache = CacheControl(settings, recommender.clear_cache, topics.control)
     dead_letters = DeadLetters(topics.dead_letters, settings.worker_name, FieldCipher.from_settings(settings))
     drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
-    scorer = make_scorer(settings.scoring, nice=settings.scoring_nice)
+    scorer = make_scorer(settings.scoring, nice=settings.scoring_nice, transitions=replicas.transitions)
     online = OnlineMonitor(settings, OnlineStats(), replicas.models, topics.served, catalogue_size=lambda: (
         len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
     run_scorer_with_the_worker(app, scorer)

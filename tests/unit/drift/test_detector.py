@@ -139,3 +139,28 @@ def test_reservoir_is_bounded_uniform_and_seeded():
         b.add(float(v))
     assert len(a.values) == 100 and a.seen == 10_000 and a.values == b.values
     assert 3000 < np.mean(a.values) < 7000  # drawn from the whole stream, not its start
+
+
+def test_reservoir_add_many_draws_the_same_sample_as_add_one_at_a_time():
+    import random
+    one, many = Reservoir(100, random.Random("s")), Reservoir(100, random.Random("s"))
+    values = [float(v) for v in range(5_000)]
+    for v in values:
+        one.add(v)
+    for chunk in (values[:40], values[40:41], values[41:2_000], [], values[2_000:]):  # across the fill point
+        many.add_many(chunk)
+    assert many.seen == one.seen == 5_000 and many.values == one.values
+
+
+def test_a_batch_is_counted_as_its_events_one_at_a_time():
+    events = views(300, ["a", "b", None]) + [
+        Event("purchase", f"x{i}", f"u{i}", 2.0, product_id=f"p{i}", price=float(i), rating=None) for i in range(50)]
+    one, batch = DriftDetector(CFG), DriftDetector(CFG)
+    for ev in events:
+        one.observe([ev], 1.0, known_items={"p1", "p2"})
+    batch.observe(iter(events), 1.0, known_items={"p1", "p2"})
+    assert batch.events == one.events == 350
+    assert batch.counts == one.counts and batch.per_user == one.per_user
+    assert batch.counts["catalogue"] == {"known": sum(e.product_id in {"p1", "p2"} for e in events),
+                                         "unknown": sum(e.product_id not in {"p1", "p2"} for e in events)}
+    assert {k: r.values for k, r in batch.samples.items()} == {k: r.values for k, r in one.samples.items()}

@@ -5,6 +5,7 @@ import os
 import signal
 
 import numpy as np
+import orjson
 import pytest
 
 from recsys_faust.ranking.foldin import FoldIn
@@ -12,6 +13,9 @@ from recsys_faust.ranking.scorer import ProcessScorer, ScoringProcessError, make
 from recsys_faust.ranking.scoring import BatchQuery
 from recsys_faust.ranking.active import Catalogue, ScoringModel
 from recsys_faust.ranking.ready_values import score_values
+from recsys_faust.ranking.pack import PackSpec, pack_profiles
+from recsys_faust.ranking.transition_index import TransitionIndex, entry_key, history_key
+from recsys_faust.settings import EventWeights
 
 ITEMS, FACTORS = 300, 8
 
@@ -112,7 +116,7 @@ async def test_a_killed_scoring_process_is_replaced_and_the_batch_scored_again()
         assert same(result, expected(m, query(2)))
         assert scorer.restarts == 1 and scorer.pid not in (None, first)
         assert scorer.status() == {"mode": "process", "pid": scorer.pid, "restarts": 1, "fallbacks": 0,
-                                   "inline_batches": 0, "nice": 0}
+                                   "inline_batches": 0, "packed_batches": 0, "nice": 0}
     finally:
         await scorer.close()
 
@@ -185,3 +189,109 @@ asyncio.run(main())
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+# -- batches packed in the scoring process, against its copy of the worker's transition index --
+
+SPEC = PackSpec(EventWeights(), 20, (1.0, 0.75))
+DAY = 86_400.0
+
+
+class View:
+    """The model as the transition index's arrays see it (version and item index)."""
+
+    def __init__(self, m: ScoringModel) -> None:
+        self.version = m.version
+        self.index = {pid: i for i, pid in enumerate(m.catalogue.item_ids.tolist())}
+
+
+def profiles(seed: int, users: int = 60) -> list[dict]:
+    """Users with a few days of views and purchases over the catalogue (and some unknown items)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(users):
+        rows = []
+        for j in range(int(rng.integers(1, 9))):
+            pid = f"p{rng.integers(0, ITEMS)}" if rng.random() < 0.9 else f"new{rng.integers(0, 5)}"
+            rows.append([pid, "purchase" if rng.random() < 0.3 else "view", float(j // 3) * DAY + j, "", None])
+        out.append({"recent": rows})
+    return out
+
+
+def local_pack(index: TransitionIndex, m: ScoringModel, batch: list[dict]):
+    view = View(m)
+    return pack_profiles(batch, SPEC, index=view.index, shipped_indptr=None,
+                         item_arrays=lambda pid: index.item_arrays(pid, view))
+
+
+def change_entries(index: TransitionIndex, seed: int, held: dict) -> None:
+    """Entries put, changed in place and put again (as a micro-batch does), deleted, and an older
+    copy offered (refused), some for unknown items; a user's history (never an entry)."""
+    rng = np.random.default_rng(seed)
+    for n in range(150):
+        item = f"p{rng.integers(0, 60)}" if rng.random() < 0.95 else "new1"
+        key = entry_key(item, int(rng.integers(0, 3)))
+        entry = held.get(key)
+        if entry is None or rng.random() < 0.2:
+            entry = held[key] = {"item": item, "next": {}, "applied": {}}
+        entry["applied"]["t:0"] = seed * 1_000 + n
+        for _ in range(int(rng.integers(1, 4))):
+            nxt = f"p{rng.integers(0, ITEMS)}" if rng.random() < 0.9 else "new2"
+            entry["next"][nxt] = entry["next"].get(nxt, 0) + 1
+        index.put(key, entry)
+    gone = sorted(held)[0]
+    index.put(gone, None)
+    del held[gone]
+    key = sorted(held)[0]
+    index.put(key, {"item": held[key]["item"], "next": {"p1": 99}, "applied": {"t:0": -1}})  # older: refused
+    index.put(history_key("u1"), {"rows": [], "applied": {}})
+
+
+def test_a_copy_fed_the_changes_packs_what_the_index_it_follows_packs():
+    index, copy = TransitionIndex(), TransitionIndex()
+    index.listener = copy.put_raw
+    m, held = model(9), {}
+    for seed in range(3):
+        change_entries(index, seed, held)
+        want_rows, want = local_pack(index, m, profiles(seed))
+        rows, got = local_pack(copy, m, profiles(seed))
+        assert rows == want_rows and len(rows) > 20
+        for field in ("items", "weights", "offsets", "seen", "trans_query", "trans_query_offsets",
+                      "trans_items", "trans_scores", "trans_slot_offsets"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), field
+        assert len(want.trans_items) > 30  # the streamed successors took part
+    assert copy.pairs == index.pairs and len(copy) == len(index)
+
+
+async def test_the_scoring_process_packs_large_batches_as_the_worker_would_across_changes_and_a_restart():
+    index, m, held = TransitionIndex(), model(10), {}
+    change_entries(index, 0, held)  # before the child starts: it starts from the whole index
+    scorer = ProcessScorer()
+    scorer.follow(index)
+    scorer.start()
+    try:
+        async def check(seed: int) -> None:
+            batch = profiles(seed)
+            want_rows, q = local_pack(index, m, batch)
+            raws = [orjson.dumps(p) for p in batch]
+            rows, values = await scorer.submit_profiles(m, raws, SPEC, NOW, lambda: local_pack(index, m, batch))
+            assert rows == want_rows and same(values, score_values(m, q, NOW))
+
+        await check(1)
+        for seed in (2, 3):  # changes handed over before the batch that follows them
+            change_entries(index, seed, held)
+            await check(seed)
+        first = scorer.pid
+        os.kill(first, signal.SIGKILL)
+        await wait_for(lambda: not pid_alive(first))
+        change_entries(index, 4, held)  # while no child holds a copy
+        await check(4)
+        assert scorer.restarts == 1 and scorer.pid not in (None, first)
+        small = profiles(5, users=10)  # a small batch is packed and scored in the worker
+        rows, values = await scorer.submit_profiles(m, [orjson.dumps(p) for p in small], SPEC, NOW,
+                                                    lambda: local_pack(index, m, small))
+        want_rows, q = local_pack(index, m, small)
+        assert rows == want_rows and same(values, score_values(m, q, NOW))
+        assert scorer.status()["packed_batches"] == 4 and scorer.status()["inline_batches"] == 1
+    finally:
+        await scorer.close()

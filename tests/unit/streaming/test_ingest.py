@@ -76,13 +76,17 @@ class MemoryTable:
         return [self.data.get(k) for k, _ in keys]
 
     def encode_many(self, items, encoded=()):
+        return self.encode_many_raw(items, encoded)[0]
+
+    def encode_many_raw(self, items, encoded=()):
         by_partition: dict[int, list] = {}
+        raws = []
         for key, value, partition in items:
-            by_partition.setdefault(partition, []).append(
-                (key.encode(), None if value is TOMBSTONE else codecs.dumps_json(value)))
+            raws.append(None if value is TOMBSTONE else codecs.dumps_json(value))
+            by_partition.setdefault(partition, []).append((key.encode(), raws[-1]))
         for key, raw, partition in encoded:
             by_partition.setdefault(partition, []).append((key.encode(), raw))
-        return StagedWrites(by_partition)
+        return StagedWrites(by_partition), raws
 
     def store_staged(self, staged):
         for partition, records in staged.by_partition.items():
