@@ -21,6 +21,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence
 
 from faust.types import EventT, TopicT
@@ -94,6 +95,7 @@ class _Folded:
     # those positions): one per A/B variant ranked by the model
     scorings: list[tuple[list[int], asyncio.Future]]
     online: _Online
+    generation: int  # ``UserEventProcessor._kept_generation`` when the batch was folded
 
 
 class _Rest:
@@ -111,17 +113,28 @@ class _Rest:
 
 
 class AheadOfStore:
-    """Values folded by batches not stored yet, for the batches folded after them.
+    """Values folded by batches not stored yet, for the batches folded after them; and, up to
+    ``keep`` keys, the values of the batches stored since, for the batches after those.
 
     The pipeline folds batch N+1 while batch N is being scored, before N is stored: N+1 must
     start from N's profiles, not from the older ones in RocksDB. Each batch's values are held in
     a map of their own, looked up newest batch first, and dropped whole when that batch is
     stored: at most two or three batches are held, and releasing one costs nothing per key
     (visiting a batch's keys to release them was 2% of the worker).
+
+    A stored batch's values stay readable here (``keep`` > 0) as long as nothing but this
+    worker's batches can change them: the next batch to fold an item's entry takes the object
+    it stored, rather than reading it back from RocksDB and decoding it again (a read and a
+    decode per entry were 3 to 5% of a busy worker's event loop: a popular item's entry is
+    folded by nearly every batch). A partition that changes hands can change underneath (its
+    recovery writes the store): ``forget`` drops everything kept on every rebalance. Past
+    ``keep`` keys the first kept go first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 0) -> None:
         self._batches: dict[int, dict[str, Any]] = {}  # seq -> key -> value, oldest batch first
+        self._keep = keep
+        self._stored: dict[str, Any] = {}  # key -> value of a stored batch (at most ``keep``)
 
     def hold(self, seq: int, items: Iterable[tuple[str, Any, int]]) -> None:
         """Hold the ``(key, value, partition)`` items folded by batch ``seq`` (seqs ascending)."""
@@ -129,10 +142,23 @@ class AheadOfStore:
         for key, value, _ in items:
             values[key] = value
 
-    def release(self, seq: int) -> None:
-        """Batch ``seq`` is stored: its keys are read from the table again, except those a later
-        batch folded since (held in that batch's map)."""
-        self._batches.pop(seq, None)
+    def release(self, seq: int, stored: bool = False) -> None:
+        """Batch ``seq`` is stored (``stored``), or will not be: its keys are read from the
+        table again, except those a later batch folded since (held in that batch's map) and,
+        once stored, those kept."""
+        values = self._batches.pop(seq, None)
+        if not (stored and values and self._keep):
+            return
+        kept = self._stored
+        kept.update(values)
+        over = len(kept) - self._keep
+        if over > 0:
+            for key in list(islice(kept, over)):
+                del kept[key]
+
+    def forget(self) -> None:
+        """Drop the values kept of stored batches (read from the table from now on)."""
+        self._stored.clear()
 
     def held(self, key: str) -> Optional[Any]:
         """The value held for ``key`` (None if none is)."""
@@ -140,29 +166,32 @@ class AheadOfStore:
             value = values.get(key, _NOT_HELD)
             if value is not _NOT_HELD:
                 return value
-        return None
+        return self._stored.get(key)
 
     def read_many(self, table: StrKeyTable, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
-        """``table.read_many`` with the values held here in place of the stored ones."""
-        if not self._batches:
+        """``table.read_many`` with the values held or kept here in place of the stored ones."""
+        if not self._batches and not self._stored:
             return table.read_many(keys)
-        batches = list(reversed(self._batches.values()))
+        maps = list(reversed(self._batches.values()))
+        if self._stored:
+            maps.append(self._stored)
         out: list[Optional[Any]] = [None] * len(keys)
         missing: list[int] = []
         for pos, (key, _) in enumerate(keys):
-            for values in batches:
+            for values in maps:
                 value = values.get(key, _NOT_HELD)
                 if value is not _NOT_HELD:
                     out[pos] = value
                     break
             else:
                 missing.append(pos)
-        for pos, value in zip(missing, table.read_many([keys[pos] for pos in missing])):
-            out[pos] = value
+        if missing:
+            for pos, value in zip(missing, table.read_many([keys[pos] for pos in missing])):
+                out[pos] = value
         return out
 
     def __len__(self) -> int:
-        """Distinct keys held."""
+        """Distinct keys held (not those kept of stored batches)."""
         return len(set().union(*self._batches.values()))
 
 
@@ -226,10 +255,15 @@ class UserEventProcessor:
         # back encoded.
         self.scorer: Scorer = scorer if scorer is not None else InlineScorer()
         self._seq = 0
+        # Item entries and users' transition histories stay readable here once stored
+        # (``AheadOfStore``): the item entries are the same objects the indexes hold.
+        keep = settings.state_cache_keys
         self._profiles_ahead = AheadOfStore()
-        self._entries_ahead = AheadOfStore()
-        self._transitions_ahead = AheadOfStore()
+        self._entries_ahead = AheadOfStore(keep)
+        self._transitions_ahead = AheadOfStore(keep)
         self._ids_ahead = AheadOfStore()
+        # Bumped by ``forget_kept``: a batch folded before it does not keep its values after it.
+        self._kept_generation = 0
         # Changelog sends run one batch behind; the worker drains them before each commit.
         self.changelog = ChangelogPipe()
 
@@ -298,7 +332,7 @@ class UserEventProcessor:
             seq=seq, records=len(records), started=started, oldest=oldest, marks=marks, outcomes=outcomes,
             touched=touched, profile_writes=profile_writes, entry_writes=entry_writes,
             transition_writes=transition_writes, id_writes=id_writes, active=active, scorings=scorings,
-            online=online))
+            online=online, generation=self._kept_generation))
 
     def _variant_groups(self, touched: list[tuple[str, dict, int]]) -> list[tuple[list[int], Optional[tuple[float, float]]]]:
         """The touched users' positions grouped by how the model ranks them: all together
@@ -600,6 +634,7 @@ class UserEventProcessor:
         """The rest of a batch: its scores, the ready lists, and every table stored in one step."""
         marks = b.marks
         marks.append(("overlap", time.perf_counter()))
+        stored = False
         try:
             # The scored users' values come encoded from the scorer; the others get a
             # popularity list here.
@@ -644,10 +679,11 @@ class UserEventProcessor:
                 (self.recommendations,
                  self.recommendations.store_staged(self.recommendations.encode_many(list_writes, list_values))),
             ]
+            stored = b.generation == self._kept_generation
         finally:
             # Stored (or failed: the worker stops and the batch is read again): later batches
-            # read these keys from the tables again.
-            self._release(b.seq)
+            # read these keys from the tables again, or from what is kept of them.
+            self._release(b.seq, stored)
         self.recent_users.touch(user_id for user_id, _, _ in b.touched)
         for a in b.online.answers:
             self.online.answered(a.key, a.items, a.hit)
@@ -678,8 +714,15 @@ class UserEventProcessor:
             return True
         return False
 
-    def _release(self, seq: int) -> None:
-        self._profiles_ahead.release(seq)
-        self._entries_ahead.release(seq)
-        self._transitions_ahead.release(seq)
-        self._ids_ahead.release(seq)
+    def _release(self, seq: int, stored: bool = False) -> None:
+        self._profiles_ahead.release(seq, stored)
+        self._entries_ahead.release(seq, stored)
+        self._transitions_ahead.release(seq, stored)
+        self._ids_ahead.release(seq, stored)
+
+    def forget_kept(self) -> None:
+        """Partitions changed hands (a rebalance): values kept of stored batches are read from
+        the tables again, where a partition's recovery may have changed them."""
+        self._kept_generation += 1
+        self._entries_ahead.forget()
+        self._transitions_ahead.forget()

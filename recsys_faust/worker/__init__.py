@@ -86,6 +86,12 @@ def build_worker(settings: Settings) -> RecsysApp:
         run in three; then, with the drain but no flush after it, in one CI run of several)."""
         await processor.changelog.drain()
         await app.producer.flush()  # handed over is not acknowledged: the new owner must read them
+        processor.forget_kept()
+
+    @app.on_partitions_assigned.connect
+    async def forget_kept_values(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        """A partition's recovery writes its store: what the processor kept of it is read again."""
+        processor.forget_kept()
     answerer = RequestAnswerer(
         settings, recommender=recommender, answered=tables.answered, responses=topics.responses,
         dead_letters=dead_letters, requests_topic=topics.requests, partitions_of=partitions_of,
