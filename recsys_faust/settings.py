@@ -213,6 +213,7 @@ class Settings(BaseSettings):
     scoring: str = "process"           # where a micro-batch's ALS maths runs: process, thread or inline
     scoring_nice: int = Field(10, ge=0, le=19)  # the scoring process's niceness above the worker's (0: the same)
     state_cache_keys: int = Field(50_000, ge=0)  # stored item entries and histories kept decoded, per table (0: none)
+    profile_cache_keys: int = Field(20_000, ge=0)  # stored user profiles kept decoded (about 4.5 KB each; 0: none)
     gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)
     loop_watch_interval_s: float = Field(0.025, ge=0)  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
     loop_stall_log_s: float = Field(0.05, gt=0)        # a loop stuck this long gets its stack logged

@@ -255,10 +255,10 @@ class UserEventProcessor:
         # back encoded.
         self.scorer: Scorer = scorer if scorer is not None else InlineScorer()
         self._seq = 0
-        # Item entries and users' transition histories stay readable here once stored
-        # (``AheadOfStore``): the item entries are the same objects the indexes hold.
+        # Item entries, users' transition histories and profiles stay readable here once
+        # stored (``AheadOfStore``): the item entries are the same objects the indexes hold.
         keep = settings.state_cache_keys
-        self._profiles_ahead = AheadOfStore()
+        self._profiles_ahead = AheadOfStore(settings.profile_cache_keys)
         self._entries_ahead = AheadOfStore(keep)
         self._transitions_ahead = AheadOfStore(keep)
         self._ids_ahead = AheadOfStore()
@@ -724,5 +724,6 @@ class UserEventProcessor:
         """Partitions changed hands (a rebalance): values kept of stored batches are read from
         the tables again, where a partition's recovery may have changed them."""
         self._kept_generation += 1
+        self._profiles_ahead.forget()
         self._entries_ahead.forget()
         self._transitions_ahead.forget()

@@ -21,7 +21,7 @@ from recsys_faust.kafka import codecs
 from recsys_faust.kafka.holes import Holes
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.kafka.table import TOMBSTONE, StagedWrites
-from recsys_faust.popularity.trending import COUNT, PopularityIndex
+from recsys_faust.popularity.trending import APPLIED, COUNT, PopularityIndex
 from recsys_faust.profiles import dedup
 from recsys_faust.ranking.active import ModelHolder
 from recsys_faust.ranking.artifact import ModelArtifact
@@ -58,6 +58,25 @@ def test_held_values_replace_stored_ones_until_their_batch_is_stored():
     ahead.release(2)
     assert len(ahead) == 0
     assert ahead.read_many(table, [("u1", 0)]) == [{"v": "stored"}]
+
+
+def test_a_stored_batch_stays_readable_up_to_the_bound_until_forgotten():
+    table = Stored({"u1": {"v": "stored"}})
+    ahead = AheadOfStore(keep=2)
+    values = {f"u{i}": {"v": f"batch {i}"} for i in range(1, 4)}
+    ahead.hold(1, [(k, v, 0) for k, v in values.items()])
+    ahead.release(1, stored=True)
+    # The bound: the first kept went first.
+    assert ahead.read_many(table, [("u1", 0), ("u2", 0), ("u3", 0)]) == [{"v": "stored"}, values["u2"], values["u3"]]
+    assert table.asked == [["u1"]]
+    got = ahead.read_many(table, [("u3", 0)])[0]
+    assert got is values["u3"]  # the same object: the next batch folds on top of it
+    ahead.hold(2, [("u4", {"v": "never stored"}, 0)])
+    ahead.release(2, stored=False)  # a batch that was not stored is not kept
+    assert ahead.read_many(table, [("u4", 0)]) == [None]
+    ahead.forget()
+    assert ahead.read_many(table, [("u2", 0), ("u3", 0)]) == [None, None]  # read from the table again
+    assert AheadOfStore().read_many(table, [("u1", 0)]) == [{"v": "stored"}]  # keep=0: nothing kept
 
 
 N = 4
@@ -235,6 +254,7 @@ def test_an_event_whose_id_was_stored_but_whose_profile_was_lost_is_applied_when
     rec = record(topic, p, 7, view(user, "p1", DAY, 1))
     asyncio.run(run(processor, [rec]))
     del tables["profiles"].data[user]  # the lost profile write
+    processor.forget_kept()  # the restarted worker keeps nothing of the batches before the crash
     asyncio.run(run(processor, [rec]))  # the same record, read again
     assert tables["profiles"].data[user]["counts"] == {"view": 1}
     asyncio.run(run(processor, [record(topic, p, 8, view(user, "p1", DAY, 1))]))  # a true duplicate
@@ -507,3 +527,42 @@ def test_an_expiry_cut_at_its_bound_resumes_where_it_stopped_and_deletes_every_e
     epoch_scans = [start for start in scans if start.startswith(dedup.EPOCH_PREFIX)]
     assert epoch_scans[0] == dedup.expired_epochs_below(1)
     assert day_one[2] < epoch_scans[1] <= day_one[3] and day_one[5] < epoch_scans[2] <= day_one[6]
+
+
+def test_after_a_rebalance_the_next_batch_folds_what_the_store_holds_not_what_was_kept():
+    # A partition that went to another worker and came back: its recovery wrote the other
+    # worker's values into the store. What this processor kept of its own batches is stale.
+    processor, tables, _ranker, _dead, _rerouted = build(model=False)
+    user, topic = "gina", "amazon-product-views"
+    p = user_partition(user, N)
+    asyncio.run(run(processor, [record(topic, p, 1, view(user, "p1", DAY, 1))]))
+    recovered = json.loads(json.dumps(tables["profiles"].data[user]))
+    recovered["counts"]["view"] = 5  # what the other worker folded meanwhile
+    recovered["applied"][f"{topic}:{p}"] = 9
+    tables["profiles"].data[user] = recovered
+    entry_key = f"p1@{p}"
+    entry = json.loads(json.dumps(tables["popularity"].data[entry_key]))
+    entry[COUNT] = 7
+    entry[APPLIED][f"{topic}:{p}"] = 9
+    tables["popularity"].data[entry_key] = entry
+    # Without the rebalance the kept values are folded (the store is not read): the next batch
+    # would count on top of 1, not 5.
+    processor.forget_kept()
+    asyncio.run(run(processor, [record(topic, p, 10, view(user, "p1", DAY + 1, 2))]))
+    assert tables["profiles"].data[user]["counts"] == {"view": 6}
+    assert tables["popularity"].data[entry_key][COUNT] == 8
+
+
+def test_kept_values_stand_in_for_the_store_between_batches():
+    processor, tables, _ranker, _dead, _rerouted = build(model=False)
+    user, topic = "hal", "amazon-product-views"
+    p = user_partition(user, N)
+    asyncio.run(run(processor, [record(topic, p, 1, view(user, "p1", DAY, 1))]))
+    asked = []
+    for table in ("profiles", "popularity", "transitions"):
+        original = tables[table].read_many
+        tables[table].read_many = lambda keys, original=original, table=table: (asked.append((table, [k for k, _ in keys])),
+                                                                                 original(keys))[1]
+    asyncio.run(run(processor, [record(topic, p, 2, view(user, "p1", DAY + 1, 2))]))
+    assert tables["profiles"].data[user]["counts"] == {"view": 2}
+    assert all(not keys for _, keys in asked), asked  # nothing of the first batch read back
