@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from .. import metrics
 from ..app import RecsysApp, create_app
-from ..events.model import TOPIC_REQUESTS
+from ..events.model import TOPIC_REQUESTS, TOPIC_SERVED
 from ..events.protect import FieldCipher
 from ..kafka.lag import consumer_lags
 from ..kafka.topics import plan_from_settings
@@ -25,7 +25,7 @@ from ..streaming.deadletters import DeadLetters
 from ..streaming.drift import DriftMonitor
 from ..online.stats import OnlineStats
 from ..streaming.ingest import UserEventProcessor
-from ..streaming.online import OnlineMonitor
+from ..streaming.online import OnlineMonitor, ServedSender
 from ..streaming.requests import RequestAnswerer
 from ..web.views import WebContext, register_views
 from .agents import event_agents, sink_agents
@@ -59,12 +59,15 @@ def build_worker(settings: Settings) -> RecsysApp:
     dead_letters = DeadLetters(topics.dead_letters, settings.worker_name, FieldCipher.from_settings(settings))
     drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
     scorer = make_scorer(settings.scoring, nice=settings.scoring_nice, transitions=replicas.transitions)
-    online = OnlineMonitor(settings, OnlineStats(), replicas.models, topics.served, catalogue_size=lambda: (
-        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
-    run_scorer_with_the_worker(app, scorer)
-
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
+
+    served = ServedSender(TOPIC_SERVED, lambda: app.producer._ensure_producer(),
+                          lambda: partitions_of(TOPIC_SERVED) or n)
+    online = OnlineMonitor(settings, OnlineStats(), replicas.models, topics.served, catalogue_size=lambda: (
+        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)),
+        sender=served)
+    run_scorer_with_the_worker(app, scorer)
 
     processor = UserEventProcessor(
         settings, profiles=tables.profiles, recommendations=tables.recommendations, popularity=tables.popularity,
