@@ -72,8 +72,12 @@ def test_takers_give_a_hit_rate_of_one_and_others_zero_on_metrics_topic_and_data
         assert status == 200 and body["model_version"] == version, body
         return [it["product_id"] for it in body["items"]]
 
-    # Takers buy the third item of what they were served.
-    produce_events(stack.broker.bootstrap, [purchase(u, serve(u)[2], "take") for u in users[:TAKERS]])
+    # Takers buy the third item of what they were served. An interaction counts against the
+    # answers its user's profile already holds: the purchases go once the worker has folded the
+    # answers' records (sent within milliseconds of each answer; a shop's user takes seconds).
+    takes = [purchase(u, serve(u)[2], "take") for u in users[:TAKERS]]
+    wait_until(lambda: online(worker).get("answers", 0) >= TAKERS, 60, what="the takers' answers recorded")
+    produce_events(stack.broker.bootstrap, takes)
     first = wait_until(lambda: (lambda o: o if o["hits"] >= TAKERS else None)(online(worker)), 60,
                        what="every taker's answer hit")
     assert (first["answers"], first["hits"], first["interactions"], first["from_recommendation"]) == (
@@ -86,6 +90,7 @@ def test_takers_give_a_hit_rate_of_one_and_others_zero_on_metrics_topic_and_data
     for u in users[TAKERS:TAKERS + OTHERS]:
         served = set(serve(u))
         bought.append(purchase(u, next(i for i in catalogue if i not in served), "other"))
+    wait_until(lambda: online(worker).get("answers", 0) >= TAKERS + OTHERS, 60, what="the others' answers recorded")
     produce_events(stack.broker.bootstrap, bought)
     both = wait_until(lambda: (lambda o: o if o["interactions"] >= TAKERS + OTHERS else None)(online(worker)), 60,
                       what="the others' purchases attributed")
