@@ -20,6 +20,11 @@ AUTH_REFUSED = Counter(
     "recsys_auth_refused_total", "Requests refused for a missing (401) or wrong (403) bearer token, by scope",
     ["scope", "status"], registry=REGISTRY,
 )
+SERVED_RECORDS = Counter(
+    "recsys_served_records_total", "recsys-served records of the answers this worker served, by outcome "
+    "(sent: handed to the producer; dropped: the producer did not take them, counts lost, never an answer)",
+    ["outcome"], registry=REGISTRY,
+)
 EVENTS = Counter(
     "recsys_events_total", "Input events processed, by topic and outcome (applied|replay|duplicate; not_owned: of a partition revoked since it was fetched, left to its new owner)",
     ["topic", "outcome"], registry=REGISTRY,

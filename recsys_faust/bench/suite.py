@@ -270,7 +270,10 @@ def bench_serving_secured(stack: DevStack, report: Report, users: list[str], sec
     """The serving row again on a worker with tokens (two read tokens: a rotation) and the rate
     limiter on: what authentication and the token bucket add to a request."""
     click.echo("serving with tokens and rate limiting on: a worker of its own, tables rebuilt from the changelogs")
-    worker = stack.add_worker("bench-secured", extra_env=SECURED_ENV)
+    worker = stack.add_worker("bench-secured", extra_env=SECURED_ENV, wait=False)
+    # It recovers every table from the changelogs first: the full stream's, and a profile write
+    # for each answer of the serving row before (tens of thousands of them).
+    worker.wait_ready(timeout_s=600)
     const = _load(worker, "/api/ping", users, seconds)
     recs = _load(worker, "/api/recommendations/{user}?k=10", users, seconds, token="bench-token")
     report.add("serving with tokens + rate limit, p99", f"{recs['p99_ms']:.1f} ms (p50 {recs['p50_ms']:.1f})",

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import orjson
 from faust.types import TopicT
 
+from .. import metrics
 from ..client.producers import MetricsProducer
 from ..kafka.partitioning import user_partition
 from ..online.stats import OnlineStats
@@ -86,6 +87,7 @@ class ServedSender:
             return
         if len(self._in_flight) >= self.max_in_flight:
             self.dropped += count
+            metrics.SERVED_RECORDS.labels("dropped").inc(count)
             log.warning("recsys-served: %d records dropped, %d batches still waiting for the producer "
                         "(%d dropped so far)", count, len(self._in_flight), self.dropped)
             return
@@ -105,8 +107,10 @@ class ServedSender:
                         batch.append(key=key, value=value, timestamp=None)
                 await producer.send_batch(batch, self.topic, partition=partition)
             self.sent += count
+            metrics.SERVED_RECORDS.labels("sent").inc(count)
         except Exception as exc:  # noqa: BLE001 - counts lost, never an answer
             self.dropped += count
+            metrics.SERVED_RECORDS.labels("dropped").inc(count)
             log.warning("recsys-served: %d records not sent: %r", count, exc)
 
     async def flush(self) -> None:
