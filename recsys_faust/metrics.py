@@ -22,7 +22,8 @@ AUTH_REFUSED = Counter(
 )
 SERVED_RECORDS = Counter(
     "recsys_served_records_total", "recsys-served records of the answers this worker served, by outcome "
-    "(sent: handed to the producer; dropped: the producer did not take them, counts lost, never an answer)",
+    "(sent: handed to the producer; dropped: the producer did not take them; undelivered: sent, and the broker "
+    "did not take them; a lost record costs a count, never an answer)",
     ["outcome"], registry=REGISTRY,
 )
 EVENTS = Counter(

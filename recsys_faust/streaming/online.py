@@ -68,6 +68,7 @@ class ServedSender:
         self._in_flight: set[asyncio.Future] = set()
         self.sent = 0
         self.dropped = 0
+        self.undelivered = 0
 
     def add(self, user_id: str, value: bytes) -> None:
         self._pending[user_partition(user_id, self._partitions())].append((user_id.encode("utf-8"), value))
@@ -99,19 +100,31 @@ class ServedSender:
         try:
             producer = self._producer()
             for partition, records in pending.items():
-                batch = producer.create_batch()
+                batch, n = producer.create_batch(), 0
                 for key, value in records:
                     if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                        await producer.send_batch(batch, self.topic, partition=partition)
-                        batch = producer.create_batch()
+                        self._watch(await producer.send_batch(batch, self.topic, partition=partition), n)
+                        batch, n = producer.create_batch(), 0
                         batch.append(key=key, value=value, timestamp=None)
-                await producer.send_batch(batch, self.topic, partition=partition)
+                    n += 1
+                self._watch(await producer.send_batch(batch, self.topic, partition=partition), n)
             self.sent += count
             metrics.SERVED_RECORDS.labels("sent").inc(count)
         except Exception as exc:  # noqa: BLE001 - counts lost, never an answer
             self.dropped += count
             metrics.SERVED_RECORDS.labels("dropped").inc(count)
             log.warning("recsys-served: %d records not sent: %r", count, exc)
+
+    def _watch(self, delivery: "asyncio.Future[Any]", records: int) -> None:
+        """Count a batch the broker did not take (its records were counted sent: handed over)."""
+        def done(f: "asyncio.Future[Any]") -> None:
+            if f.cancelled() or f.exception() is not None:
+                self.undelivered += records
+                metrics.SERVED_RECORDS.labels("undelivered").inc(records)
+                log.warning("recsys-served: a batch of %d records was not delivered: %r", records,
+                            "cancelled" if f.cancelled() else f.exception())
+
+        delivery.add_done_callback(done)
 
     async def flush(self) -> None:
         """Hand everything waiting to the producer (the worker is stopping)."""

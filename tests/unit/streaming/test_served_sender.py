@@ -21,8 +21,9 @@ class Batch:
 class Producer:
     """Batches per (topic, partition) in the order they were sent; ``gate`` holds sends back."""
 
-    def __init__(self, room: int = 100, gate: asyncio.Event | None = None, fail: bool = False) -> None:
-        self.room, self.gate, self.fail = room, gate, fail
+    def __init__(self, room: int = 100, gate: asyncio.Event | None = None, fail: bool = False,
+                 undelivered: bool = False) -> None:
+        self.room, self.gate, self.fail, self.undelivered = room, gate, fail, undelivered
         self.sent: list[tuple[str, int, list]] = []
 
     def create_batch(self) -> Batch:
@@ -34,7 +35,12 @@ class Producer:
         if self.gate is not None:
             await self.gate.wait()
         self.sent.append((topic, partition, batch.records))
-        return asyncio.get_running_loop().create_future()
+        delivery = asyncio.get_running_loop().create_future()
+        if self.undelivered:
+            delivery.set_exception(ConnectionError("not leader"))
+        else:
+            delivery.set_result(None)
+        return delivery
 
 
 def users(n: int) -> list[str]:
@@ -90,3 +96,13 @@ async def test_flush_sends_what_waits():
     sender.add("a", b"1")
     await sender.flush()
     assert producer.sent == [("recsys-served", user_partition("a", 3), [(b"a", b"1")])]
+
+
+async def test_a_batch_the_broker_refuses_is_counted_undelivered():
+    producer = Producer(room=2, undelivered=True)
+    sender = ServedSender("recsys-served", lambda: producer, lambda: 1, linger_s=60)
+    for n in range(5):
+        sender.add("u", b"%d" % n)
+    await sender.flush()
+    await asyncio.sleep(0)
+    assert sender.sent == 5 and sender.undelivered == 5 and sender.dropped == 0
