@@ -97,6 +97,7 @@ class ServedSender:
         task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, pending: dict[int, list[tuple[bytes, bytes]]], count: int) -> None:
+        handed = 0
         try:
             producer = self._producer()
             for partition, records in pending.items():
@@ -104,16 +105,19 @@ class ServedSender:
                 for key, value in records:
                     if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
                         self._watch(await producer.send_batch(batch, self.topic, partition=partition), n)
+                        handed += n
                         batch, n = producer.create_batch(), 0
                         batch.append(key=key, value=value, timestamp=None)
                     n += 1
                 self._watch(await producer.send_batch(batch, self.topic, partition=partition), n)
-            self.sent += count
-            metrics.SERVED_RECORDS.labels("sent").inc(count)
+                handed += n
         except Exception as exc:  # noqa: BLE001 - counts lost, never an answer
-            self.dropped += count
-            metrics.SERVED_RECORDS.labels("dropped").inc(count)
-            log.warning("recsys-served: %d records not sent: %r", count, exc)
+            self.dropped += count - handed
+            metrics.SERVED_RECORDS.labels("dropped").inc(count - handed)
+            log.warning("recsys-served: %d records not sent: %r", count - handed, exc)
+        finally:
+            self.sent += handed
+            metrics.SERVED_RECORDS.labels("sent").inc(handed)
 
     def _watch(self, delivery: "asyncio.Future[Any]", records: int) -> None:
         """Count a batch the broker did not take (its records were counted sent: handed over)."""
