@@ -35,6 +35,7 @@ import sys
 from collections import deque
 from pathlib import Path
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import Any, Callable, Optional, Protocol
 
 from .ready_values import ScoredValues, score_values
@@ -54,6 +55,8 @@ FRAME_HEADER = struct.Struct(">Q")
 
 #: Packs a batch's query in the worker (its rows and the query): ``Ranker.pack`` bound to the batch.
 LocalPack = Callable[[], tuple[list[int], BatchQuery]]
+#: Writes one request to a scoring process (``with_model``: the model along); the future has its answer.
+_Send = Callable[..., "asyncio.Future[tuple]"]
 
 
 class Scorer(Protocol):
@@ -381,26 +384,52 @@ class ProcessScorer:
         if query.users <= self.inline_max_users:
             self.inline_batches += 1
             return self._inline.submit(model, query, generated_at)
-        first = None
-        if self._child is not None:
-            # The child is up: the request leaves now, before the loop turns to other work.
-            first = (self._child, self._child.send(model, query, generated_at))
-        return asyncio.ensure_future(self._score(model, query, generated_at, first))
+        send = partial(_Child.send, model=model, query=query, generated_at=generated_at)
+        return asyncio.ensure_future(self._answer(send, partial(score_values, model, query, generated_at),
+                                                  self._send_now(send)))
 
     async def score(self, model: ScoringModel, query: BatchQuery, generated_at: float) -> ScoredValues:
         return await self.submit(model, query, generated_at)
 
-    async def _score(self, model: ScoringModel, query: BatchQuery, generated_at: float,
-                     first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]) -> ScoredValues:
+    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
+                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
+        """A batch sent again to a new child is packed against the index as it is then (the
+        copy the new child starts from), not as it was when the batch was folded: a newer
+        count, never a lost or doubled one."""
+        if self._index is None or len(profiles) <= self.inline_max_users:
+            return _pack_here(self, model, local, generated_at)
+        self.packed_batches += 1
+
+        def send(child: _Child, with_model: bool = False) -> "asyncio.Future[tuple]":
+            self._hand_index_changes()  # the index changes so far go before the batch
+            return child.send_pack(model, profiles, spec, generated_at, with_model)
+
+        def in_worker() -> tuple[list[int], Optional[ScoredValues]]:
+            rows, query = local()
+            return rows, score_values(model, query, generated_at) if rows else None
+
+        return asyncio.ensure_future(self._answer(send, in_worker, self._send_now(send)))
+
+    def _send_now(self, send: "_Send") -> Optional[tuple[_Child, "asyncio.Future[tuple]"]]:
+        """With the child up, the request leaves now, before the loop turns to other work."""
+        child = self._child
+        if child is None or child.gone is not None:
+            return None
+        return child, send(child)
+
+    async def _answer(self, send: "_Send", in_worker: Callable[[], Any],
+                      first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]) -> Any:
+        """The child's answer to ``send``: the model sent along if it lacks it, the request sent
+        to a new child if it died, and ``in_worker()`` if that one failed too."""
         for attempt in (1, 2):
             try:
                 if first is None:
                     child = await self._ensure()
-                    first = (child, child.send(model, query, generated_at))
+                    first = (child, send(child))
                 child, sent = first
                 answer = await sent
                 if answer[0] == "missing":  # the child does not hold the model (any more)
-                    answer = await child.send(model, query, generated_at, with_model=True)
+                    answer = await send(child, with_model=True)
             except (ChildGone, OSError) as exc:  # OSError: a child could not be started
                 first = None
                 if isinstance(exc, ChildGone):
@@ -410,50 +439,7 @@ class ProcessScorer:
                     # (slower, not wrong); the next batch tries a scoring process again.
                     self.fallbacks += 1
                     log.error("the scoring process failed twice (%s); scoring this batch in the worker", exc)
-                    return score_values(model, query, generated_at)
-                log.error("%s; starting another and scoring the batch again", exc)
-                continue
-            if answer[0] == "error":
-                raise ScoringProcessError(f"the scoring process failed a batch: {answer[1]}")
-            return answer[1]
-        raise AssertionError("unreachable")
-
-    def submit_profiles(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
-                        local: LocalPack) -> "asyncio.Future[tuple[list[int], Optional[ScoredValues]]]":
-        if self._index is None or len(profiles) <= self.inline_max_users:
-            return _pack_here(self, model, local, generated_at)
-        self.packed_batches += 1
-        first = None
-        if self._child is not None and self._child.gone is None:
-            self._hand_index_changes()  # the batch's own index changes go before it
-            first = (self._child, self._child.send_pack(model, profiles, spec, generated_at))
-        return asyncio.ensure_future(self._score_packed(model, profiles, spec, generated_at, local, first))
-
-    async def _score_packed(self, model: ScoringModel, profiles: list[bytes], spec: PackSpec, generated_at: float,
-                            local: LocalPack, first: Optional[tuple[_Child, "asyncio.Future[tuple]"]]
-                            ) -> tuple[list[int], Optional[ScoredValues]]:
-        """``_score`` for a batch the child packs. A batch sent again to a new child is packed
-        against the index as it is then (the copy the new child starts from), not as it was
-        when the batch was folded: a newer count, never a lost or doubled one."""
-        for attempt in (1, 2):
-            try:
-                if first is None:
-                    child = await self._ensure()
-                    self._hand_index_changes()
-                    first = (child, child.send_pack(model, profiles, spec, generated_at))
-                child, sent = first
-                answer = await sent
-                if answer[0] == "missing":
-                    answer = await child.send_pack(model, profiles, spec, generated_at, with_model=True)
-            except (ChildGone, OSError) as exc:
-                first = None
-                if isinstance(exc, ChildGone):
-                    await self._discard(exc.child)
-                if attempt == 2:
-                    self.fallbacks += 1
-                    log.error("the scoring process failed twice (%s); scoring this batch in the worker", exc)
-                    rows, query = local()
-                    return rows, score_values(model, query, generated_at) if rows else None
+                    return in_worker()
                 log.error("%s; starting another and scoring the batch again", exc)
                 continue
             if answer[0] == "error":

@@ -3,7 +3,8 @@
 The pure parts are in ``online/``; the event processor folds the records into profiles and
 counts (streaming/ingest.py). This adds what needs Kafka or the clock: the ``recsys-served``
 record of every answer (sent by the worker that served it, keyed by user_id with the input
-topics' key bytes, so it lands on the user's partition and is folded with their events), and
+topics' key bytes, so it lands on the user's partition and is folded with their events; a
+producer batch per partition, ``ServedSender``), and
 the periodic post of this worker's figures to amazon-model-metrics through ``MetricsProducer``
 (one record per figure and key, ``labels`` carrying the counts it was computed from).
 """
@@ -17,7 +18,6 @@ from collections import defaultdict
 from typing import Any, Callable, Optional
 
 import orjson
-from faust.types import TopicT
 
 from .. import metrics
 from ..client.producers import MetricsProducer
@@ -138,14 +138,13 @@ class ServedSender:
 
 
 class OnlineMonitor:
-    def __init__(self, settings: Settings, stats: OnlineStats, models: ModelHolder, served_topic: TopicT,
-                 catalogue_size: Callable[[], int], sender: Optional[ServedSender] = None) -> None:
+    def __init__(self, settings: Settings, stats: OnlineStats, models: ModelHolder, sender: ServedSender,
+                 catalogue_size: Callable[[], int]) -> None:
         self.settings = settings
         self.stats = stats
         self.models = models
-        self.served_topic = served_topic
-        self.catalogue_size = catalogue_size
         self.sender = sender
+        self.catalogue_size = catalogue_size
         self.producer: Optional[MetricsProducer] = None
         self.posted = 0
 
@@ -158,10 +157,7 @@ class OnlineMonitor:
                   "strategy": answer["strategy"], "variant": answer.get("variant") or "",
                   "items": [it["product_id"] for it in answer["items"][: self.settings.online_items_kept]],
                   "via": via}
-        if self.sender is not None:
-            self.sender.add(user_id, orjson.dumps(record))
-        else:
-            await self.served_topic.send(key=user_id.encode("utf-8"), value=orjson.dumps(record))
+        self.sender.add(user_id, orjson.dumps(record))
 
     def rows(self) -> list[dict[str, Any]]:
         return self.stats.rows(self.catalogue_size())
@@ -171,8 +167,7 @@ class OnlineMonitor:
         await self.producer.start()
 
     async def stop(self) -> None:
-        if self.sender is not None:
-            await self.sender.flush()
+        await self.sender.flush()
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None

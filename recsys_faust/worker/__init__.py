@@ -64,9 +64,8 @@ def build_worker(settings: Settings) -> RecsysApp:
 
     served = ServedSender(TOPIC_SERVED, lambda: app.producer._ensure_producer(),
                           lambda: partitions_of(TOPIC_SERVED) or n)
-    online = OnlineMonitor(settings, OnlineStats(), replicas.models, topics.served, catalogue_size=lambda: (
-        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)),
-        sender=served)
+    online = OnlineMonitor(settings, OnlineStats(), replicas.models, served, catalogue_size=lambda: (
+        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
     run_scorer_with_the_worker(app, scorer)
 
     processor = UserEventProcessor(

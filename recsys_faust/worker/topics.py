@@ -17,7 +17,6 @@ from ..kafka import codecs
 class Topics:
     inputs: dict[str, Any]   # each input topic alone (reroutes go back to their own topic)
     all_inputs: Any          # every input topic and recsys-served, raw bytes (validated by the processor)
-    served: Any              # recsys-served: one record per answer served (online metrics)
     requests: Any
     responses: Any
     dead_letters: Any
@@ -31,7 +30,6 @@ def declare_topics(app: RecsysApp, partitions: int) -> Topics:
     return Topics(
         inputs={name: app.topic(name, partitions=partitions, schema=raw()) for name in (*INPUT_TOPICS, TOPIC_SERVED)},
         all_inputs=app.topic(*INPUT_TOPICS, TOPIC_SERVED, schema=raw()),
-        served=app.topic(TOPIC_SERVED, partitions=partitions, schema=raw()),
         requests=app.topic(TOPIC_REQUESTS, partitions=partitions, schema=raw()),
         responses=app.topic(TOPIC_RESPONSES, key_serializer="str", value_serializer="json"),
         dead_letters=app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json"),
