@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 from faust.types import TransportT
 
 from .kafka import codecs
 from .kafka.clients import ssl_context
+from .kafka.flow import KeepBuffersFlowControl
 from .kafka.monitor import LeanMonitor
 from .kafka.store import WAL_OPTION
 from .kafka.table import StrKeyTable
@@ -25,6 +28,11 @@ class RecsysApp(faust.App):
 
     def _new_transport(self) -> TransportT:
         return VerifiedTransport(self.conf.broker_consumer, self)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        """Resuming the flow keeps the records the agents were handed (kafka/flow.py says why)."""
+        return KeepBuffersFlowControl(loop=self.loop)
 
 
 def _credentials(settings: Settings) -> Any:

@@ -17,19 +17,27 @@ import click
 
 from ..settings import Settings
 from .broker import DevBroker, S3Server
+from .kafka_broker import KafkaCluster
 from .postgres import DevPostgres
 from .workers import WorkerProcess
 
 
 class DevStack:
     def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True,
-                 durable_broker: bool = False) -> None:
+                 durable_broker: bool = False, broker: str = "kafka", brokers: int = 1,
+                 broker_config: Optional[dict[str, str]] = None) -> None:
+        if broker not in ("kafka", "tansu"):
+            raise ValueError(f"broker must be kafka or tansu, not {broker!r}")
         self.workdir = workdir.resolve()
         self.partitions = partitions
         self.want_database = database
-        self.durable_broker = durable_broker  # Tansu's log on a local S3 server: survives a broker crash
+        self.broker_kind = broker
+        self.n_brokers = brokers
+        self.broker_config = broker_config
+        # Tansu only: its log on a local S3 server survives a broker crash (Kafka's log is on disk).
+        self.durable_broker = durable_broker and broker == "tansu"
         self.s3: Optional[S3Server] = None
-        self.broker: Optional[DevBroker] = None
+        self.broker: Optional[DevBroker | KafkaCluster] = None
         self.postgres: Optional[DevPostgres] = None
         self.workers: list[WorkerProcess] = []
         self._exit = ExitStack()
@@ -41,7 +49,11 @@ class DevStack:
         if self.durable_broker:
             self.s3 = S3Server(log_path=self.workdir / "s3.log").start()
             self._exit.callback(self.s3.stop)
-        self.broker = DevBroker(log_path=self.workdir / "broker.log", s3=self.s3).start()
+        if self.broker_kind == "kafka":
+            self.broker = KafkaCluster(self.workdir / "kafka", nodes=self.n_brokers,
+                                       log_path=self.workdir / "broker.log", extra_config=self.broker_config).start()
+        else:
+            self.broker = DevBroker(log_path=self.workdir / "broker.log", s3=self.s3).start()
         self._exit.callback(self.broker.stop)
         if self.want_database:
             self.postgres = DevPostgres(self.workdir / "pgdata", log_path=self.workdir / "postgres.log").start()
@@ -54,7 +66,7 @@ class DevStack:
         assert self.broker is not None
         env = {
             "KAFKA_BROKER": self.broker.url,
-            "RECSYS_REPLICATION_FACTOR": "1",
+            "RECSYS_REPLICATION_FACTOR": str(getattr(self.broker, "replication_factor", 1)),
             "RECSYS_USER_PARTITIONS": str(self.partitions),
         }
         if self.postgres is not None:

@@ -26,6 +26,7 @@ from mode.services import WaitResults
 
 from .. import metrics
 from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED
+from .flow import next_commit
 from .holes import Holes
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,11 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
         if not self._rejoin_pending:
             self._rejoin_pending = True
             await self._thread.call_thread(self._request_rejoin)
+
+    def _new_offset(self, tp: TP) -> Optional[int]:
+        """The offset to commit for ``tp``: never past a record some stream has not acked
+        (Faust's own version can skip one; kafka/flow.py)."""
+        return next_commit(self._acked[tp], self._acked_index[tp], self._gap[tp], self._committed_offset.get(tp))
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Faust's seek of every assigned partition to its commit, closing the holes it passes."""
