@@ -62,6 +62,14 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def internal_replication_factor(settings: Settings) -> int:
+    """The replication factor topics.yaml gives the input topics (3 as shipped)."""
+    from .events.model import INPUT_TOPICS
+    from .kafka.topics import plan_from_settings
+
+    return plan_from_settings(settings)[INPUT_TOPICS[0]].replication_factor
+
+
 def create_app(settings: Settings) -> RecsysApp:
     codecs.register()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +98,8 @@ def create_app(settings: Settings) -> RecsysApp:
         producer_linger=settings.producer_linger_s,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         topic_disable_leader=True,
-        topic_replication_factor=settings.replication_factor or 1,
+        # Changelogs and every other topic Faust creates: as replicated as the input topics.
+        topic_replication_factor=settings.replication_factor or internal_replication_factor(settings),
     )
     app.settings = settings
     app.before_commit = []

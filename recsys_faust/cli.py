@@ -51,17 +51,19 @@ def topics() -> None:
 @click.option("--partitions", type=int, default=None, help="Override the per-user topics' partition count.")
 def topics_apply(dry_run: bool, replication_factor: Optional[int], partitions: Optional[int]) -> None:
     """Create missing topics from topics.yaml and report any mismatch (idempotent)."""
-    from .kafka.topics import apply_topics, plan_from_settings
+    from .kafka.topics import TopicsRefused, apply_topics, plan_from_settings
 
     settings = _settings(replication_factor=replication_factor, user_partitions=partitions)
     plan = plan_from_settings(settings)
     try:
         report = asyncio.run(apply_topics(settings, plan, dry_run=dry_run))
+    except TopicsRefused as exc:
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a readable line instead of a trace
         raise click.ClickException(f"cannot reach the broker at {settings.broker}: {type(exc).__name__}: {exc}")
     for line in report.lines():
         click.echo(line)
-    if report.mismatches:
+    if report.mismatches or report.unchecked:
         sys.exit(1)
 
 
@@ -196,6 +198,26 @@ def keys_rotate() -> None:
     click.echo(f"{changed} of {total} rows re-sealed with the newest key; the older keys can now be removed")
 
 
+@main.group()
+def kafka() -> None:
+    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
+
+
+@kafka.command("fetch")
+def kafka_fetch() -> None:
+    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
+    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
+
+    if fetched():
+        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
+        return
+    try:
+        home = fetch_kafka(say=click.echo)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV user_id,item_id,rating,timestamp[,category]. Default: the synthetic demo shop.")
@@ -246,6 +268,26 @@ def _quality_table(quality) -> None:
         click.echo(f"{q.name:<18} {q.ndcg:>8.4f} {q.hr:>8.4f} {q.coverage:>9.4f} {q.users:>7}")
 
 
+@main.group()
+def kafka() -> None:
+    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
+
+
+@kafka.command("fetch")
+def kafka_fetch() -> None:
+    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
+    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
+
+    if fetched():
+        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
+        return
+    try:
+        home = fetch_kafka(say=click.echo)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="CSV user_id,item_id,rating,timestamp[,category].")
@@ -264,6 +306,26 @@ def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind)
     quality, seconds = run_eval(dataset, params, progress=click.echo, **eval_options(settings))
     click.echo(f"ALS {params.as_dict()} fitted in {seconds:.2f}s")
     _quality_table(quality)
+
+
+@main.group()
+def kafka() -> None:
+    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
+
+
+@kafka.command("fetch")
+def kafka_fetch() -> None:
+    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
+    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
+
+    if fetched():
+        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
+        return
+    try:
+        home = fetch_kafka(say=click.echo)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
 
 
 @main.command()
@@ -433,6 +495,26 @@ def models_prune(keep: int) -> None:
     click.echo(f"pruned {len(doomed)} version(s){': ' + ', '.join(doomed) if doomed else ''}")
 
 
+@main.group()
+def kafka() -> None:
+    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
+
+
+@kafka.command("fetch")
+def kafka_fetch() -> None:
+    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
+    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
+
+    if fetched():
+        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
+        return
+    try:
+        home = fetch_kafka(say=click.echo)
+    except KafkaUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
+
+
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Stream this dataset (e.g. ../shared/data/amazon-grocery/interactions.csv) "
@@ -443,14 +525,18 @@ def models_prune(keep: int) -> None:
 @click.option("--partitions", type=int, default=4, show_default=True, help="Partitions of the per-user topics.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".dev"),
               show_default=True, help="Where the dev stack keeps logs and data (wiped at start).")
-def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, partitions: int, workdir: Path) -> None:
-    """Run the embedded stack: dev broker, dev PostgreSQL, topics, a worker and demo data.
+@click.option("--broker", type=click.Choice(["auto", "kafka", "tansu"]), default="auto", show_default=True,
+              help="Apache Kafka (needs Java 17+; its jars are fetched once with Maven) or the Tansu dev broker "
+                   "(pip only); auto: Kafka where Java 17+ is present, else Tansu.")
+def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, partitions: int, workdir: Path,
+        broker: str) -> None:
+    """Run the embedded stack: a broker, PostgreSQL, topics, a worker and demo data.
 
     Prints where to look; Ctrl-C stops everything it started.
     """
     from .devstack.stack import run_dev
 
-    run_dev(data=data, limit=limit, rate=rate, port=port, partitions=partitions, workdir=workdir)
+    run_dev(data=data, limit=limit, rate=rate, port=port, partitions=partitions, workdir=workdir, broker=broker)
 
 
 @main.command()

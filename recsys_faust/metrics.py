@@ -119,6 +119,28 @@ POPULAR_ITEMS = Gauge(
 )
 
 
+#: Why a record is dead-lettered (``Invalid.code`` of events/validate.py and the sink).
+DEAD_LETTER_REASONS = ("empty", "too_large", "not_utf8", "not_json", "not_object", "missing_field", "wrong_type",
+                       "out_of_range", "unknown_topic", "sink_rejected")
+
+
+def preset_series(topics: Sequence[str], features: Sequence[str]) -> None:
+    """Export every labelled series a dashboard panel or an alert rule reads at 0 from the start.
+
+    A series that first appears at its first event is invisible to ``increase()`` (Prometheus
+    reads the first sample as the start, not as a rise from 0): an alert on dead letters did not
+    fire after 20 bad records. Known label values are created here, as the worker starts.
+    """
+    for topic in topics:
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERS.labels(topic, reason)
+        EVENTS.labels(topic, "applied")
+    for feature in features:
+        DRIFT_ALERTS.labels(feature)
+        DRIFT_STATISTIC.labels(feature)
+    for stage in ("started", "visible"):
+        FRESHNESS.labels(stage)
+
 
 class StateCollector:
     """Gauges read from the worker's state when scraped (consumer lag, readiness), not pushed:

@@ -74,13 +74,15 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Producer:
-    """Shared lifecycle: one aiokafka producer, acks=all, idempotent retries."""
+    """Shared lifecycle: one aiokafka producer, acks=all, idempotent retries (a retried batch is
+    written once, in order: the broker drops the duplicate by producer id and sequence)."""
 
     def __init__(self, settings: Settings, *, linger_ms: int = 5) -> None:
         self.settings = settings
         self.cipher = FieldCipher.from_settings(settings)  # RECSYS_FIELD_KEYS set: seal at the source
         self._producer = aiokafka.AIOKafkaProducer(
             acks="all",
+            enable_idempotence=True,
             linger_ms=linger_ms,
             max_request_size=max(1_048_576, settings.max_event_bytes * 2),
             **client_kwargs(settings),

@@ -68,7 +68,14 @@ class DevStack:
             "KAFKA_BROKER": self.broker.url,
             "RECSYS_REPLICATION_FACTOR": str(getattr(self.broker, "replication_factor", 1)),
             "RECSYS_USER_PARTITIONS": str(self.partitions),
+            # Fast failure detection: the launched Kafka accepts 1 s sessions (devstack/kafka_broker.py).
+            "RECSYS_BROKER_SESSION_TIMEOUT": "2",
+            "RECSYS_BROKER_HEARTBEAT_INTERVAL": "0.3",
+            "RECSYS_BROKER_REBALANCE_TIMEOUT": "2",
         }
+        if self.broker_kind == "tansu":
+            # Tansu holds a fetch for its whole max wait even when records arrive.
+            env.update({"RECSYS_FETCH_MAX_WAIT_MS": "25", "RECSYS_FETCH_MIN_INTERVAL_MS": "8"})
         if self.postgres is not None:
             env["DATABASE_URL"] = self.postgres.url
         return env
@@ -100,13 +107,29 @@ class DevStack:
         self._exit.close()
 
 
+def choose_broker(asked: str) -> tuple[str, str]:
+    """(kafka|tansu, why): ``auto`` takes Apache Kafka where Java 17+ runs (and its jars are
+    fetched or Maven can fetch them), Tansu otherwise."""
+    from .kafka_broker import KAFKA_VERSION, MIN_JAVA, fetched, java_ok
+
+    if asked != "auto":
+        return asked, "as asked"
+    if not java_ok():
+        return "tansu", f"no Java {MIN_JAVA}+ on the PATH (Apache Kafka needs it)"
+    if not fetched() and shutil.which("mvn") is None:
+        return "tansu", f"Apache Kafka {KAFKA_VERSION}'s jars are not fetched and there is no Maven to fetch them"
+    return "kafka", f"Java {MIN_JAVA}+ found"
+
+
 def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: int, partitions: int,
-            workdir: Path) -> None:
+            workdir: Path, broker: str = "auto") -> None:
     from ..client.replay import replay_events
     from .demo_data import ShopSpec, dataset_events, synthetic_events
+    from .kafka_broker import KAFKA_VERSION
 
     started = time.monotonic()
-    stack = DevStack(workdir, partitions=partitions)
+    kind, why = choose_broker(broker)
+    stack = DevStack(workdir, partitions=partitions, broker=kind)
     stopping = {"flag": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -115,9 +138,10 @@ def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: in
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        click.echo(f"starting dev broker and PostgreSQL in {stack.workdir} ...")
+        name = f"Apache Kafka {KAFKA_VERSION}" if kind == "kafka" else "the Tansu dev broker"
+        click.echo(f"starting {name} ({why}) and PostgreSQL in {stack.workdir} ...")
         stack.start()
-        click.echo(f"  broker    {stack.broker.url}")
+        click.echo(f"  broker    {stack.broker.url}  ({name})")
         click.echo(f"  database  {stack.postgres.url}")
         click.echo("starting a worker ...")
         worker = stack.add_worker("worker-1", port=port)

@@ -1,14 +1,15 @@
-"""Every record of a topic, from its beginning to its end, with a consumer of its own.
+"""Every record of a topic, from its beginning to the end it had when the reading started.
 
 For the commands that read a whole topic once (backup, ``models list``), not for workers. The
-end is "at the high watermark and quiet for ``QUIET_S``": the dev broker (Tansu) reports end
-offsets short of the records it serves (BROKER_NOTES.md), so a reader that stopped at them
-would miss the last records.
+end of each partition is fixed when reading starts, so a topic written continuously is still
+read to an end: its last stable offset (records of open transactions are not read; aborted ones
+are skipped, ``read_committed``), as ListOffsets gives it and as the first Fetch answer gives
+it, whichever is higher. The dev broker Tansu lists end offsets short of the records it serves
+(docs/brokers.md), and its Fetch answers carry the right one.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, AsyncIterator
 
 import aiokafka
@@ -16,9 +17,6 @@ from aiokafka import TopicPartition
 
 from ..settings import Settings
 from .clients import client_kwargs
-
-QUIET_S = 1.0
-
 
 class TopicMissing(RuntimeError):
     pass
@@ -34,8 +32,8 @@ class TopicReader:
 
     async def batches(self) -> AsyncIterator[list[Any]]:
         consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                             fetch_max_wait_ms=100, **client_kwargs(self.settings),
-                                             **self.consumer_kwargs)
+                                             fetch_max_wait_ms=100, isolation_level="read_committed",
+                                             **client_kwargs(self.settings), **self.consumer_kwargs)
         await consumer.start()
         try:
             parts = consumer.partitions_for_topic(self.topic)
@@ -48,18 +46,23 @@ class TopicReader:
                 raise TopicMissing(f"topic {self.topic} does not exist on the broker (run `recsys-faust topics apply`)")
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            last_seen = {tp: time.monotonic() for tp in tps}
+            ends = await consumer.end_offsets(tps)   # the last stable offsets (read_committed)
+            answered: set = set()                    # partitions whose first Fetch answer was read
             done: set = set()
             while len(done) < len(tps):
                 batch = await consumer.getmany(timeout_ms=200)
-                now = time.monotonic()
-                for tp, records in batch.items():
-                    if records:
-                        last_seen[tp] = now
-                        yield records
                 for tp in tps:
-                    if await consumer.position(tp) >= ends[tp] and now - last_seen[tp] >= QUIET_S:
+                    if tp not in answered and consumer.highwater(tp) is not None:
+                        lso = consumer.last_stable_offset(tp)
+                        ends[tp] = max(ends[tp], lso if lso is not None and lso >= 0 else consumer.highwater(tp))
+                        answered.add(tp)
+                for tp, records in batch.items():
+                    kept = [r for r in records if r.offset < ends[tp]]   # written after the start
+                    if kept:
+                        yield kept
+                for tp in answered - done:
+                    if await consumer.position(tp) >= ends[tp]:
                         done.add(tp)
+                        consumer.pause(tp)
         finally:
             await consumer.stop()

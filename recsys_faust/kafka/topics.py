@@ -78,17 +78,38 @@ def plan_from_settings(settings: Settings) -> TopicPlan:
     )
 
 
+class TopicsRefused(RuntimeError):
+    """The broker refused to create topics; the message carries Kafka's reason for each."""
+
+
 @dataclass
 class ApplyReport:
     created: list[str] = field(default_factory=list)
     ok: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # what could not be compared, and why
 
     def lines(self) -> list[str]:
         out = [f"created  {n}" for n in self.created]
         out += [f"ok       {n}" for n in self.ok]
         out += [f"MISMATCH {m}" for m in self.mismatches]
+        out += [f"UNCHECKED {u}" for u in self.unchecked]
         return out
+
+
+def create_errors(response: object) -> dict[str, str]:
+    """topic -> Kafka's error (name and message) from a CreateTopics response; topics created
+    (or already there, which another ``apply`` running at once may cause) are left out."""
+    from aiokafka.errors import for_code
+
+    out: dict[str, str] = {}
+    for entry in getattr(response, "topic_errors", None) or getattr(response, "topics", None) or []:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 and isinstance(entry[2], str) else ""
+        if code in (0, 36):  # NONE, TOPIC_ALREADY_EXISTS
+            continue
+        out[name] = f"{for_code(code).__name__}: {message or 'no message'}"
+    return out
 
 
 async def apply_topics(settings: Settings, plan: TopicPlan, *, dry_run: bool = False) -> ApplyReport:
@@ -100,16 +121,25 @@ async def apply_topics(settings: Settings, plan: TopicPlan, *, dry_run: bool = F
         existing = await _describe_partitions(admin)
         missing = [t for t in plan.topics if t.name not in existing]
         if missing and not dry_run:
-            await admin.create_topics(
+            response = await admin.create_topics(
                 [NewTopic(t.name, t.partitions, t.replication_factor, topic_configs=t.config) for t in missing]
             )
+            refused = create_errors(response)
+            if refused:
+                raise TopicsRefused("the broker refused to create " + "; ".join(
+                    f"{name} ({reason})" for name, reason in sorted(refused.items())))
         report.created = [t.name + (" (dry run)" if dry_run else "") for t in missing]
         present = [t for t in plan.topics if t.name in existing]
-        configs = await _describe_configs(admin, [t.name for t in present])
+        configs, why = await _describe_configs(admin, [t.name for t in present])
+        if why:
+            report.unchecked.append(f"topic configs ({why})")
         for t in present:
             problems = []
-            if existing[t.name] != t.partitions:
-                problems.append(f"partitions {existing[t.name]} != {t.partitions} declared")
+            partitions, replicas = existing[t.name]
+            if partitions != t.partitions:
+                problems.append(f"partitions {partitions} != {t.partitions} declared")
+            if replicas != t.replication_factor:
+                problems.append(f"replication factor {replicas} != {t.replication_factor} declared")
             for key, want in t.config.items():
                 have = configs.get(t.name, {}).get(key)
                 if have is not None and have != want:
@@ -123,30 +153,39 @@ async def apply_topics(settings: Settings, plan: TopicPlan, *, dry_run: bool = F
     return report
 
 
-async def _describe_partitions(admin: AIOKafkaAdminClient) -> dict[str, int]:
+async def _describe_partitions(admin: AIOKafkaAdminClient) -> dict[str, tuple[int, int]]:
+    """topic -> (partitions, replicas of its first partition)."""
     names = await admin.list_topics()
     if not names:
         return {}
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, int]] = {}
     for desc in await admin.describe_topics(list(names)):
         if isinstance(desc, dict):
-            out[desc["topic"]] = len(desc.get("partitions") or [])
+            parts = desc.get("partitions") or []
+            out[desc["topic"]] = (len(parts), len(parts[0].get("replicas") or []) if parts else 0)
     return out
 
 
-async def _describe_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+async def describe_topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> tuple[dict[str, dict[str, str]], str]:
+    """topic -> its configs, and why some could not be read ("" when all were)."""
     if not names:
-        return {}
+        return {}, ""
     try:
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
         )
-    except Exception:  # a broker that cannot describe configs: partitions are still checked
-        return {}
+    except Exception as exc:  # noqa: BLE001 - reported to the operator, partitions still checked
+        return {}, f"DescribeConfigs failed: {type(exc).__name__}: {exc}"
     out: dict[str, dict[str, str]] = {}
+    errors = []
     for resp in responses:
         for res in getattr(resp, "resources", []):
             # (error_code, error_message, resource_type, resource_name, config_entries)
-            name = res[3]
-            out[name] = {entry[0]: entry[1] for entry in res[4]}
-    return out
+            if res[0]:
+                errors.append(f"{res[3]}: error {res[0]} {res[1] or ''}".strip())
+                continue
+            out[res[3]] = {entry[0]: entry[1] for entry in res[4]}
+    return out, "; ".join(errors)
+
+
+

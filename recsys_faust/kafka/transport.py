@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Coroutine, Generator, List, Mapping, Optional, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Generator, List, Mapping, Optional, cast
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -25,14 +25,10 @@ from faust.types import TP
 from mode.services import WaitResults
 
 from .. import metrics
-from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED
 from .flow import next_commit
-from .holes import Holes
+from .delivered import Delivered
 
 log = logging.getLogger(__name__)
-
-#: Topics the agents read whose offsets have no holes (neither compacted nor transactional).
-CONSECUTIVE_TOPICS = frozenset((*INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_RESPONSES, TOPIC_SERVED))
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -114,6 +110,9 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
         settings = getattr(self.app, "settings", None)
         if settings is not None:
             consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by the Fetcher at start()
+        # Records of aborted transactions are never delivered, nor those of open ones yet: an
+        # upstream producer may write the input topics transactionally (docs/contract.md).
+        consumer._isolation_level = "read_committed"  # read by the Fetcher at start()
         return consumer
 
     async def on_start(self) -> None:
@@ -164,81 +163,85 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
     started and did not wait for (``ChangelogPipe``) are awaited first (``before_commit``).
     """
 
-    _rejoins: Optional[dict] = None      # (tp, first skipped offset) -> rejoins asked for it
-    _rejoin_pending = False
-    #: The offsets skipped and not read yet; the processors hold back the records past them
-    #: until they are (kafka/holes.py says why, and the rules that make every hole close).
-    holes: Optional[Holes] = None
+    #: Offsets delivered to the agents, per partition (kafka/delivered.py).
+    _delivered: Optional[Delivered] = None
+    #: The next offset each partition's fetch should deliver: set by a seek, then by each delivery.
+    _expected: Optional[dict] = None
+
+    def _books(self) -> tuple[Delivered, dict]:
+        if self._delivered is None:
+            self._delivered, self._expected = Delivered(), {}
+        assert self._expected is not None
+        return self._delivered, self._expected
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """Faust's fetch, with the offsets it skips found here rather than by Faust (``_add_gap``).
+
+        A record past the offset expected (a seek's position, or the last delivery + 1) means
+        the broker skipped offsets: records removed by compaction, transaction markers, aborted
+        records (``read_committed``). Of those, the ones never delivered count as acknowledged,
+        so commits pass them; offsets delivered before (records read ahead of a seek) do not, and
+        are acked by the agents that hold them (kafka/delivered.py).
+        """
+        delivered, expected = self._books()
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        async for tp, message in super().getmany(timeout):
+            offset = message.offset
+            if acks_enabled_for(tp.topic):
+                nxt = expected.get(tp)
+                if nxt is not None and offset > nxt:
+                    self._skipped(tp, nxt, offset)
+                if nxt is None or offset >= nxt:
+                    expected[tp] = offset + 1
+                delivered.add(tp, offset)
+            yield tp, message
+
+    def _skipped(self, tp: TP, first: int, end: int) -> None:
+        """Offsets ``first .. end - 1`` were not returned by the broker: count those never
+        delivered as acked (Faust's gap intervals), from the committed offset on."""
+        delivered, _ = self._books()
+        committed = self._committed_offset.get(tp)
+        for a, b in delivered.undelivered(tp, first, end):
+            if committed is not None:
+                a = max(a, committed)
+            if a < b:
+                self._gap[tp].addi(a, b)
+                self._gap[tp].merge_overlaps()
+                metrics.OFFSET_GAPS.labels(tp.topic).inc(b - a)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """The fetch loop met an offset past the next one it expected on a topic whose offsets
-        are consecutive: do not count the skipped ones as done, rejoin the group instead.
+        """Faust's own gap detection is replaced by ``getmany``'s: it counts offsets delivered
+        before a seek as skipped, and misses an offset skipped right at a sought position."""
 
-        Faust fills such a gap as acknowledged (for compaction and transaction markers), so its
-        next commit went past records this worker never processed. Found by the failover test:
-        right after a rebalance the fetcher's position and Faust's read offsets (sought to the
-        committed ones) sometimes disagree, and some of the victim's records were lost. With
-        the gap left open no commit passes it, and the rebalance a rejoin causes seeks every
-        partition to its committed offset again, before the hole: what is read twice is a
-        replay, which every processor skips exactly. The same hole three times is left to
-        Faust's handling, said loudly.
-        """
-        if tp.topic not in CONSECUTIVE_TOPICS:
-            await super()._add_gap(tp, offset_from, offset_to)
-            return
-        if tp not in self.assignment():
-            return  # revoked meanwhile: its new owner reads it from the commit
-        if self.holes is None:
-            self.holes = Holes()
-        key = (tp.topic, tp.partition)
-        first = self.holes.open(key, offset_from, offset_to, self._committed_offset.get(tp))
-        if first is None:
-            return  # every skipped offset is below the commit: done already
-        if self._rejoins is None:
-            self._rejoins = {}
-        tries = self._rejoins[(tp, first)] = self._rejoins.get((tp, first), 0) + 1
-        if tries > 3:
-            self.log.error("offsets %s..%s of %s still not delivered after three rejoins: counting them as "
-                           "done (Faust's gap handling)", first, offset_to - 1, tp)
-            self.holes.close(key)
-            await super()._add_gap(tp, first, offset_to)
-            return
-        metrics.OFFSET_GAPS.labels(tp.topic).inc()
-        self.log.warning("offsets %s..%s of %s were not delivered: not committing past them; rejoining the "
-                         "group to read them again", first, offset_to - 1, tp)
-        if not self._rejoin_pending:
-            self._rejoin_pending = True
-            await self._thread.call_thread(self._request_rejoin)
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its commit; the next offsets expected follow."""
+        await super().perform_seek()
+        _, expected = self._books()
+        for tp in self.assignment():
+            offset = self._read_offset.get(tp)
+            if offset is None:
+                expected.pop(tp, None)   # no commit: the first record read starts the partition
+            else:
+                expected[tp] = offset
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._books()[1][partition] = offset
 
     def _new_offset(self, tp: TP) -> Optional[int]:
         """The offset to commit for ``tp``: never past a record some stream has not acked
         (Faust's own version can skip one; kafka/flow.py)."""
-        return next_commit(self._acked[tp], self._acked_index[tp], self._gap[tp], self._committed_offset.get(tp))
+        offset = next_commit(self._acked[tp], self._acked_index[tp], self._gap[tp], self._committed_offset.get(tp))
+        if offset is not None:
+            self._books()[0].prune(tp, offset)
+        return offset
 
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        """Faust's seek of every assigned partition to its commit, closing the holes it passes."""
-        offsets = await super().seek_to_committed()
-        self._sought({tp: offset for tp, offset in offsets.items() if offset is not None and offset >= 0})
-        return offsets
-
-    async def seek(self, partition: TP, offset: int) -> None:
-        await super().seek(partition, offset)
-        self._sought({partition: offset})
-
-    def _sought(self, positions: Mapping[TP, int]) -> None:
-        if self.holes:
-            closed = self.holes.sought({(tp.topic, tp.partition): offset for tp, offset in positions.items()})
-            if closed:
-                self.log.warning("holes of %s closed: sought past them, to offsets committed already", closed)
-
-    async def _request_rejoin(self) -> None:
-        self._thread._ensure_consumer()._coordinator.request_rejoin()
-
-    async def on_partitions_assigned(self, assigned: Any, generation_id: int = 0) -> None:
-        self._rejoin_pending = False
-        if self.holes:  # a partition gone to another worker: its new owner reads from the commit
-            self.holes.keep_only((tp.topic, tp.partition) for tp in assigned)
-        await super().on_partitions_assigned(assigned, generation_id)
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        delivered, expected = self._books()
+        for tp in revoked:   # their buffers are cleared: nothing delivered waits to be acked
+            delivered.forget(tp)
+            expected.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def _commit_tps(self, tps: Any, start_new_transaction: bool) -> bool:
         for drain in getattr(self.app, "before_commit", ()):
@@ -256,12 +259,6 @@ class WorkerConsumer(VerifiedHighwatersConsumer):
                 self.log.error("not committing: changelog of table %s failed: %r", table.name, error)
                 await self.app.crash(error)
                 return False
-        gaps = {tp: [(iv.begin, iv.end) for iv in sorted(self._gap[tp])][:5]
-                for tp in tps if tp.topic in CONSECUTIVE_TOPICS and self._gap.get(tp)}
-        if gaps:
-            # Faust treats offsets it never received as done (right for a compacted topic): on
-            # these topics that is records skipped (only after three rejoins, see _add_gap).
-            self.log.warning("committing past offsets this worker never received: %s", gaps)
         return await super()._commit_tps(tps, start_new_transaction)
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:

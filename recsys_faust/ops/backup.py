@@ -7,9 +7,14 @@ compacted control and model topics), the database (``pg_dump`` custom format, re
 by table), the model artifacts, and a manifest with counts and checksums that ``restore`` checks
 before it writes anything.
 
-Topics are read to their end by offsets first and then until a second of silence: the dev broker
-under-reports end offsets (BROKER_NOTES.md, section 1), so an end offset alone could cut a
-partition short.
+Topics are read up to the ends they had when the backup started (kafka/read_all.py), so a
+backup of a stack that keeps taking events ends, and holds what was there when it began.
+
+Restored records are produced with the time of the restore as their Kafka timestamp, and the
+original timestamp in the ``recsys-original-timestamp`` header: with their original timestamps,
+records older than a topic's ``retention.ms`` would be deleted by the broker minutes after the
+restore. Events carry their own time in their ``timestamp`` field, which is what every fold
+reads, so nothing the workers compute changes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from ..settings import Settings
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+#: The Kafka timestamp a restored record had when it was backed up (milliseconds, as text).
+ORIGINAL_TS_HEADER = "recsys-original-timestamp"
 
 
 class BackupError(RuntimeError):
@@ -95,9 +102,10 @@ async def import_topic(settings: Settings, topic: str, path: Path,
         with path.open(encoding="utf-8") as f:
             rows = sorted((json.loads(line) for line in f), key=lambda r: (r["p"], r["o"]))
         for r in rows:
+            headers = [(k, _unb64(v)) for k, v in r["h"] if k != ORIGINAL_TS_HEADER]
+            headers.append((ORIGINAL_TS_HEADER, str(r["t"]).encode()))
             pending.append(await producer.send(
-                topic, value=_unb64(r["v"]), key=_unb64(r["k"]), partition=r["p"], timestamp_ms=r["t"],
-                headers=[(k, _unb64(v)) for k, v in r["h"]] or None))
+                topic, value=_unb64(r["v"]), key=_unb64(r["k"]), partition=r["p"], headers=headers))
             sent += 1
             if len(pending) >= 5_000:
                 await asyncio.gather(*pending)

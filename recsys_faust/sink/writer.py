@@ -56,9 +56,16 @@ class PostgresSink:
         self.last_error: Optional[str] = None
         self.rows_written = 0
         self._migrated = False
+        self._opened: Optional[asyncio.Event] = None
+
+    def _opened_event(self) -> asyncio.Event:
+        if self._opened is None:
+            self._opened = asyncio.Event()
+        return self._opened
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
+        self._opened_event().set()
 
     async def close(self) -> None:
         await self.pool.close()
@@ -89,6 +96,9 @@ class PostgresSink:
     async def write(self, batches: dict[str, Sequence[tuple]], *, stop: Callable[[], bool] = lambda: False) -> int:
         """Write every table's rows in one transaction; retry transient failures until it lands."""
         delay = 0.2
+        # The agents may hand a batch over before the worker's services opened the pool: wait for
+        # it rather than count a closed pool as an outage.
+        await self._opened_event().wait()
         while True:
             try:
                 if not self._migrated:

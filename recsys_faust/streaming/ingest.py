@@ -29,7 +29,6 @@ from faust.types import EventT, TopicT
 from .. import metrics
 from ..events.model import TOPIC_SERVED, Event, Invalid, Served, Source
 from ..events.validate import validate_event, validate_served
-from ..kafka.holes import Holes
 from ..kafka.table import TOMBSTONE, ChangelogPipe, StagedWrites, StrKeyTable
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles import dedup
@@ -217,7 +216,6 @@ class UserEventProcessor:
         drift: Optional[DriftMonitor] = None,
         scorer: Optional[Scorer] = None,
         assigned: Optional[Callable[[], Any]] = None,
-        holes: Optional[Callable[[], Optional[Holes]]] = None,
         online: Optional[OnlineStats] = None,
     ) -> None:
         self.settings = settings
@@ -225,8 +223,6 @@ class UserEventProcessor:
         self.online = online if online is not None else OnlineStats()
         # The topic-partitions this worker owns now (a set of (topic, partition)); None: all.
         self.assigned = assigned
-        # The consumer's offsets skipped and not read yet (kafka/holes.py).
-        self.holes = holes
         # ids of the records of revoked partitions this worker did not apply: never acked
         # (``keep_unacked``), so no commit covers them.
         self.left_to_owner: set[int] = set()
@@ -364,17 +360,10 @@ class UserEventProcessor:
         # worker serves from; measured: a few pairs lost on the old owner in one two-worker run
         # in five, when a revocation outlasted the rebalance timeout).
         owned = self.assigned() if self.assigned is not None else None
-        holes = self.holes() if self.holes is not None else None
         for rec in records:
             msg = rec.message
             if owned is not None and (msg.topic, msg.partition) not in owned:
                 metrics.EVENTS.labels(msg.topic, "not_owned").inc()
-                self.left_to_owner.add(id(rec))
-                continue
-            if holes and holes.holds_back((msg.topic, msg.partition), msg.offset):
-                # Past offsets not delivered yet: left unacked, read again after them, so the
-                # item entries see this topic-partition's offsets in order (kafka/holes.py).
-                metrics.EVENTS.labels(msg.topic, "behind_a_hole").inc()
                 self.left_to_owner.add(id(rec))
                 continue
             if msg.topic == TOPIC_SERVED:

@@ -36,9 +36,12 @@ POSTED = (("online_hit_rate", "hit_rate"), ("online_rec_share", "rec_share"), ("
 SERVED_LINGER_S = 0.005
 #: ... or until this many wait (a batch per partition is sent at once then).
 SERVED_MAX_RECORDS = 1_000
-#: Sends of such batches not yet handed to the producer; past this (a broker that stopped
-#: taking them) new records are dropped and counted, rather than held without bound.
+#: Sends of such batches not yet handed to the producer; past this, records wait in memory
+#: (merged into the next send) until one is handed over.
 SERVED_MAX_IN_FLIGHT = 16
+#: Records waiting so; past this (a broker that stopped taking them) new records are dropped
+#: and counted rather than held without bound (about 200 bytes each: 20 MB).
+SERVED_MAX_WAITING = 100_000
 
 
 class ServedSender:
@@ -55,13 +58,14 @@ class ServedSender:
 
     def __init__(self, topic: str, producer: Callable[[], Any], partitions: Callable[[], int], *,
                  linger_s: float = SERVED_LINGER_S, max_records: int = SERVED_MAX_RECORDS,
-                 max_in_flight: int = SERVED_MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = SERVED_MAX_IN_FLIGHT, max_waiting: int = SERVED_MAX_WAITING) -> None:
         self.topic = topic
         self._producer = producer  # the aiokafka producer, when the first batch goes
         self._partitions = partitions
         self.linger_s = linger_s
         self.max_records = max_records
         self.max_in_flight = max_in_flight
+        self.max_waiting = max_waiting
         self._pending: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         self._count = 0
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -71,9 +75,16 @@ class ServedSender:
         self.undelivered = 0
 
     def add(self, user_id: str, value: bytes) -> None:
+        if self._count >= self.max_waiting:
+            self.dropped += 1
+            metrics.SERVED_RECORDS.labels("dropped").inc()
+            if self.dropped % 1000 == 1:
+                log.warning("recsys-served: %d records wait for the producer already: dropping (%d dropped so far)",
+                            self._count, self.dropped)
+            return
         self._pending[user_partition(user_id, self._partitions())].append((user_id.encode("utf-8"), value))
         self._count += 1
-        if self._count >= self.max_records:
+        if self._count >= self.max_records and len(self._in_flight) < self.max_in_flight:
             self._send_pending()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._send_pending)
@@ -82,19 +93,18 @@ class ServedSender:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not self._pending or len(self._in_flight) >= self.max_in_flight:
+            return  # nothing to send, or sent when a send in flight is handed over (``_handed``)
         pending, count = self._pending, self._count
         self._pending, self._count = defaultdict(list), 0
-        if not pending:
-            return
-        if len(self._in_flight) >= self.max_in_flight:
-            self.dropped += count
-            metrics.SERVED_RECORDS.labels("dropped").inc(count)
-            log.warning("recsys-served: %d records dropped, %d batches still waiting for the producer "
-                        "(%d dropped so far)", count, len(self._in_flight), self.dropped)
-            return
         task = asyncio.ensure_future(self._send(pending, count))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._handed)
+
+    def _handed(self, task: "asyncio.Future[None]") -> None:
+        self._in_flight.discard(task)
+        if self._pending:
+            self._send_pending()
 
     async def _send(self, pending: dict[int, list[tuple[bytes, bytes]]], count: int) -> None:
         handed = 0
@@ -132,8 +142,8 @@ class ServedSender:
 
     async def flush(self) -> None:
         """Hand everything waiting to the producer (the worker is stopping)."""
-        self._send_pending()
-        if self._in_flight:
+        while self._pending or self._in_flight:
+            self._send_pending()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import math
 import logging
 import time
@@ -28,6 +27,7 @@ from yarl import URL
 
 from .. import metrics
 from ..client.producers import InvalidEventError, new_id, prepare
+from ..events import strict_json
 from ..events.model import KIND_TOPICS
 from ..events.protect import FieldCipher
 from ..kafka.partitioning import user_partition
@@ -303,10 +303,10 @@ class Ingest(ApiView):
             raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
         raw = await _read_limited(request, self.ctx.settings.max_event_bytes, kind)
         try:
-            obj = json.loads(raw)
-        except ValueError as exc:
-            metrics.INGEST_REJECTED.labels(kind, "not_json").inc()
-            raise ApiError(400, "not_json", f"body is not JSON: {exc}")
+            obj = strict_json.loads(raw)
+        except strict_json.JsonRefused as exc:
+            metrics.INGEST_REJECTED.labels(kind, exc.code).inc()
+            raise ApiError(400, exc.code, exc.detail)
         if not isinstance(obj, dict):
             metrics.INGEST_REJECTED.labels(kind, "not_object").inc()
             raise ApiError(400, "not_object", "body must be a JSON object")

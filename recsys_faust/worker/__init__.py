@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from .. import metrics
 from ..app import RecsysApp, create_app
-from ..events.model import TOPIC_REQUESTS, TOPIC_SERVED
+from ..drift.features import FEATURES, NUMERIC
+from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_SERVED
 from ..events.protect import FieldCipher
 from ..kafka.lag import consumer_lags
 from ..kafka.topics import plan_from_settings
@@ -74,7 +75,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         dead_letters=dead_letters, topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of,
         drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
-        holes=lambda: getattr(app.consumer, "holes", None), online=online.stats,
+        online=online.stats,
     )
     app.before_commit.append(processor.changelog.drain)
 
@@ -105,6 +106,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     probe = BrokerProbe(settings)
     health = health_document(app, settings, database=DatabaseProbe(settings, sink), recommender=recommender,
                              replicas=replicas, drift=drift, scorer=scorer, probe=probe)
+    metrics.preset_series(INPUT_TOPICS, (*FEATURES, *NUMERIC))
     metrics.STATE.lags = lambda: consumer_lags(app.consumer)
     metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas)
     metrics.STATE.model_version = lambda: recommender.model_version

@@ -67,3 +67,17 @@ def test_every_metric_named_by_a_panel_or_an_alert_is_exported(stack):
                    'recsys_consumer_lag_records{', 'recsys_ready 1.0', 'recsys_model_info{',
                    'recsys_http_request_seconds_count{method="GET",route="/api/recommendations/{user_id}",status="200"}'):
         assert sample in text, sample
+
+
+def test_a_fresh_worker_exports_a_sample_of_every_metric_the_panels_and_alerts_name(stack):
+    """Before any event: every named family has a sample line (labelled counters at 0 for their
+    known labels), so that ``increase()`` sees the first dead letter or drift alert as a rise."""
+    worker = stack.add_worker("fresh")
+    get(f"{worker.url}/api/ping")  # one request, so the HTTP histogram has its first series
+    _, text = http("GET", f"{worker.url}/metrics")
+    sampled = {re.sub(r"_(bucket|count|sum|total)$", "", line.split("{")[0].split(" ")[0])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    names = {re.sub(r"_total$", "", n) for n in named_metrics()}
+    assert sorted(names - sampled) == []
+    assert 'recsys_dead_letters_total{reason="not_json",topic="amazon-reviews"} 0.0' in text
+    assert 'recsys_drift_alerts_total{feature="kind"} 0.0' in text

@@ -58,3 +58,31 @@ def test_schemathesis_finds_no_server_error_and_no_nonconforming_response(stack,
     # The worker still answers correctly after the fuzzing.
     status, body = get(f"{worker.url}/api/health")
     assert status == 200 and body["status"] in ("ok", "degraded")
+
+
+HOSTILE = {
+    "nested 2,000 deep": (b'{"user_id":"u1","product_id":"p1","rating":5,"x":' + b"[" * 2000 + b"]" * 2000 + b"}",
+                          "too_deep"),
+    "nested 40 deep": (b'{"user_id":"u1","product_id":"p1","rating":5,"x":' + b'{"a":' * 40 + b"1" + b"}" * 41,
+                       "too_deep"),
+    "NaN": (b'{"user_id":"u1","product_id":"p1","rating":NaN}', "not_json"),
+    "Infinity": (b'{"user_id":"u1","product_id":"p1","rating":Infinity}', "not_json"),
+    "a number past double": (b'{"user_id":"u1","product_id":"p1","rating":1e999}', "not_json"),
+    "a duplicate key": (b'{"user_id":"u1","user_id":"u2","product_id":"p1","rating":5}', "duplicate_key"),
+    "invalid UTF-8": (b'{"user_id":"u\xff","product_id":"p1","rating":5}', "not_utf8"),
+    "a lone surrogate": (b'{"user_id":"\\ud800","product_id":"p1","rating":5}', "not_json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_json_bodies_are_400_with_the_reason(stack, case):
+    from .helpers import http
+
+    worker = stack.workers[0] if stack.workers else stack.add_worker("w1", extra_env={k: TOKEN for k in (
+        "RECSYS_READ_TOKENS", "RECSYS_INGEST_TOKENS", "RECSYS_API_TOKEN", "RECSYS_METRICS_TOKEN")})
+    body, code = HOSTILE[case]
+    status, answer = http("POST", f"{worker.url}/api/events/review", body,
+                          headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    assert status == 400, (status, answer)
+    assert answer["error"] == code and answer["detail"], answer
+    assert worker.alive()

@@ -18,7 +18,6 @@ import scipy.sparse as sp
 
 from recsys_faust.events.model import Source
 from recsys_faust.kafka import codecs
-from recsys_faust.kafka.holes import Holes
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.kafka.table import TOMBSTONE, StagedWrites
 from recsys_faust.popularity.trending import APPLIED, COUNT, PopularityIndex
@@ -138,7 +137,7 @@ def record(topic: str, partition: int, offset: int, value: Any) -> Any:
                                                    key=None, timestamp=None))
 
 
-def build(model: bool = True, assigned=None, settings=None, holes=None):
+def build(model: bool = True, assigned=None, settings=None):
     settings = settings or Settings()
     tables = {name: MemoryTable() for name in ("profiles", "recommendations", "popularity", "transitions",
                                                   "user_factors", "event_ids")}
@@ -155,7 +154,7 @@ def build(model: bool = True, assigned=None, settings=None, holes=None):
         settings, profiles=tables["profiles"], recommendations=tables["recommendations"],
         popularity=tables["popularity"], transitions=tables["transitions"], user_factors=tables["user_factors"],
         event_ids=tables["event_ids"], index=popularity, ranker=ranker, dead_letters=dead, topic_for=lambda name: rerouted,
-        partitions_of=lambda topic: N, assigned=assigned, holes=(lambda: holes) if holes is not None else None)
+        partitions_of=lambda topic: N, assigned=assigned)
     return processor, tables, ranker, dead, rerouted
 
 
@@ -336,27 +335,6 @@ def test_the_transition_history_is_bounded_and_a_replay_changes_nothing():
     before = json.dumps(tables["transitions"].data, sort_keys=True)
     asyncio.run(run(processor, batch))
     assert json.dumps(tables["transitions"].data, sort_keys=True) == before
-
-
-def test_records_past_a_hole_wait_for_it_so_item_entries_see_offsets_in_order():
-    """The consumer met a hole (offsets not delivered) and rejoins to read it again. Applied at
-    once, the records past it made the shared item entries skip the hole's records when they
-    came (their offsets are lower): a count lost while every profile was right."""
-    u = "ursula"
-    p = user_partition(u, N)
-    v = next(name for name in (f"v{i}" for i in range(100)) if user_partition(name, N) == p)
-    topic = "amazon-product-views"
-    early = record(topic, p, 5, view(u, "p1", DAY, 1))     # the hole's record
-    late = record(topic, p, 7, view(v, "p1", DAY + 9, 2))  # delivered first, past the hole
-    holes = Holes()
-    holes.open((topic, p), 5, 7, committed=5)
-    processor, tables, _ranker, _dead, _rerouted = build(model=False, holes=holes)
-    asyncio.run(run(processor, [late]))
-    assert processor.keep_unacked(late) and v not in tables["profiles"].data  # held back, unacked
-    asyncio.run(run(processor, [early, late]))             # after the rejoin: in offset order
-    assert not holes
-    assert tables["popularity"].data[f"p1@{p}"][COUNT] == 2
-    assert tables["profiles"].data[u]["counts"] == tables["profiles"].data[v]["counts"] == {"view": 1}
 
 
 def served_record(user: str, at: float, items: list[str], offset: int, p: int) -> Any:

@@ -73,17 +73,33 @@ async def test_a_full_buffer_goes_at_once_and_a_full_producer_batch_is_split():
     assert [v for _, _, r in producer.sent for _, v in r] == [b"%d" % n for n in range(10)]
 
 
+async def test_a_slow_broker_makes_records_wait_and_merge_never_drops_them():
+    gate = asyncio.Event()
+    producer = Producer(gate=gate)
+    sender = ServedSender("recsys-served", lambda: producer, lambda: 1, linger_s=60, max_records=1, max_in_flight=2)
+    for n in range(7):
+        sender.add("u", b"%d" % n)
+        await asyncio.sleep(0)
+    assert sender.dropped == 0 and producer.sent == []  # two sends wait for the producer, five records wait
+    gate.set()
+    await sender.flush()
+    assert sender.sent == 7 and sender.dropped == 0
+    assert [v for _, _, r in producer.sent for _, v in r] == [b"%d" % n for n in range(7)]
+    assert len(producer.sent) == 3  # the five that waited went as one batch
+
+
 async def test_a_broker_that_stops_taking_batches_costs_counted_records_never_an_error():
     gate = asyncio.Event()
     producer = Producer(gate=gate)
-    sender = ServedSender("recsys-served", lambda: producer, lambda: 2, linger_s=60, max_records=1, max_in_flight=2)
-    for user in users(5):
+    sender = ServedSender("recsys-served", lambda: producer, lambda: 2, linger_s=60, max_records=1, max_in_flight=2,
+                          max_waiting=3)
+    for user in users(8):
         sender.add(user, b"x")
         await asyncio.sleep(0)
-    assert sender.dropped == 3  # two batches wait for the producer; the rest are dropped, counted
+    assert sender.dropped == 3  # two batches with the producer, three records waiting; the rest dropped, counted
     gate.set()
     await sender.flush()
-    assert sender.sent == 2 and len(producer.sent) == 2
+    assert sender.sent == 5 and sender.dropped == 3
     failing = ServedSender("recsys-served", lambda: Producer(fail=True), lambda: 2, linger_s=60)
     failing.add("u", b"x")
     await failing.flush()
