@@ -95,25 +95,27 @@ class _MappingEnv(EnvSettingsSource):
 
 
 class Settings(BaseSettings):
-    """Everything configurable, with defaults fit for one dev machine.
+    """Everything configurable, with defaults fit for Apache Kafka and one machine.
 
-    Broker timeouts default to the values measured to make workers start in ~3 s on the dev
-    broker (see BROKER_NOTES.md); production on Apache Kafka wants larger ones
-    (e.g. 10 / 1 / 10 s), set through the environment.
+    Broker timeouts default to what Kafka accepts out of the box (docs/brokers.md); the dev
+    stack and the tests set faster ones against the broker they start.
     """
 
     # --- identity and wiring -------------------------------------------------------------
-    app_id: str = "recsys-faust"
-    broker: str = Field("kafka://127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BROKER", "BROKER_URL", "RECSYS_BROKER"))
-    database_url: Optional[str] = Field(None, validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL"))
-    web_port: int = Field(6066, validation_alias=AliasChoices("WEB_PORT", "RECSYS_WEB_PORT"), gt=0)
-    web_host: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("WEB_HOST", "RECSYS_WEB_HOST"))
-    web_bind: str = Field("0.0.0.0", validation_alias=AliasChoices("WEB_BIND", "RECSYS_WEB_BIND"))
-    data_dir: Path = Path("./data")
-    models_dir: Path = Path("./models")
-    topics_file: Optional[Path] = None
+    app_id: str = "recsys-faust"  # Faust app id: the consumer group and the prefix of changelog topics
+    broker: str = Field("kafka://127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BROKER", "BROKER_URL", "RECSYS_BROKER"))  # Kafka bootstrap URLs, comma-separated (kafka://host:port)
+    database_url: Optional[str] = Field(None, validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL"))  # PostgreSQL DSN for the sink; unset: no sink
+    web_port: int = Field(6066, validation_alias=AliasChoices("WEB_PORT", "RECSYS_WEB_PORT"), gt=0)  # this worker's HTTP port (API, demo page, /metrics)
+    web_host: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("WEB_HOST", "RECSYS_WEB_HOST"))  # the host name other workers reach this one at (forwarded requests)
+    web_bind: str = Field("0.0.0.0", validation_alias=AliasChoices("WEB_BIND", "RECSYS_WEB_BIND"))  # the interface the HTTP server listens on
+    data_dir: Path = Path("./data")  # RocksDB tables and the local model cache
+    models_dir: Path = Path("./models")  # trained model artifacts (train writes, workers may read)
+    topics_file: Optional[Path] = None  # topics.yaml to use (default: the one beside the package, or ./topics.yaml)
     user_partitions: int = 0      # 0: as topics.yaml says; else overrides per-user topics (dev/test)
     replication_factor: int = 0   # 0: as topics.yaml says; 1 on a single dev broker
+    # Extra configs of the changelog topics the workers create (JSON object, e.g.
+    # {"segment.ms": "600000"}); min.insync.replicas is set from the replication factor.
+    changelog_topic_config: dict[str, str] = Field(default_factory=dict)
     api_token: Optional[SecretStr] = None      # admin routes (reload, clear-cache); unset: they refuse
     read_tokens: Optional[SecretStr] = None    # comma-separated; profile, recommendations, similar, trending
     ingest_tokens: Optional[SecretStr] = None  # comma-separated; POST /api/events/*
@@ -123,27 +125,27 @@ class Settings(BaseSettings):
     encrypted_fields: str = "review.text,user-event.properties"  # kind.field list sealed with field_keys
     rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
     rate_limit_burst: int = Field(0, ge=0)     # requests a client may make at once (0: one second's worth)
-    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")  # this worker's name in logs, metrics and health (default: host:port)
     ready_broker_timeout_s: float = Field(6.0, gt=0)  # readiness 503 when the broker has not answered for this long
     ready_stall_s: float = Field(60.0, gt=0)          # ... or a partition with records behind has not moved for this long
 
     # --- broker security ------------------------------------------------------------------
-    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "RECSYS_KAFKA_SECURITY_PROTOCOL"))
-    kafka_sasl_mechanism: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "RECSYS_KAFKA_SASL_MECHANISM"))
-    kafka_sasl_username: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "RECSYS_KAFKA_SASL_USERNAME"))
-    kafka_sasl_password: Optional[SecretStr] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "RECSYS_KAFKA_SASL_PASSWORD"))
-    kafka_ssl_cafile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "RECSYS_KAFKA_SSL_CAFILE"))
-    kafka_ssl_certfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "RECSYS_KAFKA_SSL_CERTFILE"))
-    kafka_ssl_keyfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "RECSYS_KAFKA_SSL_KEYFILE"))
+    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "RECSYS_KAFKA_SECURITY_PROTOCOL"))  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    kafka_sasl_mechanism: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "RECSYS_KAFKA_SASL_MECHANISM"))  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    kafka_sasl_username: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "RECSYS_KAFKA_SASL_USERNAME"))  # SASL user
+    kafka_sasl_password: Optional[SecretStr] = Field(None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "RECSYS_KAFKA_SASL_PASSWORD"))  # SASL password (secret)
+    kafka_ssl_cafile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "RECSYS_KAFKA_SSL_CAFILE"))  # CA bundle that signed the brokers' certificates
+    kafka_ssl_certfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "RECSYS_KAFKA_SSL_CERTFILE"))  # client certificate (mutual TLS)
+    kafka_ssl_keyfile: Optional[str] = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "RECSYS_KAFKA_SSL_KEYFILE"))  # client key (mutual TLS)
 
     # --- consumer group timing (seconds) -----------------------------------------------------
     # Within what Apache Kafka accepts by default (group.min.session.timeout.ms = 6 s); the dev
     # stack and the tests run a broker that accepts 1 s and set 2 s for fast failover.
     broker_session_timeout: float = 10.0
-    broker_heartbeat_interval: float = 3.0
-    broker_rebalance_timeout: float = 10.0
-    broker_request_timeout: float = 30.0
-    broker_commit_interval: float = 1.0
+    broker_heartbeat_interval: float = 3.0  # consumer group heartbeat
+    broker_rebalance_timeout: float = 10.0  # how long a rebalance may take before members are dropped
+    broker_request_timeout: float = 30.0  # one Kafka request's timeout
+    broker_commit_interval: float = 1.0  # offsets of processed events are committed this often
     # Standby replicas make failover faster but are off by default: with them, a worker taking
     # over partitions mid-stream sometimes never resumed consuming them on the dev broker
     # (caught by the two-worker exactness test, ~1 run in 4); without them, 0 in 12 runs.
@@ -169,18 +171,18 @@ class Settings(BaseSettings):
     # event time seen there) is applied once (profiles/dedup.py); state holds each id for one
     # to two windows.
     dedup_window_s: float = Field(7 * 86_400, gt=0)
-    tumbling_window_s: int = Field(3_600, gt=0)
-    tumbling_expires_s: int = 86_400
-    hopping_window_s: int = Field(3_600, gt=0)
-    hopping_step_s: int = Field(900, gt=0)
-    hopping_expires_s: int = 21_600
+    tumbling_window_s: int = Field(3_600, gt=0)  # profile activity windows: size
+    tumbling_expires_s: int = 86_400  # ... kept this long past their end
+    hopping_window_s: int = Field(3_600, gt=0)  # hopping activity windows: size
+    hopping_step_s: int = Field(900, gt=0)  # ... a new one starts every step
+    hopping_expires_s: int = 21_600  # ... kept this long past their end
 
     # --- popularity and serving -----------------------------------------------------------------
-    popularity_bucket_s: int = Field(3_600, gt=0)
-    trending_window_s: int = Field(7 * 86_400, gt=0)
+    popularity_bucket_s: int = Field(3_600, gt=0)  # item popularity is counted in buckets of this size
+    trending_window_s: int = Field(7 * 86_400, gt=0)  # trending and cold-start popularity look back this far
     trending_refresh_s: float = 0.5     # the ranked trending lists are rebuilt at most this often
     rec_list_size: int = Field(50, gt=0)             # items kept in each user's ready list
-    affinity_boost: float = 1.0
+    affinity_boost: float = 1.0  # weight of the user's category affinity in the popular fallback
     weights: EventWeights = Field(default_factory=EventWeights)  # RECSYS_WEIGHT_VIEW / _PURCHASE / _REVIEW_PER_STAR
 
     # --- ranking: item transitions and the blend (README, "Item transitions") -------------------
@@ -225,30 +227,30 @@ class Settings(BaseSettings):
     # --- PostgreSQL sink ---------------------------------------------------------------------------
     sink_batch_size: int = 1_000       # records per sink transaction
     sink_batch_within: float = 0.2     # seconds to wait filling a sink batch
-    db_pool_min: int = 1
-    db_pool_max: int = 4
+    db_pool_min: int = 1  # PostgreSQL connections kept open
+    db_pool_max: int = 4  # PostgreSQL connections at most
     db_max_backoff_s: float = 5.0      # cap of the retry backoff while PostgreSQL is down
     db_migrate: bool = True            # workers migrate the schema at start; false: they wait for `db init` (a worker role without DDL)
     db_worker_password: Optional[SecretStr] = None  # `db init --worker-role NAME` sets this password on the role
 
     # --- ALS (implicit) ---------------------------------------------------------------------------
-    als_factors: int = 128
-    als_regularization: float = 1.0
-    als_alpha: float = 10.0
-    als_iterations: int = 15
-    als_seed: int = 42
+    als_factors: int = 128  # ALS latent factors (train)
+    als_regularization: float = 1.0  # ALS L2 regularization
+    als_alpha: float = 10.0  # ALS confidence scale: c = 1 + alpha * weight
+    als_iterations: int = 15  # ALS iterations
+    als_seed: int = 42  # ALS random seed (reproducible training)
     max_model_bytes: int = 64 * 1024 * 1024  # largest model message on amazon-model-updates
     # auto: the artifact inline while the message fits max_model_bytes, else by reference to its
     # directory under models_dir (which workers must then share: a volume); inline; reference.
     model_shipping: str = "auto"
 
     # --- RocksDB (per table partition) -----------------------------------------------------------
-    rocksdb_write_buffer_size: int = 16 * 1024 * 1024
-    rocksdb_max_write_buffer_number: int = 3
-    rocksdb_target_file_size_base: int = 32 * 1024 * 1024
-    rocksdb_block_cache_size: int = 32 * 1024 * 1024
-    rocksdb_bloom_filter_size: int = 10
-    rocksdb_max_open_files: int = 256
+    rocksdb_write_buffer_size: int = 16 * 1024 * 1024  # bytes per memtable
+    rocksdb_max_write_buffer_number: int = 3  # memtables per store
+    rocksdb_target_file_size_base: int = 32 * 1024 * 1024  # bytes per SST file
+    rocksdb_block_cache_size: int = 32 * 1024 * 1024  # bytes of block cache per store
+    rocksdb_bloom_filter_size: int = 10  # bloom filter bits per key
+    rocksdb_max_open_files: int = 256  # open SST files per store
     # RocksDB's own write-ahead log: off, the changelog topics are the log (kafka/store.py)
     rocksdb_wal: bool = False
 

@@ -193,6 +193,9 @@ class KafkaCluster:
             "log.retention.check.interval.ms": "5000",
             "log.cleaner.backoff.ms": "1000",
             "unclean.leader.election.enable": "false",
+            # A dead follower leaves the in-sync replicas after 5 s (Kafka: 30 s), so acks=all
+            # writes wait that long at most in the broker failover tests.
+            "replica.lag.time.max.ms": "5000",
         }
         conf.update(self.extra_config)
         return conf
@@ -220,8 +223,8 @@ class KafkaCluster:
         props.write_text("".join(f"{k}={v}\n" for k, v in self.config(node).items()))
         if (node.dir / "data" / "meta.properties").exists():
             return  # formatted before: a restart keeps its log
-        out = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", str(self.cluster_id),
-                                        "-c", str(props), "--ignore-formatted"),
+        out = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
+                                        f"--config={props}", "--ignore-formatted"),
                              capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"formatting Kafka node {node.node_id} failed:\n{out.stdout}{out.stderr}")

@@ -130,7 +130,7 @@ async def apply_topics(settings: Settings, plan: TopicPlan, *, dry_run: bool = F
                     f"{name} ({reason})" for name, reason in sorted(refused.items())))
         report.created = [t.name + (" (dry run)" if dry_run else "") for t in missing]
         present = [t for t in plan.topics if t.name in existing]
-        configs, why = await _describe_configs(admin, [t.name for t in present])
+        configs, why = await describe_topic_configs(admin, [t.name for t in present])
         if why:
             report.unchecked.append(f"topic configs ({why})")
         for t in present:

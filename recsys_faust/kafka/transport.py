@@ -5,7 +5,7 @@ the first (``BaselineTransport``), so it measures Faust's own delivery.
 Table recovery reads each changelog up to ``consumer.highwaters()``, which Faust answers with
 ListOffsets(LATEST). The dev broker (Tansu 0.6) answers that with the base offset of the last
 record batch + 1, short by the rest of the batch: restarts then fail the consistency check
-and rebuilds silently lose the tail (BROKER_NOTES.md, section 1). The high watermark in a
+and rebuilds silently lose the tail (docs/brokers.md, Tansu). The high watermark in a
 Fetch response is always right, so for every non-empty partition we fetch one record at
 (listed end - 1) and take ``max(listed, fetched)``. On Apache Kafka both agree; the cost is
 one extra round trip per recovery.

@@ -171,6 +171,9 @@ def _check(source: Path) -> dict[str, Any]:
 async def _topics_with_records(settings: Settings, names: list[str]) -> list[str]:
     consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
+    # aiokafka 0.14: a group-less consumer stopped before its committed-offsets task first ran
+    # raises CancelledError from stop(); one turn of the loop lets the task start.
+    await asyncio.sleep(0)
     try:
         tps = [TopicPartition(n, p) for n in names for p in (consumer.partitions_for_topic(n) or ())]
         ends = await consumer.end_offsets(tps) if tps else {}

@@ -2,7 +2,7 @@
 
 A ranked list is held as dicts ``{"product_id", "score", "category"}`` while it is filtered
 (``category`` is what the category filter reads) and answered as ``{"product_id", "score"}``
-(the contract's item shape, CONTRACT.md). Both are built here so that a field added to the
+(the contract's item shape, docs/contract.md). Both are built here so that a field added to the
 contract is added in one place.
 """
 

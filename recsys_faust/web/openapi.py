@@ -56,7 +56,7 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _obj(["accepted", "event_id", "topic"], accepted=BOOL, event_id=STR, topic=STR),
     "Event": {
         "type": "object", "required": ["user_id"],
-        "description": "A view, purchase, review or user event (CONTRACT.md); event_id and timestamp "
+        "description": "A view, purchase, review or user event (docs/contract.md); event_id and timestamp "
                        "are filled in when missing. Invalid events get 400 with the reason.",
         "properties": {
             "event_id": STR, "user_id": STR, "product_id": STR, "category": STR,

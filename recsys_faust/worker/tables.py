@@ -23,17 +23,26 @@ class Tables:
     event_ids: StrKeyTable
 
 
+def changelog_config(settings: Settings, replication_factor: int) -> dict[str, str]:
+    """Changelog topic configs: acks=all writes survive one broker lost (min.insync.replicas 2 of
+    3, as topics.yaml gives the inputs), plus RECSYS_CHANGELOG_TOPIC_CONFIG."""
+    config = {"min.insync.replicas": str(min(2, replication_factor - 1))} if replication_factor >= 2 else {}
+    return {**config, **settings.changelog_topic_config}
+
+
 def declare_tables(app: RecsysApp, settings: Settings, partitions: int) -> Tables:
     opts = rocksdb_options(settings)
+    config = changelog_config(settings, app.conf.topic_replication_factor)
 
     def user_table(name: str, help_: str) -> Any:
         return app.Table(name, default=None, partitions=partitions, key_type=str, use_partitioner=True,
-                         options=dict(opts), help=help_)
+                         options=dict(opts), help=help_, extra_topic_configs=dict(config))
 
     def item_table(name: str, help_: str) -> Any:
         # Keys "<product_id>@<partition>": written only by the owner of that partition, stored and
         # changelogged on it (no use_partitioner), read by every worker through ReplicatedChangelog.
-        return app.Table(name, default=None, partitions=partitions, key_type=str, options=dict(opts), help=help_)
+        return app.Table(name, default=None, partitions=partitions, key_type=str, options=dict(opts), help=help_,
+                         extra_topic_configs=dict(config))
 
     # key_type=str: raw UTF-8 keys (kafka/table.StrKeyTable) for changelogs, stores and routing.
     return Tables(

@@ -40,6 +40,8 @@ def round_events(n: int) -> list[tuple[str, dict]]:
 
 def stored_ids(stack, prefix: str) -> Counter:
     with psycopg.connect(stack.postgres.url, connect_timeout=3) as conn:
+        if conn.execute("SELECT to_regclass('user_events')").fetchone()[0] is None:
+            return Counter()   # the worker's sink has not created the schema yet
         rows = conn.execute("SELECT event_id FROM interactions WHERE event_id LIKE %s "
                             "UNION ALL SELECT event_id FROM user_events WHERE event_id LIKE %s",
                             (prefix + "%", prefix + "%")).fetchall()

@@ -1,0 +1,114 @@
+"""docs/configuration.md, generated from the Settings class itself so that it cannot drift.
+
+Each field's environment variable(s), default and explanation come from ``settings.py``: the
+explanation is the field's comment (on its line, or the comment lines just above it), the
+sections are its ``# --- name ---`` headers. ``python -m recsys_faust.settings_doc`` prints the
+page; ``tests/unit/test_settings_doc.py`` fails when the committed page differs.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, SecretStr
+
+from .settings import Settings
+
+SOURCE = Path(__file__).with_name("settings.py")
+HEADER = """# Configuration
+
+Every setting is an environment variable (a `.env` file in the working directory is read too;
+`RECSYS_ENV_FILE` names another, empty for none). Each field is `RECSYS_<NAME>`; the wiring ones
+also answer to their documented names (`KAFKA_BROKER`, `DATABASE_URL`, `WEB_PORT`, ...).
+Values are checked at start-up, and an error names the variable. Secrets are never printed.
+
+This page is generated from `recsys_faust/settings.py` (`python -m recsys_faust.settings_doc >
+docs/configuration.md`); a test fails when it is out of date.
+"""
+
+
+def _comments() -> dict[str, tuple[str, str]]:
+    """field name -> (section, explanation) from the comments of the Settings class body."""
+    out: dict[str, tuple[str, str]] = {}
+    section, pending, in_class = "General", [], False
+    lines = SOURCE.read_text(encoding="utf-8").splitlines()
+    comments: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("class Settings("):
+            in_class = True
+            continue
+        if not in_class:
+            continue
+        if line and not line.startswith((" ", "\t")):
+            break
+        stripped = line.strip()
+        header = re.match(r"#\s*---\s*(.+?)\s*-+\s*$", stripped)
+        if header:
+            section, pending = header.group(1)[:1].upper() + header.group(1)[1:], []
+            continue
+        if stripped.startswith("#"):
+            pending.append(comments.get(number, ""))
+            continue
+        field = re.match(r"([a-z_][a-z0-9_]*)\s*:", stripped)
+        if field and "(" not in stripped.split(":")[0]:
+            text = " ".join(p for p in pending if p)
+            if number in comments:
+                text = (text + " " + comments[number]).strip()
+            out[field.group(1)] = (section, text)
+        pending = []
+    return out
+
+
+def _names(name: str, info: Any) -> list[str]:
+    names = []
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        names += [str(a) for a in alias.choices]
+    elif isinstance(alias, str):
+        names.append(alias)
+    env = f"RECSYS_{name.upper()}"
+    if env not in names:
+        names.append(env)
+    return names
+
+
+def _default(info: Any) -> str:
+    if info.default_factory is not None:
+        return "(computed)"
+    value = info.default
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if isinstance(value, Path):
+        return f"`{value}`"
+    if isinstance(value, (tuple, list)):
+        return "`" + ",".join(str(v) for v in value) + "`" if value else "empty"
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
+    return f"`{value}`"
+
+
+def render() -> str:
+    comments = _comments()
+    sections: dict[str, list[str]] = {}
+    for name, info in Settings.model_fields.items():
+        section, text = comments.get(name, ("General", ""))
+        names = " / ".join(f"`{n}`" for n in _names(name, info))
+        text = text.replace("|", "\\|")
+        sections.setdefault(section, []).append(f"| {names} | {_default(info)} | {text} |")
+    parts = [HEADER]
+    for section, rows in sections.items():
+        parts.append(f"\n## {section}\n\n| variable | default | what it does |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":  # pragma: no cover - a command
+    print(render(), end="")
