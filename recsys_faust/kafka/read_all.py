@@ -10,6 +10,7 @@ it, whichever is higher. The dev broker Tansu lists end offsets short of the rec
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 import aiokafka
@@ -66,3 +67,19 @@ class TopicReader:
                         consumer.pause(tp)
         finally:
             await consumer.stop()
+
+
+async def topics_with_records(settings: Settings, names: list[str]) -> list[str]:
+    """Which of the topics ``names`` hold records (a non-zero end offset on some partition)."""
+    consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    # aiokafka 0.14: a group-less consumer stopped before its committed-offsets task first ran
+    # raises CancelledError from stop(); one turn of the loop lets the task start.
+    await asyncio.sleep(0)
+    try:
+        await consumer._client.force_metadata_update()  # every topic's partitions, just created ones too
+        tps = [TopicPartition(n, p) for n in names for p in (consumer.partitions_for_topic(n) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return sorted({tp.topic for tp, end in ends.items() if end > 0})
+    finally:
+        await consumer.stop()

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import aiokafka
-from aiokafka import TopicPartition
 
 from ..kafka.clients import client_kwargs
-from ..kafka.read_all import TopicMissing, TopicReader
+from ..kafka.read_all import TopicMissing, TopicReader, topics_with_records
 from ..kafka.topics import apply_topics, plan_from_settings
 from ..ranking.artifact import sha256_file
 from ..settings import Settings
@@ -168,26 +167,12 @@ def _check(source: Path) -> dict[str, Any]:
     return manifest
 
 
-async def _topics_with_records(settings: Settings, names: list[str]) -> list[str]:
-    consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
-    await consumer.start()
-    # aiokafka 0.14: a group-less consumer stopped before its committed-offsets task first ran
-    # raises CancelledError from stop(); one turn of the loop lets the task start.
-    await asyncio.sleep(0)
-    try:
-        tps = [TopicPartition(n, p) for n in names for p in (consumer.partitions_for_topic(n) or ())]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        return sorted({tp.topic for tp, end in ends.items() if end > 0})
-    finally:
-        await consumer.stop()
-
-
 def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Bring the stack ``settings`` points at (empty topics, empty database) back from ``source``."""
     manifest = _check(source)
     plan = plan_from_settings(settings)
     asyncio.run(apply_topics(settings, plan))
-    busy = asyncio.run(_topics_with_records(settings, list(manifest["topics"])))
+    busy = asyncio.run(topics_with_records(settings, list(manifest["topics"])))
     if busy:
         raise BackupError(f"topics already hold records: {', '.join(busy)}; restore into an empty broker "
                           f"(records produced again would follow them and double every event)")

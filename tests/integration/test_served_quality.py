@@ -3,7 +3,7 @@
 Train on every user's history minus their last interaction, publish, stream that history
 through a real worker (profiles, popularity and transitions all learned from the stream), then
 ask the worker for every held-out user's top 10. The served blend must reach 95% of the blend
-NDCG@10 that ``evaluate`` computes offline on the same split (issue 13).
+NDCG@10 that ``evaluate`` computes offline on the same split.
 
 Data: the Amazon grocery interactions when this machine has them (``amazon_csv``), a quarter
 of the users in CI (``RECSYS_SERVED_USERS_MOD=1`` for all of them, the README's figure);
