@@ -368,7 +368,7 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
 
 @main.command()
 @click.option("--watch", is_flag=True, help="Keep running: retrain whenever a drift alert on the served model or its "
-              "online hit rate says it went stale (README, \"Retraining on its own\"). Without it: retrain once, now.")
+              "online hit rate says it went stale (docs/architecture.md, \"Retraining on its own\"). Without it: retrain once, now.")
 @click.option("--on-drift", "on_drift", default=None, metavar="FEATURES",
               help="Drift alerts on these comma-separated features trigger (RECSYS_RETRAIN_DRIFT_FEATURES, default "
                    "catalogue: traffic on items the model does not know). Empty: none.")
@@ -602,10 +602,10 @@ if __name__ == "__main__":  # pragma: no cover
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def backup(directory: Path) -> None:
     """Back up the stack into an empty DIRECTORY: every topic of topics.yaml (records in their
-    partition and offset order), the database (pg_dump, custom format) when DATABASE_URL is
+    partition and offset order), every database table as CSV when DATABASE_URL is
     set, the model artifacts, and a manifest with counts and checksums.
 
-    Tables are not in it: workers rebuild them from the topics (see the README's runbook).
+    Faust's tables are not in it: workers rebuild them from the topics (docs/operations.md).
     """
     from .ops.backup import BackupError, backup as run_backup
 

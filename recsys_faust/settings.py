@@ -185,14 +185,14 @@ class Settings(BaseSettings):
     affinity_boost: float = 1.0  # weight of the user's category affinity in the popular fallback
     weights: EventWeights = Field(default_factory=EventWeights)  # RECSYS_WEIGHT_VIEW / _PURCHASE / _REVIEW_PER_STAR
 
-    # --- ranking: item transitions and the blend (README, "Item transitions") -------------------
+    # --- ranking: item transitions and the blend (docs/architecture.md, "Item transitions") -------------------
     transitions_max_successors: int = Field(100, gt=0)  # successors kept per item and partition (memory bound)
     blend_als_weight: float = Field(1.0, ge=0)          # weight of the z-scored ALS scores
     blend_transitions_weight: float = Field(0.75, ge=0)  # weight of the z-scored transition scores (0: off)
     ann_min_items: int = Field(50_000, gt=0)   # catalogues this large are ranked on HNSW candidates (ranking/ann.py)
     ann_ef_search: int = Field(128, gt=0)      # HNSW search breadth: recall against speed (bench --scale measures both)
 
-    # --- online metrics: which served answers users took (README, "Online metrics") -------------
+    # --- online metrics: which served answers users took (docs/architecture.md, "Online metrics") -------------
     online_tracking: bool = True       # every answer served is recorded on recsys-served and folded into its user's profile
     attribution_window_s: float = Field(86_400.0, gt=0)  # an interaction this long after an answer can be its hit
     online_answers_kept: int = Field(5, gt=0)   # answers remembered per user (the profile grows by about 150 bytes each)
@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     drift_ks_threshold: float = Field(0.1, gt=0, le=1)  # KS statistic D (numeric features) above which an alert goes out ...
     drift_ks_alpha: float = Field(0.01, gt=0, lt=1)     # ... when its p-value is also below this
     drift_sample_size: int = Field(2000, gt=0)      # numeric values (and distinct users) kept per feature and window
-    # --- retraining on its own: `recsys-faust retrain --watch` (README, "Retraining on its own") ---
+    # --- retraining on its own: `recsys-faust retrain --watch` (docs/architecture.md, "Retraining on its own") ---
     retrain_drift_features: str = "catalogue"      # drift alerts on these (comma-separated; empty: none) start a retrain
     retrain_min_hit_rate: float = Field(0.0, ge=0, le=1)  # the served model's cluster hit rate below this starts one (0: off)
     retrain_min_answers: int = Field(1_000, gt=0)  # ... once it has served at least this many answers

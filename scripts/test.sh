@@ -30,5 +30,11 @@ if { [ "$need_java" = 1 ] || ! command -v mvn >/dev/null 2>&1; } && [ "$(id -u)"
   (apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null 2>&1; }) \
     || echo "!!! could not install Java 17 and Maven: the integration tests need Apache Kafka"
 fi
+# The cross-version backup test restores into Debian's PostgreSQL (another major version than the wheel's).
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's PostgreSQL server for the cross-version backup test ..."
+  (apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1; }) \
+    || echo "!!! could not install Debian's postgresql: the cross-version backup test will fail"
+fi
 .venv/bin/recsys-faust kafka fetch
 exec .venv/bin/python -m pytest "$@"

@@ -2,7 +2,7 @@
 
 Fold-in, top-k and similar items are written here although implicit ships
 ``recalculate_user``, ``implicit.cpu.topk.topk`` and ``similar_items``: each is kept only where
-it is measurably faster or does what implicit cannot (the README says which). Both sides run
+it is measurably faster or does what implicit cannot (docs/benchmarks.md says which). Both sides run
 on one thread (``threadpool_limits(1)`` for BLAS, ``num_threads=1`` for implicit's own loops),
 as a worker's scoring process does.
 """

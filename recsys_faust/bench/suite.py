@@ -303,7 +303,7 @@ def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Pat
 
     On a dev stack of its own: the dev broker keeps its log in memory and its CPU per event
     grows with what it holds (measured at a steady 500 records/s: 0.29 cores empty, 0.95 cores
-    holding 200k records; see the README), so after the throughput run it would take most of a
+    holding 200k records; docs/benchmarks.md), so after the throughput run it would take most of a
     core of this two-core machine and measure itself. Each sampled event is a new user viewing
     the catalogue's most viewed item, so the full path runs: profile, ALS fold-in, top-k.
     """

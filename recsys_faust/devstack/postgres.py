@@ -33,8 +33,31 @@ def _bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
+def other_major_bin_dir() -> Optional[Path]:
+    """A Debian PostgreSQL's bin dir (``/usr/lib/postgresql/N/bin``) of another major version than
+    the wheel's, for the cross-version backup test; None when there is none."""
+    wheel_major = _major(_bin_dir() / "postgres")
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True):
+        if _major(candidate) not in (None, wheel_major):
+            return candidate.parent
+    return None
+
+
+def _major(postgres: Path) -> Optional[int]:
+    try:
+        out = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return None
+    import re
+
+    found = re.search(r"\) (\d+)", out)
+    return int(found.group(1)) if found else None
+
+
 class DevPostgres:
-    def __init__(self, data_dir: Path, port: Optional[int] = None, log_path: Optional[Path] = None) -> None:
+    def __init__(self, data_dir: Path, port: Optional[int] = None, log_path: Optional[Path] = None,
+                 bin_dir: Optional[Path] = None) -> None:
+        self.bin_dir = bin_dir   # another server's binaries (a Debian package's); default: the wheel's
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.log_path = log_path or self.data_dir.parent / "postgres.log"
@@ -73,7 +96,7 @@ class DevPostgres:
         self._prepare_user()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
-        bins = _bin_dir()
+        bins = self.bin_dir or _bin_dir()
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
                 [str(bins / "initdb"), "-D", str(self.data_dir), "--auth=trust", "-U", "postgres",
@@ -86,7 +109,7 @@ class DevPostgres:
         return self
 
     def _spawn(self) -> None:
-        bins = _bin_dir()
+        bins = self.bin_dir or _bin_dir()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(bins / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", "127.0.0.1",

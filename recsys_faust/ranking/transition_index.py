@@ -9,7 +9,7 @@ item's entries over partitions.
 
 Bounded: an entry keeps at most ``max_successors`` successors. Past that the weakest go, ties
 broken towards the least recently counted, so a stale pair gives way to a new one; that is the
-decay (measured against an uncapped count with ``evaluate``: README, "Item transitions").
+decay (measured against an uncapped count with ``evaluate``: docs/architecture.md, "Item transitions").
 
 A model trained offline ships the counts of its training data (``TransitionCounts``): a fresh
 deployment starts with history. Per pair the index takes the larger of the shipped and the

@@ -32,7 +32,7 @@ BATCH = 1024
 #: Blend weights of the z-scored ALS and transition scores: the defaults of the settings
 #: RECSYS_BLEND_ALS_WEIGHT and RECSYS_BLEND_TRANSITIONS_WEIGHT. Chosen on a validation split
 #: carved from the training data (each user's last training interaction held out), never on the
-#: test items; the grid and its figures are in the README ("Item transitions").
+#: test items; the grid and its figures are in docs/architecture.md ("Item transitions").
 BLEND_ALS_WEIGHT = 1.0
 BLEND_TRANSITIONS_WEIGHT = 0.75
 
