@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -131,6 +132,39 @@ class KafkaNode:
         return self.proc is not None and self.proc.poll() is None
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """Kafka's own TLS, SASL/SCRAM and ACLs on the client listener.
+
+    ``keystore``: a PEM file holding the broker's private key (PKCS#8) and certificate chain;
+    ``truststore``: the CA's PEM. ``users``: SCRAM-SHA-512 name -> password, created when the
+    storage is formatted; ``admin`` is the super user the brokers talk to each other as.
+    """
+
+    keystore: Path
+    truststore: Path
+    users: dict[str, str]
+    admin: str = "admin"
+
+    def config(self) -> dict[str, str]:
+        password = self.users[self.admin]
+        return {
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{self.admin}" password="{password}";',
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            # ANONYMOUS: the controller listener on loopback (the brokers' own metadata traffic).
+            "super.users": f"User:{self.admin};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+
 class KafkaCluster:
     """``nodes`` Apache Kafka nodes on loopback, formatted and started together.
 
@@ -141,13 +175,15 @@ class KafkaCluster:
     kind = "kafka"
 
     def __init__(self, workdir: Path, *, nodes: int = 1, log_path: Optional[Path] = None,
-                 extra_config: Optional[dict[str, str]] = None, home: Optional[Path] = None) -> None:
+                 extra_config: Optional[dict[str, str]] = None, home: Optional[Path] = None,
+                 security: Optional[KafkaSecurity] = None) -> None:
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.workdir = Path(workdir)
         self.home = home
         self.log_path = log_path or self.workdir / "kafka.log"
         self.extra_config = dict(extra_config or {})
+        self.security = security
         self.nodes = [KafkaNode(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}")
                       for i in range(nodes)]
         self.cluster_id: Optional[str] = None
@@ -161,6 +197,30 @@ class KafkaCluster:
         return ",".join(f"kafka://{n.bootstrap}" for n in self.nodes)
 
     @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.security is not None else "PLAINTEXT"
+
+    def client_env(self, user: Optional[str] = None) -> dict[str, str]:
+        """The settings (environment) a client of this cluster needs, as ``user`` if secured."""
+        if self.security is None:
+            return {}
+        name = user or self.security.admin
+        return {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": name, "KAFKA_SASL_PASSWORD": self.security.users[name],
+                "KAFKA_SSL_CAFILE": str(self.security.truststore)}
+
+    def client_kwargs(self, user: Optional[str] = None) -> dict[str, object]:
+        """aiokafka keyword arguments for a client of this cluster, as ``user`` if secured."""
+        if self.security is None:
+            return {}
+        import ssl
+
+        name = user or self.security.admin
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": name,
+                "sasl_plain_password": self.security.users[name],
+                "ssl_context": ssl.create_default_context(cafile=str(self.security.truststore))}
+
+    @property
     def replication_factor(self) -> int:
         return min(3, len(self.nodes))
 
@@ -171,11 +231,11 @@ class KafkaCluster:
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listeners": f"{self.protocol}://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"{self.protocol}://127.0.0.1:{node.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": self.protocol,
+            "listener.security.protocol.map": f"{self.protocol}:{self.protocol},CONTROLLER:PLAINTEXT",
             "log.dirs": str(node.dir / "data"),
             "num.partitions": "1",
             "default.replication.factor": str(self.replication_factor),
@@ -197,6 +257,8 @@ class KafkaCluster:
             # writes wait that long at most in the broker failover tests.
             "replica.lag.time.max.ms": "5000",
         }
+        if self.security is not None:
+            conf.update(self.security.config())
         conf.update(self.extra_config)
         return conf
 
@@ -223,8 +285,10 @@ class KafkaCluster:
         props.write_text("".join(f"{k}={v}\n" for k, v in self.config(node).items()))
         if (node.dir / "data" / "meta.properties").exists():
             return  # formatted before: a restart keeps its log
+        scram = [f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]"
+                 for name, password in (self.security.users.items() if self.security is not None else ())]
         out = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}",
-                                        f"--config={props}", "--ignore-formatted"),
+                                        f"--config={props}", "--ignore-formatted", *scram),
                              capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"formatting Kafka node {node.node_id} failed:\n{out.stdout}{out.stderr}")
@@ -248,7 +312,7 @@ class KafkaCluster:
                 if not node.alive():
                     raise RuntimeError(f"Kafka node {node.node_id} exited; log: {self.log_path}\n{self.tail()}")
             try:
-                seen = _brokers(live[0].bootstrap)
+                seen = _brokers(live[0].bootstrap, self.client_kwargs())
                 if want <= seen:
                     return
                 last = seen
@@ -307,14 +371,14 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def _brokers(bootstrap: str) -> set[int]:
-    """The broker ids a Metadata request lists (a plain blocking probe, no client library)."""
+def _brokers(bootstrap: str, client_kwargs: Optional[dict] = None) -> set[int]:
+    """The broker ids a Metadata request lists (a blocking probe)."""
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> set[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **(client_kwargs or {}))
         await admin.start()
         try:
             described = await admin.describe_cluster()

