@@ -315,3 +315,27 @@ class Model:
             scored.append((round(items[p]["trend"] * (1 + share), 6), position[p], p))
         scored.sort(key=lambda t: (t[0] * -1, t[1]))
         return [(p, s) for s, _, p in scored[:k]]
+
+
+async def _committed_vs_end(bootstrap: str, group: str, topics: Iterable[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps)
+        return {(tp.topic, tp.partition): (await consumer.committed(tp) or 0, ends[tp]) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+def wait_committed_to_end(bootstrap: str, topics: Iterable[str], group: str = "recsys-faust",
+                          timeout_s: float = 60.0) -> None:
+    """Until the workers' group has committed every partition of ``topics`` to its end offset:
+    every record on them was processed (and stored) by every agent that reads them, since a
+    commit passes a record only once all of them acked it."""
+    topics = list(topics)
+
+    def done() -> bool:
+        return all(c == e for c, e in run(_committed_vs_end(bootstrap, group, topics)).values())
+
+    wait_until(done, timeout_s, interval=0.5, what=f"the group's commits to reach the end of {topics}")

@@ -115,11 +115,22 @@ def test_takers_give_a_hit_rate_of_one_and_others_zero_on_metrics_topic_and_data
         assert o["value"] == pytest.approx(o["labels"]["hits"] / o["labels"]["answers"])
         assert o["labels"]["window_s"] == 86_400 and o["labels"]["worker"] == "w1"
 
-    def stored():
-        with psycopg.connect(stack.postgres.url) as conn:
-            rows = conn.execute("SELECT value, labels FROM metric_snapshots WHERE metric = 'online_hit_rate'"
-                                " AND source = %s", (version,)).fetchall()
-        return rows or None
+    # PostgreSQL: every post read from the topic is a row, with its value, exactly once.
+    def posts() -> dict:
+        out = {}
+        for r in read_topic(stack.broker.bootstrap, "amazon-model-metrics", 5):
+            obj = json.loads(r.value)
+            if obj["metric"] == "online_hit_rate" and obj.get("model_version") == version:
+                out[(round(float(obj["timestamp"]), 3), obj["labels"]["strategy"], obj["labels"]["variant"])] = obj["value"]
+        return out
 
-    rows = wait_until(stored, 30, what="online_hit_rate in PostgreSQL")
-    assert all(0.0 <= v <= 1.0 and "strategy" in labels for v, labels in rows)
+    def stored() -> dict:
+        with psycopg.connect(stack.postgres.url) as conn:
+            rows = conn.execute("SELECT extract(epoch FROM ts), labels, value FROM metric_snapshots "
+                                "WHERE metric = 'online_hit_rate' AND source = %s", (version,)).fetchall()
+        return {(round(float(ts), 3), labels["strategy"], labels["variant"]): v for ts, labels, v in rows}
+
+    on_topic = posts()
+    assert len(on_topic) >= len(newest)
+    wait_until(lambda: on_topic.items() <= stored().items(), 30, what="every online_hit_rate post in PostgreSQL")
+    assert all(0.0 <= v <= 1.0 for v in stored().values())

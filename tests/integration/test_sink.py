@@ -14,7 +14,7 @@ import pytest
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import get, http, produce_events, wait_until
+from .helpers import TOPIC_OF, get, http, produce_events, wait_committed_to_end, wait_until
 
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
@@ -79,7 +79,8 @@ def test_every_event_once_even_when_produced_twice(stack, worker):
     produce_events(stack.broker.bootstrap, events)  # the same event_ids again
     want = expected(events)
     wait_until(lambda: stored(stack) == want, 60, what=f"{want} rows")
-    time.sleep(2)
+    # Not a pause: every record, the second copies included, processed and stored by the sink.
+    wait_committed_to_end(stack.broker.bootstrap, list(TOPIC_OF.values()))
     assert stored(stack) == want
     with psycopg.connect(stack.postgres.url) as conn:
         n_users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
@@ -112,7 +113,7 @@ def test_sigkill_mid_stream_then_restart_leaves_every_event_once(stack, worker):
         wait_until(lambda: stored(stack) == want, 90, what=f"{want} rows after the restart")
     except AssertionError:
         raise AssertionError(f"{stored(stack)} rows, {want} expected, after the restart") from None
-    time.sleep(2)
+    wait_committed_to_end(stack.broker.bootstrap, list(TOPIC_OF.values()))   # replays processed too
     assert stored(stack) == want
     assert restarted.alive()
 
@@ -124,7 +125,7 @@ def test_database_outage_of_ten_seconds_loses_and_duplicates_nothing(stack, work
     before = stored(stack)
     events = shop(3, users=150)
     feeder = _stream(stack, events, per_chunk=50, pause=0.1)
-    time.sleep(1.0)
+    wait_until(lambda: stored(stack)[0] > before[0], 30, what="the sink storing the stream")
     stack.postgres.stop()
     down_at = time.monotonic()
     health = wait_until(lambda: (lambda h: h if h["database"]["status"] == "down" else None)(

@@ -39,7 +39,12 @@ async def test_every_partition_send_is_in_flight_before_any_completes():
 
 
 async def test_nothing_staged_sends_nothing():
-    await send_all_staged([])
+    log: list = []
+    table = FakeTable(log)
+    table._staged_sends = lambda writes: []   # a table whose batch touched no partition
+    assert await send_all_staged([]) is None
+    assert await send_all_staged([(table, "nothing")], acked=True) is None
+    assert log == [] and table.gates == {}
 
 
 class FakeTable:
