@@ -339,3 +339,16 @@ def wait_committed_to_end(bootstrap: str, topics: Iterable[str], group: str = "r
         return all(c == e for c, e in run(_committed_vs_end(bootstrap, group, topics)).values())
 
     wait_until(done, timeout_s, interval=0.5, what=f"the group's commits to reach the end of {topics}")
+
+
+async def partition_ids(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partitions, from the broker (a fresh consumer's metadata may not list it yet)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in described[0]["partitions"])
+    finally:
+        await admin.close()

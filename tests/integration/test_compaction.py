@@ -21,7 +21,7 @@ from aiokafka import TopicPartition
 
 from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
 
-from .helpers import Model, across_midnight, get, produce_events, wait_until
+from .helpers import Model, across_midnight, get, partition_ids, produce_events, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 END = across_midnight()
@@ -32,17 +32,21 @@ CHANGELOG = "recsys-faust-user_profiles-changelog"
 
 async def span_and_records(bootstrap: str, topic: str) -> tuple[int, int]:
     """(offsets the partitions span, records they hold)."""
+    tps = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
+    assert tps, topic
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                          auto_offset_reset="earliest", fetch_max_wait_ms=100)
     await consumer.start()
     await asyncio.sleep(0)
     try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         held = 0
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 held += len(records)
         return sum(ends[tp] - starts[tp] for tp in tps), held
