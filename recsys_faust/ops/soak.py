@@ -181,7 +181,7 @@ class _HttpLoad(threading.Thread):
 
 def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, sample_s: float = 5.0,
              http_per_s: float = 20.0, warm_per_user: int = 50, durable_broker: bool = False,
-             echo: Callable[[str], None] = print) -> SoakResult:
+             broker: str = "kafka", echo: Callable[[str], None] = print) -> SoakResult:
     """``warm_per_user``: events per user produced as fast as possible and applied before the clock
     starts, so that the measured run begins from full state (every profile at its
     ``RECSYS_PROFILE_RECENT_ITEMS`` cap with the default) and growth it shows is not state filling up.
@@ -191,7 +191,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
     from ..devstack.stack import DevStack
 
     result = SoakResult(minutes=minutes, rate=rate)
-    stack = DevStack(workdir, partitions=4, database=True, durable_broker=durable_broker).start()
+    stack = DevStack(workdir, partitions=4, database=True, durable_broker=durable_broker, broker=broker).start()
     stop = threading.Event()
     try:
         stack.apply_topics()
@@ -211,7 +211,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
         producer.start()
         load.start()
         started = time.monotonic()
-        broker_pid = stack.broker.proc.pid if stack.broker and stack.broker.proc else None
+        broker_pid = stack.broker.pid if stack.broker is not None else None
         s3_pid = stack.s3.proc.pid if stack.s3 is not None and stack.s3.proc else None
         echo(f"{'t s':>6} {'worker':>8} {'scoring':>8} {'broker':>8} {'lag':>7} {'p99 ms':>7} {'reqs':>6} "
              f"{'errors':>6} {'applied':>8}  CPU worker/scoring/broker")
