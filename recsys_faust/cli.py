@@ -198,26 +198,6 @@ def keys_rotate() -> None:
     click.echo(f"{changed} of {total} rows re-sealed with the newest key; the older keys can now be removed")
 
 
-@main.group()
-def kafka() -> None:
-    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
-
-
-@kafka.command("fetch")
-def kafka_fetch() -> None:
-    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
-    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
-
-    if fetched():
-        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
-        return
-    try:
-        home = fetch_kafka(say=click.echo)
-    except KafkaUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
-
-
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV user_id,item_id,rating,timestamp[,category]. Default: the synthetic demo shop.")
@@ -268,26 +248,6 @@ def _quality_table(quality) -> None:
         click.echo(f"{q.name:<18} {q.ndcg:>8.4f} {q.hr:>8.4f} {q.coverage:>9.4f} {q.users:>7}")
 
 
-@main.group()
-def kafka() -> None:
-    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
-
-
-@kafka.command("fetch")
-def kafka_fetch() -> None:
-    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
-    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
-
-    if fetched():
-        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
-        return
-    try:
-        home = fetch_kafka(say=click.echo)
-    except KafkaUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
-
-
 @main.command()
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="CSV user_id,item_id,rating,timestamp[,category].")
@@ -306,26 +266,6 @@ def evaluate(data: Path, factors, regularization, alpha, iterations, seed, kind)
     quality, seconds = run_eval(dataset, params, progress=click.echo, **eval_options(settings))
     click.echo(f"ALS {params.as_dict()} fitted in {seconds:.2f}s")
     _quality_table(quality)
-
-
-@main.group()
-def kafka() -> None:
-    """Apache Kafka for the dev stack and the tests (plain JVM processes, no Docker)."""
-
-
-@kafka.command("fetch")
-def kafka_fetch() -> None:
-    """Fetch Apache Kafka's jars from Maven Central into the cache, once (needs Java 17+ and Maven)."""
-    from .devstack.kafka_broker import KAFKA_VERSION, KafkaUnavailable, fetch_kafka, fetched, kafka_home
-
-    if fetched():
-        click.echo(f"Apache Kafka {KAFKA_VERSION} is in {kafka_home()}")
-        return
-    try:
-        home = fetch_kafka(say=click.echo)
-    except KafkaUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Apache Kafka {KAFKA_VERSION} fetched into {home}")
 
 
 @main.command()
