@@ -33,11 +33,11 @@ async def dump_tables(dsn: str, folder: Path, echo: Callable[[str], None] = prin
     """Each table as ``folder/<table>.csv``; returns the manifest's database entry."""
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"tables": {}}
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         out["server_version"] = conn.info.server_version
-        out["schema_version"] = await schema_version(conn)
         async with conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot for every table
+            out["schema_version"] = await schema_version(conn)
             for table in TABLES:
                 path = folder / f"{table}.csv"
                 digest = hashlib.sha256()
@@ -57,7 +57,7 @@ async def load_tables(dsn: str, root: Path, entry: dict[str, Any], echo: Callabl
     if entry.get("schema_version", 0) > LATEST_VERSION:
         raise DatabaseRestoreError(f"the backup's schema is version {entry['schema_version']}, this release "
                                    f"knows up to {LATEST_VERSION}: restore with a newer recsys-faust")
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await migrate(conn)
         busy = []
         for table in TABLES:

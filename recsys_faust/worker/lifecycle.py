@@ -21,6 +21,8 @@ from ..settings import Settings
 from ..web.auth import modes as auth_modes
 from .collector import BatchCollector
 
+from ..kafka.quiet_logs import limit_repeats
+
 log = logging.getLogger("recsys_faust")
 
 
@@ -111,6 +113,7 @@ def on_started(app: RecsysApp, settings: Settings, tails: Iterable[ReplicatedCha
 
     @app.task
     async def announce() -> None:
+        limit_repeats()   # Faust has set up its log handlers by now
         for tail in tails:
             await app.add_runtime_dependency(tail)
         gc.collect()

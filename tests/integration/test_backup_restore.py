@@ -131,13 +131,14 @@ def test_backup_under_live_producers_ends_and_restored_records_keep_their_time_i
     sent = [0]
 
     def feed() -> None:
-        n = 0
-        while not stop.is_set() and n < 200:   # bounded: at most 200 batches of 50
+        n, deadline = 0, time.monotonic() + 180   # bounded: until stopped, three minutes at most
+        while not stop.is_set() and time.monotonic() < deadline:
             produce_events(stack.broker.bootstrap, [("view", {"event_id": f"l{n}-{i}", "user_id": f"u{i % 37}",
                                                               "product_id": f"p{i % 11}", "timestamp": END})
                                                     for i in range(50)])
             sent[0] += 50
             n += 1
+            stop.wait(0.05)   # about a thousand records a second
 
     feeder = threading.Thread(target=feed, daemon=True)
     try:
