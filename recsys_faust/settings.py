@@ -156,6 +156,7 @@ class Settings(BaseSettings):
     fetch_min_interval_ms: int = Field(0, ge=0)  # a fetch starts at least this long after the previous answer (0: at once; Tansu: 8)
 
     # --- producer (table changelogs, responses, dead letters) ------------------------------------
+    producer_idempotence: bool = True  # the client producers' retries write once (Kafka); the Tansu dev broker cannot: false there
     producer_linger_s: float = 0.005          # batch changelog records for up to 5 ms
     producer_max_batch_bytes: int = 1_000_000   # bytes per partition batch
 

@@ -82,7 +82,7 @@ class _Producer:
         self.cipher = FieldCipher.from_settings(settings)  # RECSYS_FIELD_KEYS set: seal at the source
         self._producer = aiokafka.AIOKafkaProducer(
             acks="all",
-            enable_idempotence=True,
+            enable_idempotence=settings.producer_idempotence,
             linger_ms=linger_ms,
             max_request_size=max(1_048_576, settings.max_event_bytes * 2),
             **client_kwargs(settings),

@@ -81,7 +81,9 @@ class DevStack:
         }
         if self.broker_kind == "tansu":
             # Tansu holds a fetch for its whole max wait even when records arrive.
-            env.update({"RECSYS_FETCH_MAX_WAIT_MS": "25", "RECSYS_FETCH_MIN_INTERVAL_MS": "8"})
+            # ... and answers InitProducerId (idempotent producers) with an unknown error.
+            env.update({"RECSYS_FETCH_MAX_WAIT_MS": "25", "RECSYS_FETCH_MIN_INTERVAL_MS": "8",
+                        "RECSYS_PRODUCER_IDEMPOTENCE": "false"})
         if self.postgres is not None:
             env["DATABASE_URL"] = self.postgres.url
         return env

@@ -81,7 +81,7 @@ def tls_broker(tmp_path_factory):
         wait_for_port(tls_port, timeout_s=10)
         env = {"KAFKA_BROKER": f"kafka://127.0.0.1:{tls_port}", "KAFKA_SECURITY_PROTOCOL": "SSL",
                "KAFKA_SSL_CAFILE": str(ca), "RECSYS_REPLICATION_FACTOR": "1", "RECSYS_USER_PARTITIONS": "4",
-               "RECSYS_ENV_FILE": ""}
+               "RECSYS_ENV_FILE": "", "RECSYS_PRODUCER_IDEMPOTENCE": "false"}
         yield {"env": env, "work": work, "plain_port": broker.port, "tls_port": tls_port}
     finally:
         proc.terminate()
