@@ -367,10 +367,10 @@ def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Pat
         scoring_pid = (worker.get("/api/health")[1].get("scoring") or {}).get("pid")
         worker_pids = [worker.proc.pid] + ([scoring_pid] if scoring_pid else [])
         worker_cpu_s = lambda: sum(_cpu_seconds(pid) for pid in worker_pids)  # noqa: E731
-        cpu0 = _cpu_seconds(stack.broker.proc.pid), worker_cpu_s(), time.perf_counter()
+        cpu0 = _cpu_seconds(stack.broker.pid), worker_cpu_s(), time.perf_counter()
         asyncio.run(produce_and_probe())
         elapsed = time.perf_counter() - cpu0[2]
-        broker_cpu = (_cpu_seconds(stack.broker.proc.pid) - cpu0[0]) / elapsed
+        broker_cpu = (_cpu_seconds(stack.broker.pid) - cpu0[0]) / elapsed
         worker_cpu = (worker_cpu_s() - cpu0[1]) / elapsed
     finally:
         stack.stop()
