@@ -40,8 +40,8 @@ DEAD_LETTERS = Counter(
 )
 OFFSET_GAPS = Counter(
     "recsys_offset_gaps_total",
-    "Times the fetch loop met an offset past the next expected one (records not delivered): the gap is "
-    "not committed past and the worker rejoins its group to read them again",
+    "Offsets the broker skipped and nothing delivered (transaction markers, aborted records, compaction), "
+    "counted as done (kafka/delivered.py)",
     ["topic"], registry=REGISTRY,
 )
 REROUTED = Counter(
