@@ -36,12 +36,12 @@ class RecsysApp(faust.App):
 
 
 def _credentials(settings: Settings) -> Any:
-    protocol = settings.kafka_security_protocol.upper()
-    if settings.kafka_sasl_mechanism:
+    protocol = settings.broker_security.kafka_security_protocol.upper()
+    if settings.broker_security.kafka_sasl_mechanism:
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
+            username=settings.broker_security.kafka_sasl_username,
             password=settings.secret("kafka_sasl_password"),
-            mechanism=settings.kafka_sasl_mechanism.upper(),
+            mechanism=settings.broker_security.kafka_sasl_mechanism.upper(),
             ssl_context=ssl_context(settings),
         )
     if "SSL" in protocol:
@@ -51,14 +51,14 @@ def _credentials(settings: Settings) -> Any:
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
     return {
-        "write_buffer_size": settings.rocksdb_write_buffer_size,
-        "max_write_buffer_number": settings.rocksdb_max_write_buffer_number,
-        "target_file_size_base": settings.rocksdb_target_file_size_base,
-        "block_cache_size": settings.rocksdb_block_cache_size,
-        "bloom_filter_size": settings.rocksdb_bloom_filter_size,
-        "max_open_files": settings.rocksdb_max_open_files,
+        "write_buffer_size": settings.storage.rocksdb_write_buffer_size,
+        "max_write_buffer_number": settings.storage.rocksdb_max_write_buffer_number,
+        "target_file_size_base": settings.storage.rocksdb_target_file_size_base,
+        "block_cache_size": settings.storage.rocksdb_block_cache_size,
+        "bloom_filter_size": settings.storage.rocksdb_bloom_filter_size,
+        "max_open_files": settings.storage.rocksdb_max_open_files,
         "driver": "rocksdict",
-        WAL_OPTION: settings.rocksdb_wal,
+        WAL_OPTION: settings.storage.rocksdb_wal,
     }
 
 
@@ -72,34 +72,34 @@ def internal_replication_factor(settings: Settings) -> int:
 
 def create_app(settings: Settings) -> RecsysApp:
     codecs.register()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     app = RecsysApp(
-        settings.app_id,
+        settings.kafka.app_id,
         Table=StrKeyTable,
         Monitor=LeanMonitor,
-        broker=settings.broker_urls,
+        broker=settings.kafka.broker_urls,
         broker_credentials=_credentials(settings),
         store="rocksdb://",
-        datadir=str(settings.data_dir),
+        datadir=str(settings.storage.data_dir),
         key_serializer=codecs.CODEC_NAME,
         value_serializer=codecs.JSON_CODEC,
-        web_port=settings.web_port,
-        web_host=settings.web_host,
-        web_bind=settings.web_bind,
-        canonical_url=settings.web_url,
-        table_standby_replicas=settings.table_standby_replicas,
-        broker_session_timeout=settings.broker_session_timeout,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval,
-        broker_rebalance_timeout=settings.broker_rebalance_timeout,
-        broker_request_timeout=settings.broker_request_timeout,
-        broker_commit_interval=settings.broker_commit_interval,
+        web_port=settings.web.web_port,
+        web_host=settings.web.web_host,
+        web_bind=settings.web.web_bind,
+        canonical_url=settings.web.web_url,
+        table_standby_replicas=settings.kafka.table_standby_replicas,
+        broker_session_timeout=settings.kafka.broker_session_timeout,
+        broker_heartbeat_interval=settings.kafka.broker_heartbeat_interval,
+        broker_rebalance_timeout=settings.kafka.broker_rebalance_timeout,
+        broker_request_timeout=settings.kafka.broker_request_timeout,
+        broker_commit_interval=settings.kafka.broker_commit_interval,
         consumer_auto_offset_reset="earliest",
-        producer_max_request_size=max(1_048_576, settings.max_event_bytes * 4),
-        producer_linger=settings.producer_linger_s,
-        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_max_request_size=max(1_048_576, settings.ingest.max_event_bytes * 4),
+        producer_linger=settings.kafka.producer_linger_s,
+        producer_max_batch_size=settings.kafka.producer_max_batch_bytes,
         topic_disable_leader=True,
         # Changelogs and every other topic Faust creates: as replicated as the input topics.
-        topic_replication_factor=settings.replication_factor or internal_replication_factor(settings),
+        topic_replication_factor=settings.kafka.replication_factor or internal_replication_factor(settings),
     )
     app.settings = settings
     app.before_commit = []

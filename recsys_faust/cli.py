@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import click
 
-from . import __version__
+from .version import __version__
 from .settings import Settings, SettingsError
 
 
@@ -60,7 +60,7 @@ def topics_apply(dry_run: bool, replication_factor: Optional[int], partitions: O
     except TopicsRefused as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a readable line instead of a trace
-        raise click.ClickException(f"cannot reach the broker at {settings.broker}: {type(exc).__name__}: {exc}")
+        raise click.ClickException(f"cannot reach the broker at {settings.kafka.broker}: {type(exc).__name__}: {exc}")
     for line in report.lines():
         click.echo(line)
     if report.mismatches or report.unchecked:
@@ -84,11 +84,11 @@ def db_init(worker_role: Optional[str]) -> None:
     from .sink.schema import LATEST_VERSION, migrate
 
     settings = _settings()
-    if not settings.database_url:
+    if not settings.sink.database_url:
         raise click.UsageError("DATABASE_URL is not set")
 
     async def run() -> list[int]:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
             applied = await migrate(conn)
             if worker_role:
                 await ensure_worker_role(conn, worker_role, settings.secret("db_worker_password"))
@@ -99,7 +99,7 @@ def db_init(worker_role: Optional[str]) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc))
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot migrate {_without_password(settings.database_url)}: {exc}")
+        raise click.ClickException(f"cannot migrate {_without_password(settings.sink.database_url)}: {exc}")
     click.echo(f"applied migrations {applied}; schema at version {LATEST_VERSION}" if applied
                else f"schema already at version {LATEST_VERSION}")
     if worker_role:
@@ -119,7 +119,7 @@ def _database_and_keys() -> tuple[Settings, Any]:
     from .events.protect import FieldCipher
 
     settings = _settings()
-    if not settings.database_url:
+    if not settings.sink.database_url:
         raise click.UsageError("DATABASE_URL is not set")
     try:
         return settings, FieldCipher.from_settings(settings)
@@ -141,7 +141,7 @@ def db_events(user_id: str, limit: int) -> None:
     settings, cipher = _database_and_keys()
 
     async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
             async for event in user_events(conn, cipher, user_id, limit):
                 click.echo(json.dumps(event, sort_keys=True))
 
@@ -151,7 +151,7 @@ def db_events(user_id: str, limit: int) -> None:
         raise click.ClickException("a sealed field does not open with any key of RECSYS_FIELD_KEYS "
                                    "(was a key removed before `keys rotate` ran?)")
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot read {_without_password(settings.database_url)}: {exc}")
+        raise click.ClickException(f"cannot read {_without_password(settings.sink.database_url)}: {exc}")
 
 
 @main.group()
@@ -182,7 +182,7 @@ def keys_rotate() -> None:
         raise click.UsageError("RECSYS_FIELD_KEYS is not set: nothing to rotate to")
 
     async def run() -> tuple[int, int]:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
             total = await count_rows(conn, cipher)
             with click.progressbar(length=total, label="re-sealing stored rows", file=sys.stderr) as bar:
                 changed = await reseal_rows(conn, cipher, on_batch=bar.update)
@@ -194,7 +194,7 @@ def keys_rotate() -> None:
         raise click.ClickException("a stored field does not open with any key of RECSYS_FIELD_KEYS: "
                                    "keep the old key in the list (after the new one) until rotate has run")
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot rotate in {_without_password(settings.database_url)}: {exc}")
+        raise click.ClickException(f"cannot rotate in {_without_password(settings.sink.database_url)}: {exc}")
     click.echo(f"{changed} of {total} rows re-sealed with the newest key; the older keys can now be removed")
 
 
@@ -210,7 +210,7 @@ def keys_rotate() -> None:
 def replay(data: Optional[Path], rate: Optional[float], kind: str, limit: Optional[int], users: int, seed: int) -> None:
     """Send a dataset (or the synthetic demo shop) to the topics as events."""
     from .client.replay import replay_events
-    from .devstack.demo_data import ShopSpec, count_rows, dataset_events, synthetic_events
+    from .client.datasets import ShopSpec, count_rows, dataset_events, synthetic_events
 
     settings = _settings()
     if data is not None:
@@ -219,7 +219,7 @@ def replay(data: Optional[Path], rate: Optional[float], kind: str, limit: Option
     else:
         evs = synthetic_events(ShopSpec(users=users, seed=seed))
         events, total = iter(evs[:limit] if limit else evs), (min(len(evs), limit) if limit else len(evs))
-    with click.progressbar(length=total, label=f"replaying to {settings.broker}") as bar:
+    with click.progressbar(length=total, label=f"replaying to {settings.kafka.broker}") as bar:
         sent = asyncio.run(replay_events(settings, events, rate=rate, on_progress=bar.update))
     click.echo(f"sent {sent} events")
 
@@ -284,9 +284,9 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
                                   iterations=iterations, seed=seed)
     if data is not None:
         dataset, source = load_dataset(data, settings, kind), str(data)
-    elif settings.database_url:
+    elif settings.sink.database_url:
         try:
-            dataset, source = load_database(settings.database_url, settings), "postgresql:interactions"
+            dataset, source = load_database(settings.sink.database_url, settings), "postgresql:interactions"
         except Exception as exc:  # noqa: BLE001
             raise click.ClickException(f"cannot read interactions from the database: {exc}")
     else:
@@ -302,7 +302,7 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
         try:
             size = asyncio.run(publish_model(settings, result.artifact))
         except Exception as exc:  # noqa: BLE001
-            raise click.ClickException(f"publishing to {settings.broker} failed: {type(exc).__name__}: {exc}")
+            raise click.ClickException(f"publishing to {settings.kafka.broker} failed: {type(exc).__name__}: {exc}")
         click.echo(f"published {result.artifact.version} on amazon-model-updates ({size / 1e6:.1f} MB)")
 
 
@@ -342,7 +342,7 @@ def retrain(watch: bool, on_drift: Optional[str], min_hit_rate: Optional[float],
             raise click.BadParameter(str(exc), param_hint="--on-drift")
     settings = _settings(retrain_drift_features=on_drift, retrain_min_hit_rate=min_hit_rate,
                          retrain_min_answers=min_answers, retrain_cooldown_s=cooldown, retrain_gate=gate)
-    if not settings.database_url:
+    if not settings.sink.database_url:
         raise click.UsageError("retrain trains on the persisted interactions: set DATABASE_URL")
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
                                   iterations=iterations, seed=seed)
@@ -388,7 +388,7 @@ def _run_models(coro_fn, *args):
     except (ModelsError, TopicMissing) as exc:
         raise click.ClickException(str(exc))
     except Exception as exc:  # noqa: BLE001 - a readable error, not a trace
-        raise click.ClickException(f"{settings.broker}: {type(exc).__name__}: {exc}")
+        raise click.ClickException(f"{settings.kafka.broker}: {type(exc).__name__}: {exc}")
 
 
 @models.command("list")
@@ -523,13 +523,11 @@ def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path, broker:
     """Benchmarks, each printed with a baseline measured in the same run and the ratio."""
     started = time.monotonic()
     if scale:
-        from .bench.scale import run_scale
-
+        run_scale = _benchmarks("scale").run_scale
         run_scale(quick, workdir)
         click.echo(f"\n(bench --scale {'--quick ' if quick else ''}took {time.monotonic() - started:.0f}s)")
         return
-    from .bench.suite import run_suite
-
+    run_suite = _benchmarks("suite").run_suite
     report = run_suite(quick=quick, data=data, workdir=workdir, broker=broker)
     click.echo("")
     click.echo(report.table())
@@ -596,7 +594,8 @@ def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: f
     letters, or events not all applied after the load stops."""
     import shutil
 
-    from .ops.soak import plot, run_soak, summary
+    soak_module = _benchmarks("soak")
+    plot, run_soak, summary = soak_module.plot, soak_module.run_soak, soak_module.summary
 
     if out.exists():
         shutil.rmtree(out)
@@ -612,3 +611,21 @@ def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: f
     click.echo(f"plot: {out / 'soak.png'}")
     if not result.ok:
         raise click.ClickException("; ".join(result.problems))
+
+def _benchmarks(name: str) -> Any:
+    """``benchmarks/<name>.py`` of the source tree: the benchmarks and the soak ship with the
+    repository, not in the wheel (a clone with ``pip install -e '.[test]'`` has them)."""
+    import importlib
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "benchmarks" / f"{name}.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", f"benchmarks.{name}"):
+            raise
+        raise click.ClickException(
+            "the benchmarks and the soak live in the source repository, not in the installed package: "
+            "run this command from a clone (git clone ...; pip install -e '.[test]')") from None
+

@@ -1,8 +1,8 @@
 """docs/configuration.md, generated from the Settings class itself so that it cannot drift.
 
-Each field's environment variable(s), default and explanation come from ``settings.py``: the
-explanation is the field's comment (on its line, or the comment lines just above it), the
-sections are its ``# --- name ---`` headers. ``python -m recsys_faust.settings_doc`` prints the
+Each field's environment variable(s), default and explanation come from
+``settings/sections.py``: the explanation is the field's comment (on its line, or the comment
+lines just above it), the page's sections are the section models, titled by their docstrings. ``python -m recsys_faust.settings_doc`` prints the
 page; ``tests/unit/test_settings_doc.py`` fails when the committed page differs.
 """
 
@@ -14,11 +14,11 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import SecretStr
 
-from .settings import Settings
+from .settings import SECTIONS, env_names
 
-SOURCE = Path(__file__).with_name("settings.py")
+SOURCE = Path(__file__).with_name("settings") / "sections.py"
 HEADER = """# Configuration
 
 Every setting is an environment variable (a `.env` file in the working directory is read too;
@@ -26,33 +26,30 @@ Every setting is an environment variable (a `.env` file in the working directory
 also answer to their documented names (`KAFKA_BROKER`, `DATABASE_URL`, `WEB_PORT`, ...).
 Values are checked at start-up, and an error names the variable. Secrets are never printed.
 
-This page is generated from `recsys_faust/settings.py` (`python -m recsys_faust.settings_doc >
+This page is generated from `recsys_faust/settings/sections.py` (`python -m recsys_faust.settings_doc >
 docs/configuration.md`); a test fails when it is out of date.
 """
 
 
 def _comments() -> dict[str, tuple[str, str]]:
-    """field name -> (section, explanation) from the comments of the Settings class body."""
+    """field name -> (section model name, explanation) from the comments of each section's body."""
     out: dict[str, tuple[str, str]] = {}
-    section, pending, in_class = "General", [], False
+    section, pending = "", []
     lines = SOURCE.read_text(encoding="utf-8").splitlines()
     comments: dict[int, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
     for number, line in enumerate(lines, start=1):
-        if line.startswith("class Settings("):
-            in_class = True
-            continue
-        if not in_class:
-            continue
-        if line and not line.startswith((" ", "\t")):
-            break
-        stripped = line.strip()
-        header = re.match(r"#\s*---\s*(.+?)\s*-+\s*$", stripped)
+        header = re.match(r"class (\w+)\(Section\):", line)
         if header:
-            section, pending = header.group(1)[:1].upper() + header.group(1)[1:], []
+            section, pending = header.group(1), []
             continue
+        if not section or not line.startswith("    ") or line.startswith("        "):
+            pending = [] if not line.strip().startswith("#") else pending
+            if not line.strip().startswith("#"):
+                continue
+        stripped = line.strip()
         if stripped.startswith("#"):
             pending.append(comments.get(number, ""))
             continue
@@ -67,16 +64,7 @@ def _comments() -> dict[str, tuple[str, str]]:
 
 
 def _names(name: str, info: Any) -> list[str]:
-    names = []
-    alias = info.validation_alias
-    if isinstance(alias, AliasChoices):
-        names += [str(a) for a in alias.choices]
-    elif isinstance(alias, str):
-        names.append(alias)
-    env = f"RECSYS_{name.upper()}"
-    if env not in names:
-        names.append(env)
-    return names
+    return env_names(name)
 
 
 def _default(info: Any) -> str:
@@ -98,15 +86,15 @@ def _default(info: Any) -> str:
 
 def render() -> str:
     comments = _comments()
-    sections: dict[str, list[str]] = {}
-    for name, info in Settings.model_fields.items():
-        section, text = comments.get(name, ("General", ""))
-        names = " / ".join(f"`{n}`" for n in _names(name, info))
-        text = text.replace("|", "\\|")
-        sections.setdefault(section, []).append(f"| {names} | {_default(info)} | {text} |")
     parts = [HEADER]
-    for section, rows in sections.items():
-        parts.append(f"\n## {section}\n\n| variable | default | what it does |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    for section, model in SECTIONS.items():
+        rows = []
+        for name, info in model.model_fields.items():
+            text = comments.get(name, ("", ""))[1].replace("|", "\\|")
+            names = " / ".join(f"`{n}`" for n in _names(name, info))
+            rows.append(f"| {names} | {_default(info)} | {text} |")
+        title = (model.__doc__ or model.__name__).strip().splitlines()[0].rstrip(".")
+        parts.append(f"\n## {title} (`settings.{section}`)\n\n| variable | default | what it does |\n|---|---|---|\n" + "\n".join(rows) + "\n")
     return "".join(parts)
 
 

@@ -11,123 +11,21 @@ UTF-8 ``user_id`` and aiokafka partitions with murmur2, as the contract requires
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
-import aiokafka
+from ..events.prepare import InvalidEventError, new_id, prepare
+from ..kafka.producers import ContractProducer, MetricsProducer
 
-from ..events.model import (
-    KIND_TOPICS,
-    TOPIC_MODEL_METRICS,
-    TOPIC_REQUESTS,
-    TOPIC_SYSTEM_METRICS,
-    Invalid,
-    metric_record,
-)
-from ..events.validate import validate_event, validate_request
-from ..events.protect import FieldCipher
-from ..kafka.clients import client_kwargs
-from ..settings import Settings
-
-
-class InvalidEventError(ValueError):
-    """The event breaks the contract; ``.invalid`` says how."""
-
-    def __init__(self, invalid: Invalid) -> None:
-        super().__init__(str(invalid))
-        self.invalid = invalid
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def prepare(kind: str, obj: dict[str, Any], *, max_bytes: int = 65_536,
-            cipher: Optional[FieldCipher] = None) -> tuple[str, bytes, bytes]:
-    """Validate one event object of ``kind`` and return (topic, key, value bytes), its sensitive
-    fields sealed when a ``cipher`` is given (events/protect.py: at the source, before Kafka).
-
-    ``kind`` is view, purchase, review, user-event or request. Raises InvalidEventError.
-    """
-    if kind == "request":
-        topic = TOPIC_REQUESTS
-        checked: Any = validate_request(obj, max_bytes=max_bytes)
-    else:
-        topic = KIND_TOPICS.get(kind)
-        if topic is None:
-            raise InvalidEventError(Invalid("unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)} or request"))
-        checked = validate_event(topic, obj, max_bytes=max_bytes)
-    if isinstance(checked, Invalid):
-        raise InvalidEventError(checked)
-    if cipher is not None and kind != "request":
-        obj = cipher.seal(kind, obj)
-    value = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-    if len(value) > max_bytes:
-        raise InvalidEventError(Invalid("too_large", f"event is {len(value)} bytes, the limit is {max_bytes}"))
-    return topic, checked.user_id.encode("utf-8"), value
+__all__ = ["InvalidEventError", "MetricsProducer", "ProductEventProducer", "RecommendationRequestProducer",
+           "ReviewProducer", "UserEventProducer", "new_id", "prepare"]
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-class _Producer:
-    """Shared lifecycle: one aiokafka producer, acks=all, idempotent retries (a retried batch is
-    written once, in order: the broker drops the duplicate by producer id and sequence)."""
-
-    def __init__(self, settings: Settings, *, linger_ms: int = 5) -> None:
-        self.settings = settings
-        self.cipher = FieldCipher.from_settings(settings)  # RECSYS_FIELD_KEYS set: seal at the source
-        self._producer = aiokafka.AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=settings.producer_idempotence,
-            linger_ms=linger_ms,
-            max_request_size=max(1_048_576, settings.max_event_bytes * 2),
-            **client_kwargs(settings),
-        )
-
-    @classmethod
-    def from_env(cls, **kwargs: Any) -> "_Producer":
-        return cls(Settings.from_env(), **kwargs)
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
-
-    async def __aenter__(self) -> "_Producer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    async def send_event(self, kind: str, obj: dict[str, Any], *, wait: bool = True) -> dict[str, Any]:
-        """Validate and send one event object; returns the object as sent."""
-        topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes, cipher=self.cipher)
-        fut = await self._producer.send(topic, value=value, key=key)
-        if wait:
-            await fut
-        return obj
-
-    async def send_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
-        """Validate and send many (kind, obj) pairs, awaiting all deliveries at the end."""
-        futs = []
-        for kind, obj in items:
-            topic, key, value = prepare(kind, obj, max_bytes=self.settings.max_event_bytes, cipher=self.cipher)
-            futs.append(await self._producer.send(topic, value=value, key=key))
-        for fut in futs:
-            await fut
-        return len(futs)
-
-    async def flush(self) -> None:
-        await self._producer.flush()
-
-
-class ProductEventProducer(_Producer):
+class ProductEventProducer(ContractProducer):
     """Views and purchases."""
 
     async def send_view(
@@ -153,7 +51,7 @@ class ProductEventProducer(_Producer):
         }))
 
 
-class ReviewProducer(_Producer):
+class ReviewProducer(ContractProducer):
     async def send_review(
         self, user_id: str, product_id: str, rating: Union[int, float], *,
         timestamp: Optional[float] = None, text: Optional[str] = None,
@@ -166,7 +64,7 @@ class ReviewProducer(_Producer):
         }))
 
 
-class UserEventProducer(_Producer):
+class UserEventProducer(ContractProducer):
     async def send_user_event(
         self, user_id: str, event_type: str, *, timestamp: Optional[float] = None,
         properties: Optional[dict[str, Any]] = None, event_id: Optional[str] = None,
@@ -177,7 +75,7 @@ class UserEventProducer(_Producer):
         }))
 
 
-class RecommendationRequestProducer(_Producer):
+class RecommendationRequestProducer(ContractProducer):
     async def send_request(
         self, user_id: str, *, k: int = 10, exclude: Optional[list[str]] = None,
         category: Optional[str] = None, request_id: Optional[str] = None,
@@ -189,27 +87,3 @@ class RecommendationRequestProducer(_Producer):
             "category": category, "timestamp": time.time(),
         }))
         return rid
-
-
-class MetricsProducer(_Producer):
-    """System and model metrics in the contract's shape (not validated as user events)."""
-
-    async def send_system_metric(
-        self, metric: str, value: float, *, worker: str, labels: Optional[dict[str, Any]] = None
-    ) -> None:
-        obj = metric_record(metric, value, worker=worker, timestamp=time.time(), labels=labels)
-        await self._send_plain(TOPIC_SYSTEM_METRICS, worker, obj)
-
-    async def send_model_metric(
-        self, metric: str, value: float, *, model_version: str, labels: Optional[dict[str, Any]] = None
-    ) -> None:
-        obj = metric_record(metric, value, model_version=model_version, timestamp=time.time(), labels=labels)
-        await self._send_plain(TOPIC_MODEL_METRICS, model_version, obj)
-
-    async def _send_plain(self, topic: str, key: str, obj: dict[str, Any]) -> None:
-        if not isinstance(obj.get("metric"), str) or isinstance(obj.get("value"), bool) or not isinstance(
-            obj.get("value"), (int, float)
-        ):
-            raise InvalidEventError(Invalid("wrong_type", "metric must be a string and value a number"))
-        fut = await self._producer.send(topic, value=json.dumps(obj).encode(), key=key.encode())
-        await fut

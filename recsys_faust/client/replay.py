@@ -29,8 +29,8 @@ async def replay_events(
     try:
         futs = []
         for kind, obj in events:
-            topic, key, value = prepare(kind, obj, max_bytes=settings.max_event_bytes)
-            futs.append(await producer._producer.send(topic, value=value, key=key))
+            topic, key, value = prepare(kind, obj, max_bytes=settings.ingest.max_event_bytes)
+            futs.append(await producer.send_prepared(topic, key, value))
             sent += 1
             if rate:
                 ahead = sent / rate - (time.monotonic() - started)

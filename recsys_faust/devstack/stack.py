@@ -132,7 +132,7 @@ def choose_broker(asked: str) -> tuple[str, str]:
 def run_dev(*, data: Optional[Path], limit: int, rate: Optional[float], port: int, partitions: int,
             workdir: Path, broker: str = "auto") -> None:
     from ..client.replay import replay_events
-    from .demo_data import ShopSpec, dataset_events, synthetic_events
+    from ..client.datasets import ShopSpec, dataset_events, synthetic_events
     from .kafka_broker import KAFKA_VERSION
 
     started = time.monotonic()

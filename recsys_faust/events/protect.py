@@ -22,25 +22,14 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional, Sequence
 
+from ..settings.values import parse_fields
+
 ENC_PREFIX = "enc:v1:"
 DEFAULT_FIELDS = "review.text,user-event.properties"
 
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(ENC_PREFIX)
-
-
-def parse_fields(spec: str) -> dict[str, frozenset[str]]:
-    """``"review.text,user-event.properties"`` -> {kind: fields}."""
-    out: dict[str, set[str]] = {}
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        kind, dot, field = item.partition(".")
-        if not dot or not kind or not field:
-            raise ValueError(f"RECSYS_ENCRYPTED_FIELDS: {item!r} is not kind.field (e.g. review.text)")
-        out.setdefault(kind, set()).add(field)
-    return {k: frozenset(v) for k, v in out.items()}
 
 
 class FieldCipher:
@@ -60,7 +49,7 @@ class FieldCipher:
         """The worker's cipher, or None when no keys are set (fields are then kept as sent)."""
         raw = settings.secret("field_keys")
         keys = [k for k in (raw or "").split(",") if k.strip()]
-        return cls(keys, parse_fields(settings.encrypted_fields)) if keys else None
+        return cls(keys, parse_fields(settings.security.encrypted_fields)) if keys else None
 
     # -- values ---------------------------------------------------------------------------------
     def seal_value(self, value: Any) -> str:

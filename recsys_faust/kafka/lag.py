@@ -96,7 +96,7 @@ def consumer_lags(consumer: Any, progress: Progress = PROGRESS) -> list[Partitio
         assigned = consumer.assignment()
     except Exception:  # noqa: BLE001 - not started yet
         return []
-    committed_offsets = getattr(consumer, "_committed_offset", {})
+    committed_offsets = getattr(consumer, "_committed_offset", {})  # internals.py lists it
 
     def highwater(tp: Any) -> Optional[int]:
         try:

@@ -308,7 +308,7 @@ class ChangelogPipe:
         """Start this batch's sends; returns when the previous batch's sends completed.
 
         Each phase is sent once the one before it is acknowledged (an order the changelogs must
-        keep, ``streaming/ingest.py`` says which); a phase's own sends go out together.
+        keep, ``ingest/`` says which); a phase's own sends go out together.
         """
         previous = self._last
         self._last = asyncio.ensure_future(self._after(previous, phases))

@@ -72,9 +72,9 @@ def load_topics(
 
 def plan_from_settings(settings: Settings) -> TopicPlan:
     return load_topics(
-        settings.resolved_topics_file(),
-        partitions=settings.user_partitions or None,
-        replication_factor=settings.replication_factor or None,
+        settings.kafka.resolved_topics_file(),
+        partitions=settings.kafka.user_partitions or None,
+        replication_factor=settings.kafka.replication_factor or None,
     )
 
 

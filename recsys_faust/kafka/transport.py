@@ -109,7 +109,7 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         settings = getattr(self.app, "settings", None)
         if settings is not None:
-            consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by the Fetcher at start()
+            consumer._fetch_max_wait_ms = settings.kafka.fetch_max_wait_ms  # read by the Fetcher at start()
         # Records of aborted transactions are never delivered, nor those of open ones yet: an
         # upstream producer may write the input topics transactionally (docs/contract.md).
         consumer._isolation_level = "read_committed"  # read by the Fetcher at start()
@@ -118,8 +118,8 @@ class VerifiedHighwatersThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()
         settings = getattr(self.app, "settings", None)
-        if settings is not None and settings.fetch_min_interval_ms > 0:
-            FetchPacer(self._consumer._fetcher, settings.fetch_min_interval_ms / 1000)
+        if settings is not None and settings.kafka.fetch_min_interval_ms > 0:
+            FetchPacer(self._consumer._fetcher, settings.kafka.fetch_min_interval_ms / 1000)
 
     async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
         listed = await super()._highwaters(partitions)

@@ -32,7 +32,7 @@ import aiokafka
 from ..kafka.clients import client_kwargs
 from ..kafka.read_all import TopicMissing, TopicReader, topics_with_records
 from ..kafka.topics import apply_topics, plan_from_settings
-from ..ranking.artifact import sha256_file
+from ..ranking.model.artifact import sha256_file
 from ..settings import Settings
 from ..sink.copy_backup import TABLES, DatabaseRestoreError, dump_tables, load_tables
 
@@ -114,11 +114,11 @@ def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = pr
         manifest["topics"][spec.name] = asyncio.run(
             export_topic(settings, spec.name, target / "topics" / f"{spec.name}.jsonl"))
         echo(f"  {manifest['topics'][spec.name]['records']:,} records")
-    if settings.database_url:
+    if settings.sink.database_url:
         echo("database (every table as CSV, one snapshot) ...")
-        manifest["database"] = asyncio.run(dump_tables(settings.database_url,
+        manifest["database"] = asyncio.run(dump_tables(settings.sink.database_url,
                                                        target / "database", echo=echo))
-    models = Path(settings.models_dir)
+    models = Path(settings.training.models_dir)
     if models.is_dir():
         shutil.copytree(models, target / "models")
         for path in sorted((target / "models").rglob("*")):
@@ -164,16 +164,16 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
             raise BackupError(f"{name}: produced {n} of {meta['records']} records")
         echo(f"topic {name}: {n:,} records")
     if manifest["database"]:
-        if not settings.database_url:
+        if not settings.sink.database_url:
             raise BackupError("the backup holds a database: set DATABASE_URL to restore it")
         try:
-            asyncio.run(load_tables(settings.database_url, source,
+            asyncio.run(load_tables(settings.sink.database_url, source,
                                     manifest["database"], echo=echo))
         except DatabaseRestoreError as exc:
             raise BackupError(str(exc)) from None
         echo("database restored")
     if manifest["models"]:
-        models = Path(settings.models_dir)
+        models = Path(settings.training.models_dir)
         for m in manifest["models"]:
             dst = models / Path(m["file"]).relative_to("models")
             dst.parent.mkdir(parents=True, exist_ok=True)

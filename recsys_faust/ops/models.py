@@ -1,6 +1,6 @@
 """``recsys-faust models list|activate|prune``: the model lifecycle, through amazon-model-updates.
 
-Nothing here talks to a worker: every worker follows the topic (``ranking/registry.py``), so a
+Nothing here talks to a worker: every worker follows the topic (``ranking/model/registry.py``), so a
 record written here switches the whole cluster, and a worker started later, or restarted,
 comes back on the same version.
 """
@@ -16,7 +16,7 @@ import aiokafka
 from ..events.model import TOPIC_MODEL_UPDATES
 from ..kafka.clients import client_kwargs
 from ..kafka.read_all import TopicReader
-from ..ranking.registry import ACTIVE_KEY, ModelRegistry
+from ..ranking.model.registry import ACTIVE_KEY, ModelRegistry
 from ..settings import Settings
 
 
@@ -27,8 +27,8 @@ class ModelsError(RuntimeError):
 async def read_registry(settings: Settings) -> ModelRegistry:
     """The registry as the topic holds it now (every record, to its end)."""
     registry = ModelRegistry()
-    reader = TopicReader(settings, TOPIC_MODEL_UPDATES, max_partition_fetch_bytes=settings.max_model_bytes,
-                         fetch_max_bytes=settings.max_model_bytes)
+    reader = TopicReader(settings, TOPIC_MODEL_UPDATES, max_partition_fetch_bytes=settings.training.max_model_bytes,
+                         fetch_max_bytes=settings.training.max_model_bytes)
     async for records in reader.batches():
         registry.apply((r.key.decode("utf-8") if r.key is not None else "",
                         json.loads(r.value) if r.value is not None else None) for r in records)

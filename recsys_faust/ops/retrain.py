@@ -23,6 +23,7 @@ from aiokafka import TopicPartition
 
 from ..events.model import TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES
 from ..kafka.clients import client_kwargs
+from ..kafka.internals import refresh_metadata
 from ..settings import Settings
 from ..training.als import ALSParams
 from ..training.watch import RetrainPolicy, RetrainWatch, Trigger, passes_gate
@@ -39,10 +40,10 @@ async def retrain_once(settings: Settings, params: ALSParams, watch: RetrainWatc
     the served one; returns the version published, or None (kept on disk, not published)."""
     from ..training.train import load_database, publish, train_dataset
 
-    if not settings.database_url:
+    if not settings.sink.database_url:
         raise RetrainError("retrain trains on the persisted interactions: set DATABASE_URL")
     try:
-        data = await asyncio.to_thread(load_database, settings.database_url, settings)
+        data = await asyncio.to_thread(load_database, settings.sink.database_url, settings)
     except Exception as exc:  # noqa: BLE001 - said, and the watcher goes on
         raise RetrainError(f"cannot read interactions from the database: {exc}") from exc
     say(f"training on {len(data):,} interactions ({data.n_users:,} users, {data.n_items:,} items) from the database")
@@ -58,7 +59,7 @@ async def retrain_once(settings: Settings, params: ALSParams, watch: RetrainWatc
     try:
         await publish(settings, result.artifact, result.path)
     except Exception as exc:  # noqa: BLE001 - said; the model stays on disk for `train --publish`
-        raise RetrainError(f"model {version} written to {result.path}, publishing to {settings.broker} failed: "
+        raise RetrainError(f"model {version} written to {result.path}, publishing to {settings.kafka.broker} failed: "
                            f"{type(exc).__name__}: {exc}") from exc
     say(f"model {version} published ({why}; fit {result.fit_seconds:.1f} s, total {result.total_seconds:.1f} s)")
     return version
@@ -101,23 +102,23 @@ async def _watch(settings: Settings, params: ALSParams, policy: RetrainPolicy, s
                  max_retrains: Optional[int]) -> int:
     state = RetrainWatch(policy)
     consumer = aiokafka.AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                         max_partition_fetch_bytes=settings.max_model_bytes,
-                                         fetch_max_bytes=settings.max_model_bytes, fetch_max_wait_ms=200,
+                                         max_partition_fetch_bytes=settings.training.max_model_bytes,
+                                         fetch_max_bytes=settings.training.max_model_bytes, fetch_max_wait_ms=200,
                                          **client_kwargs(settings))
     await consumer.start()
     retrains = 0
     try:
         topics = (TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS)
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         missing = [t for t in topics if not any(tp.topic == t for tp in tps)]
         if missing:
-            raise RetrainError(f"topics {', '.join(missing)} do not exist on {settings.broker} "
+            raise RetrainError(f"topics {', '.join(missing)} do not exist on {settings.kafka.broker} "
                                f"(run `recsys-faust topics apply`)")
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         started = time.time()
-        say(f"watching {settings.broker}: retrain on drift of {', '.join(policy.drift_features) or 'nothing'}"
+        say(f"watching {settings.kafka.broker}: retrain on drift of {', '.join(policy.drift_features) or 'nothing'}"
             + (f", or a hit rate under {policy.min_hit_rate:g} over {policy.min_answers} answers"
                if policy.min_hit_rate > 0 else "")
             + f"; at most once per {policy.cooldown_s:g} s; quality gate {policy.gate:g}")

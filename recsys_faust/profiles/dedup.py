@@ -32,7 +32,7 @@ contain it: the prefixes keep the key spaces apart whatever the ids hold, and a 
 key's fields are split from the left only.)
 
 Why the source is stored: the ids' changelog is acknowledged before the profiles' (as the
-item entries'; streaming/ingest.py), so after a crash the table may hold an event whose profile
+item entries'; ingest/), so after a crash the table may hold an event whose profile
 write was lost. That event's own record, read again, matches its own source and is applied;
 a second record with the same id, at another offset, is the duplicate.
 """

@@ -36,10 +36,10 @@ class ProfileConfig:
     @classmethod
     def from_settings(cls, s: Settings) -> "ProfileConfig":
         return cls(
-            recent_items=s.profile_recent_items,
-            tumbling=WindowSpec(s.tumbling_window_s, s.tumbling_window_s, s.tumbling_expires_s),
-            hopping=WindowSpec(s.hopping_window_s, s.hopping_step_s, s.hopping_expires_s),
-            weights=s.weights,
+            recent_items=s.profiles.profile_recent_items,
+            tumbling=WindowSpec(s.profiles.tumbling_window_s, s.profiles.tumbling_window_s, s.profiles.tumbling_expires_s),
+            hopping=WindowSpec(s.profiles.hopping_window_s, s.profiles.hopping_step_s, s.profiles.hopping_expires_s),
+            weights=s.popularity.weights,
         )
 
 

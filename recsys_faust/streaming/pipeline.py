@@ -20,7 +20,7 @@ batch N+1 while batch N is scored elsewhere. With no batch waiting, the rest sta
 the next batch is folded when it arrives, even while that rest still waits for its scores.
 Rests complete, and batches are acked, in order: a rest starts only after the one before it
 completed. (The event processor's rests and first steps may interleave only at their awaits,
-and it keeps both orders correct: streaming/ingest.py, ``AheadOfStore``.)
+and it keeps both orders correct: ingest/ahead.py, ``AheadOfStore``.)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from faust.types import AppT, EventT, StreamT
 
+from ..kafka.internals import stream_ack_hooks
 from ..kafka.lag import PROGRESS, Progress
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,7 @@ def ack_events(stream: StreamT, events: Sequence[EventT], progress: Progress = P
     The same steps as Faust's ``Stream.ack`` (the event's message acked, the stream's sensors
     told): awaiting ``stream.ack`` once per event cost 3% of a busy worker's event loop.
     """
-    on_event_out = stream._on_stream_event_out  # type: ignore[attr-defined]
-    on_message_out = stream._on_message_out  # type: ignore[attr-defined]
+    on_event_out, on_message_out = stream_ack_hooks(stream)
     newest: dict[Any, tuple[int, Optional[float]]] = {}
     for event in events:
         last_stream_to_ack = event.ack()

@@ -44,11 +44,11 @@ class RequestAnswerer:
         self.dead_letters = dead_letters
         self.requests_topic = requests_topic
         self.routing = Rerouter(partitions_of)
-        self.served = served  # records the answer for the online metrics (streaming/online.py)
+        self.served = served  # records the answer for the online metrics (online/monitor.py)
 
     async def handle(self, rec: EventT) -> None:
         msg = rec.message
-        req = validate_request(msg.value, max_bytes=self.settings.max_event_bytes)
+        req = validate_request(msg.value, max_bytes=self.settings.ingest.max_event_bytes)
         if isinstance(req, Invalid):
             await self.dead_letters.send(rec, req)
             return

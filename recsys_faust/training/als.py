@@ -1,4 +1,4 @@
-"""ALS training with implicit (the fold-in that scores users online is ``ranking/foldin.py``).
+"""ALS training with implicit (the fold-in that scores users online is ``ranking/maths/foldin.py``).
 
 implicit's solver minimises sum c_ui (p_ui - x_u.y_i)^2 + reg (|x|^2 + |y|^2) with confidence
 c_ui = alpha * r_ui for observed pairs (and 1 elsewhere).

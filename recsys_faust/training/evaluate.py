@@ -1,6 +1,6 @@
 """Offline quality: leave-last-out, full-catalogue ranking, seen items removed.
 
-ALS, item transitions (``ranking/transitions.py``, capped per item as the stream and the
+ALS, item transitions (``transitions/counts.py``, capped per item as the stream and the
 shipped counts are) and their per-user blend, against two baselines computed on the same split:
 most-popular and the popularity fallback (popularity x category affinity,
 ``ranking.popular.popular_affinity``).
@@ -17,12 +17,12 @@ import scipy.sparse as sp
 from ..events.model import Event
 from ..popularity.trending import PopularityIndex, apply_to_entry, entry_key, new_entry
 from ..profiles.profile import ProfileConfig, apply_event, new_profile
-from ..ranking.popular import popular_affinity
-from ..ranking.transitions import (
+from ..ranking.policy.popular import popular_affinity
+from ..transitions.counts import (
     TransitionParams, blend, counts_from_histories, latest_day_items, score_matrix, user_histories,
 )
-from ..ranking.transition_index import MAX_SUCCESSORS, TransitionCounts
-from ..ranking.topk import top_k_rows
+from ..transitions.index import MAX_SUCCESSORS, TransitionCounts
+from ..ranking.maths.topk import top_k_rows
 from .als import ALSParams, train_als
 from .dataset import Interactions, leave_last_out
 

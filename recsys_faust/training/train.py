@@ -12,10 +12,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..drift.detector import training_reference
-from ..ranking.transitions import counts_from_histories
+from ..transitions.counts import counts_from_histories
 from ..settings import Settings
 from .als import ALSParams, train_als
-from ..ranking.artifact import INDEX_FILE, ModelArtifact, new_version, save, save_index
+from ..ranking.model.artifact import INDEX_FILE, ModelArtifact, new_version, save, save_index
 from .dataset import Interactions, load_csv
 from .evaluate import Quality, evaluate
 
@@ -23,25 +23,25 @@ log = logging.getLogger(__name__)
 
 
 def params_from_settings(s: Settings, **overrides: object) -> ALSParams:
-    base = dict(factors=s.als_factors, regularization=s.als_regularization, alpha=s.als_alpha,
-                iterations=s.als_iterations, seed=s.als_seed)
+    base = dict(factors=s.training.als_factors, regularization=s.training.als_regularization, alpha=s.training.als_alpha,
+                iterations=s.training.als_iterations, seed=s.training.als_seed)
     base.update({k: v for k, v in overrides.items() if v is not None})
     return ALSParams(**base)  # type: ignore[arg-type]
 
 
 def eval_options(s: Settings) -> dict[str, object]:
     """``evaluate``'s options as the workers rank: the blend weights and the successor cap."""
-    return dict(blend_weights=(s.blend_als_weight, s.blend_transitions_weight),
-                max_successors=s.transitions_max_successors)
+    return dict(blend_weights=(s.ranking.blend_als_weight, s.ranking.blend_transitions_weight),
+                max_successors=s.ranking.transitions_max_successors)
 
 
 def load_dataset(path: Path, settings: Settings, kind: str = "purchase") -> Interactions:
     """Rows as events of ``kind``, weighted as the workers weight them (purchase = 1.0)."""
     if kind == "review":
         data = load_csv(path, rating_as_weight=True)
-        w = settings.weights
+        w = settings.popularity.weights
         return replace(data, weights=(data.weights * w.review_per_star / w.purchase).astype(np.float32))
-    return load_csv(path, weight=settings.weights.als_weight(kind))
+    return load_csv(path, weight=settings.popularity.weights.als_weight(kind))
 
 
 def load_database(dsn: str, settings: Settings) -> Interactions:
@@ -50,7 +50,7 @@ def load_database(dsn: str, settings: Settings) -> Interactions:
 
     from .dataset import from_rows
 
-    w = settings.weights
+    w = settings.popularity.weights
     with psycopg.connect(dsn) as conn:
         cur = conn.execute(
             "SELECT user_id, product_id, kind, rating, extract(epoch FROM ts)::float8, category, price"
@@ -109,12 +109,12 @@ def train_dataset(
             "reference": training_reference(
                 np.asarray(data.item_category, dtype=object)[data.items] if len(data) else [],
                 kinds=data.kinds, prices=data.prices, ratings=data.ratings, users=data.users, ts=data.ts,
-                window_s=settings.drift_window_s),
+                window_s=settings.drift.drift_window_s),
         },
     )
-    path = save(artifact, settings.models_dir)
-    if data.n_items >= settings.ann_min_items:
-        say(f"building the HNSW index of {data.n_items:,} items (RECSYS_ANN_MIN_ITEMS={settings.ann_min_items:,}) ...")
+    path = save(artifact, settings.training.models_dir)
+    if data.n_items >= settings.ranking.ann_min_items:
+        say(f"building the HNSW index of {data.n_items:,} items (RECSYS_ANN_MIN_ITEMS={settings.ranking.ann_min_items:,}) ...")
         seconds = save_index(path, item_f)
         say(f"index written to {path / INDEX_FILE} in {seconds:.1f} s: workers read it rather than build it")
     return TrainResult(artifact, path, quality, fit_seconds, time.perf_counter() - started)
@@ -125,34 +125,34 @@ async def publish(settings: Settings, artifact: ModelArtifact, path: Optional[Pa
 
     Inline while the message fits ``RECSYS_MAX_MODEL_BYTES`` (``RECSYS_MODEL_SHIPPING=auto``),
     else by reference to its saved directory ``path`` (default: ``models_dir/<version>``), which
-    the workers must share (ranking/payload.py)."""
+    the workers must share (ranking/model/payload.py)."""
     import aiokafka
 
     from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES, metric_record
     from ..kafka.clients import client_kwargs
-    from ..ranking.payload import encode, encode_reference
+    from ..ranking.model.payload import encode, encode_reference
 
     created_at = artifact.manifest.get("created_at")
-    shipping = settings.model_shipping
+    shipping = settings.training.model_shipping
     # Trained float32 factors barely compress and base64 adds a third: factors larger than the
     # limit on their own cannot fit inline, and compressing hundreds of MB to find out is skipped.
-    if shipping == "auto" and artifact.item_factors.nbytes > settings.max_model_bytes:
+    if shipping == "auto" and artifact.item_factors.nbytes > settings.training.max_model_bytes:
         shipping = "reference"
     value = b""
     if shipping != "reference":
         value = json.dumps(encode(artifact, created_at=created_at)).encode()
-    if shipping == "reference" or (shipping == "auto" and len(value) > settings.max_model_bytes):
-        where = path or Path(settings.models_dir) / artifact.version
+    if shipping == "reference" or (shipping == "auto" and len(value) > settings.training.max_model_bytes):
+        where = path or Path(settings.training.models_dir) / artifact.version
         if not (where / "manifest.json").exists():
             raise ValueError(f"model {artifact.version} is to ship by reference (over RECSYS_MAX_MODEL_BYTES inline, "
                              f"or RECSYS_MODEL_SHIPPING=reference), but {where} holds no saved artifact")
         value = json.dumps(encode_reference(artifact, where, created_at=created_at)).encode()
         log.info("model %s announced by reference to %s (workers read it from RECSYS_MODELS_DIR)",
                  artifact.version, where)
-    if len(value) > settings.max_model_bytes:
-        raise ValueError(f"model message is {len(value)} bytes, over RECSYS_MAX_MODEL_BYTES={settings.max_model_bytes} "
+    if len(value) > settings.training.max_model_bytes:
+        raise ValueError(f"model message is {len(value)} bytes, over RECSYS_MAX_MODEL_BYTES={settings.training.max_model_bytes} "
                          f"(RECSYS_MODEL_SHIPPING=auto or reference ships it by reference)")
-    producer = aiokafka.AIOKafkaProducer(acks="all", max_request_size=settings.max_model_bytes,
+    producer = aiokafka.AIOKafkaProducer(acks="all", max_request_size=settings.training.max_model_bytes,
                                          **client_kwargs(settings))
     await producer.start()
     try:
@@ -172,7 +172,7 @@ def train_events(settings: Settings, events: list[tuple[str, dict]], params: ALS
     """Train on (kind, event) pairs as the workers would weigh them (demo and benchmarks)."""
     from .dataset import from_rows
 
-    w = settings.weights
+    w = settings.popularity.weights
     data = from_rows((o["user_id"], o["product_id"], w.als_weight(k, o.get("rating")), float(o["timestamp"]),
                       o.get("category"), k, _number(o.get("price")), _number(o.get("rating")))
                      for k, o in events if k != "user-event")

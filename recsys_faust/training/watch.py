@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..ranking.registry import ModelRegistry
+from ..ranking.model.registry import ModelRegistry
 
 #: The ranking the gate compares (``evaluate``'s name for the served blend), and the fallback.
 GATED_RANKINGS = ("als+transitions", "als")
@@ -44,9 +44,9 @@ class RetrainPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "RetrainPolicy":
-        return cls(drift_features=settings.retrain_features, min_hit_rate=settings.retrain_min_hit_rate,
-                   min_answers=settings.retrain_min_answers, cooldown_s=settings.retrain_cooldown_s,
-                   gate=settings.retrain_gate)
+        return cls(drift_features=settings.retrain.retrain_features, min_hit_rate=settings.retrain.retrain_min_hit_rate,
+                   min_answers=settings.retrain.retrain_min_answers, cooldown_s=settings.retrain.retrain_cooldown_s,
+                   gate=settings.retrain.retrain_gate)
 
 
 @dataclass(frozen=True)

@@ -85,11 +85,11 @@ _FILES: dict[Path, TokensFile] = {}
 
 
 def _file_lists(settings: Settings) -> dict[str, str]:
-    if settings.tokens_file is None:
+    if settings.security.tokens_file is None:
         return {}
-    source = _FILES.get(settings.tokens_file)
+    source = _FILES.get(settings.security.tokens_file)
     if source is None:
-        source = _FILES[settings.tokens_file] = TokensFile(settings.tokens_file)
+        source = _FILES[settings.security.tokens_file] = TokensFile(settings.security.tokens_file)
     return source.lists()
 
 

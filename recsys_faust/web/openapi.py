@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from .. import __version__
+from ..version import __version__
 
 JSON = "application/json"
 

@@ -26,10 +26,11 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from .. import metrics
-from ..client.producers import InvalidEventError, new_id, prepare
+from ..events.prepare import InvalidEventError, new_id, prepare
 from ..events import strict_json
 from ..events.model import KIND_TOPICS
 from ..events.protect import FieldCipher
+from ..kafka.internals import owner_url_of
 from ..kafka.partitioning import user_partition
 from ..popularity.trending import PopularityIndex
 from ..profiles.profile import ProfileConfig, profile_view
@@ -131,7 +132,7 @@ class OwnerLookup:
 
     def owner(self, user_id: str) -> tuple[Optional[str], Optional[int]]:
         """(host, port) of the owner's web server; KeyError while no owner is known."""
-        tps_url = getattr(self._app.assignor, "_tps_url", None)
+        tps_url = owner_url_of(self._app)
         if tps_url is None:  # another assignor: Faust's own lookup
             url = self._app.router.key_store(self._table.name, user_id)
             return url.host, url.port
@@ -180,7 +181,7 @@ class ApiView(View):
                 if wait is not None:
                     metrics.RATE_LIMITED.labels(self.scope).inc()
                     return self.json({"error": "rate_limited",
-                                      "detail": f"over {self.ctx.settings.rate_limit_rps:g} requests/s; "
+                                      "detail": f"over {self.ctx.settings.web.rate_limit_rps:g} requests/s; "
                                                 f"retry in {wait:.1f} s"},
                                      status=429, headers={"Retry-After": retry_after_header(wait)})
             return await super().dispatch(request)
@@ -207,7 +208,7 @@ class ApiView(View):
         url = request.url.with_host(host).with_port(port)
         try:
             async with self.app.http_client.get(  # Faust's own session, closed with the app
-                url, headers={FORWARDED: self.ctx.settings.web_url,  # the caller's credentials go along
+                url, headers={FORWARDED: self.ctx.settings.web.web_url,  # the caller's credentials go along
                               **({"Authorization": request.headers["Authorization"]}
                                  if "Authorization" in request.headers else {})},
                 timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
@@ -227,7 +228,7 @@ class Live(ApiView):
     """The process answers: what a restart policy asks (never the broker's or the tables' state)."""
 
     async def get(self, request: Request) -> Response:
-        return self.json({"live": True, "worker": self.ctx.settings.worker_name})
+        return self.json({"live": True, "worker": self.ctx.settings.process.worker_name})
 
 
 class Ready(ApiView):
@@ -236,7 +237,7 @@ class Ready(ApiView):
 
     async def get(self, request: Request) -> Response:
         reasons = self.ctx.readiness()
-        return self.json({"ready": not reasons, "reasons": reasons, "worker": self.ctx.settings.worker_name},
+        return self.json({"ready": not reasons, "reasons": reasons, "worker": self.ctx.settings.process.worker_name},
                          status=503 if reasons else 200)
 
 
@@ -285,7 +286,7 @@ class ActiveUsers(ApiView):
 
     async def get(self, request: Request) -> Response:
         k = _int_arg(request, "k", 20, 1, 100)
-        return self.json({"users": self.ctx.active_users(k), "worker": self.ctx.settings.worker_name})
+        return self.json({"users": self.ctx.active_users(k), "worker": self.ctx.settings.process.worker_name})
 
 
 class Trending(ApiView):
@@ -301,7 +302,7 @@ class Ingest(ApiView):
     async def post(self, request: Request, kind: str) -> Response:
         if kind not in KIND_TOPICS:
             raise ApiError(404, "unknown_kind", f"kind must be one of {sorted(KIND_TOPICS)}")
-        raw = await _read_limited(request, self.ctx.settings.max_event_bytes, kind)
+        raw = await _read_limited(request, self.ctx.settings.ingest.max_event_bytes, kind)
         try:
             obj = strict_json.loads(raw)
         except strict_json.JsonRefused as exc:
@@ -314,7 +315,7 @@ class Ingest(ApiView):
         obj.setdefault("event_id", new_id())
         obj.setdefault("timestamp", time.time())
         try:
-            topic, key, value = prepare(kind, obj, max_bytes=self.ctx.settings.max_event_bytes, cipher=self.ctx.cipher)
+            topic, key, value = prepare(kind, obj, max_bytes=self.ctx.settings.ingest.max_event_bytes, cipher=self.ctx.cipher)
         except InvalidEventError as exc:
             metrics.INGEST_REJECTED.labels(kind, exc.invalid.code).inc()
             raise ApiError(400, exc.invalid.code, exc.invalid.detail)
@@ -342,17 +343,17 @@ class Similar(ApiView):
 
 class ReloadModels(ApiView):
     """Publish the newest artifact under RECSYS_MODELS_DIR on amazon-model-updates: this worker
-    switches at once, every other one when its tail reads the announcement (ranking/registry.py),
+    switches at once, every other one when its tail reads the announcement (ranking/model/registry.py),
     and a worker restarted later comes back on it."""
 
     scope = "admin"
 
     async def post(self, request: Request) -> Response:
-        from ..ranking.artifact import latest, load
+        from ..ranking.model.artifact import latest, load
 
-        path = latest(self.ctx.settings.models_dir)
+        path = latest(self.ctx.settings.training.models_dir)
         if path is None:
-            raise ApiError(404, "not_found", f"no model under {self.ctx.settings.models_dir}")
+            raise ApiError(404, "not_found", f"no model under {self.ctx.settings.training.models_dir}")
         loop = asyncio.get_running_loop()
         # mapped, as a model announced by reference is: shared with the scoring process
         artifact = await loop.run_in_executor(None, functools.partial(load, path, mmap=True))
@@ -372,7 +373,7 @@ class ReloadModels(ApiView):
 
 class Models(ApiView):
     """The versions on amazon-model-updates, newest first, with their offline figures and which
-    one every worker serves (ranking/registry.py), this worker's online figures per version
+    one every worker serves (ranking/model/registry.py), this worker's online figures per version
     (online/), and the A/B variants with theirs."""
 
     scope = "read"
@@ -453,7 +454,7 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
 
 def register_views(app: Any, ctx: WebContext) -> None:
     """Attach the worker's state to the app and mount every route of ``ROUTES``."""
-    url = URL(ctx.settings.web_url)
+    url = URL(ctx.settings.web.web_url)
     ctx.self_ident = (url.host, url.port)
     ctx.owners = OwnerLookup(app, ctx.profiles, ctx.profiles.partitions)
     mount(app, ctx)
@@ -484,8 +485,8 @@ def mount(app: Any, ctx: WebContext) -> None:
     s = ctx.settings
     ctx.profile_config = ProfileConfig.from_settings(s)
     ctx.cipher = FieldCipher.from_settings(s)
-    if s.rate_limit_rps > 0:
-        ctx.limiter = TokenBuckets(s.rate_limit_rps, s.rate_limit_burst or math.ceil(s.rate_limit_rps))
+    if s.web.rate_limit_rps > 0:
+        ctx.limiter = TokenBuckets(s.web.rate_limit_rps, s.web.rate_limit_burst or math.ceil(s.web.rate_limit_rps))
     app.web_context = ctx
     for path, view in ROUTES:
         view.route = path

@@ -16,17 +16,18 @@ from ..app import RecsysApp, create_app
 from ..drift.features import FEATURES, NUMERIC
 from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_SERVED
 from ..events.protect import FieldCipher
+from ..kafka.internals import aiokafka_producer
 from ..kafka.lag import consumer_lags
 from ..kafka.topics import plan_from_settings
-from ..ranking.ranker import Ranker
-from ..ranking.scorer import make_scorer
+from ..ranking.policy.ranker import Ranker
+from ..ranking.runtime.scorer import make_scorer
 from ..serving.service import Recommender
 from ..settings import Settings
 from ..streaming.deadletters import DeadLetters
-from ..streaming.drift import DriftMonitor
+from ..drift.monitor import DriftMonitor
 from ..online.stats import OnlineStats
-from ..streaming.ingest import UserEventProcessor
-from ..streaming.online import OnlineMonitor, ServedSender
+from ..ingest import IngestContext, IngestTables, UserEventProcessor
+from ..online.monitor import OnlineMonitor, ServedSender
 from ..streaming.requests import RequestAnswerer
 from ..web.views import WebContext, register_views
 from .agents import event_agents, sink_agents
@@ -36,7 +37,7 @@ from .lifecycle import on_started, run_scorer_with_the_worker, timers, tune_proc
 from .readiness import BrokerProbe
 from .replicas import CacheControl, replicate
 from .tables import declare_tables
-from .topics import declare_topics
+from .handles import declare_topics
 
 
 async def _publish_model(settings: Settings, artifact: Any) -> int:
@@ -57,26 +58,27 @@ def build_worker(settings: Settings) -> RecsysApp:
     ranker = Ranker(settings, replicas.popularity, replicas.transitions, replicas.models)
     recommender = Recommender(settings, tables.profiles, tables.recommendations, ranker)
     cache = CacheControl(settings, recommender.clear_cache, topics.control)
-    dead_letters = DeadLetters(topics.dead_letters, settings.worker_name, FieldCipher.from_settings(settings))
+    dead_letters = DeadLetters(topics.dead_letters, settings.process.worker_name, FieldCipher.from_settings(settings))
     drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
-    scorer = make_scorer(settings.scoring, nice=settings.scoring_nice, transitions=replicas.transitions)
+    scorer = make_scorer(settings.scoring.mode, nice=settings.scoring.scoring_nice, transitions=replicas.transitions)
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
 
-    served = ServedSender(TOPIC_SERVED, lambda: app.producer._ensure_producer(),
+    served = ServedSender(TOPIC_SERVED, lambda: aiokafka_producer(app),
                           lambda: partitions_of(TOPIC_SERVED) or n)
     online = OnlineMonitor(settings, OnlineStats(), replicas.models, served, catalogue_size=lambda: (
         len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
     run_scorer_with_the_worker(app, scorer)
 
-    processor = UserEventProcessor(
-        settings, profiles=tables.profiles, recommendations=tables.recommendations, popularity=tables.popularity,
-        transitions=tables.transitions, user_factors=tables.user_factors, event_ids=tables.event_ids, index=replicas.popularity, ranker=ranker,
-        dead_letters=dead_letters, topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of,
-        drift=drift, scorer=scorer,
-        assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()},
-        online=online.stats,
-    )
+    processor = UserEventProcessor(IngestContext(
+        settings=settings,
+        tables=IngestTables(profiles=tables.profiles, recommendations=tables.recommendations,
+                            popularity=tables.popularity, transitions=tables.transitions,
+                            user_factors=tables.user_factors, event_ids=tables.event_ids),
+        index=replicas.popularity, ranker=ranker, dead_letters=dead_letters,
+        topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of, drift=drift, scorer=scorer,
+        assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()}, online=online.stats,
+    ))
     app.before_commit.append(processor.changelog.drain)
 
     @app.on_partitions_revoked.connect

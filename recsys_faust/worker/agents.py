@@ -17,12 +17,12 @@ from ..kafka import codecs
 from ..settings import Settings
 from ..sink.writer import PostgresSink
 from ..streaming.deadletters import DeadLetters
-from ..streaming.ingest import UserEventProcessor
+from ..ingest import UserEventProcessor
 from ..streaming.pipeline import run_batches
 from ..streaming.requests import RequestAnswerer
-from ..streaming.sink import SinkProcessor
+from ..sink.processor import SinkProcessor
 from .collector import BatchCollector
-from .topics import Topics
+from .handles import Topics
 
 
 def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: UserEventProcessor,
@@ -35,7 +35,7 @@ def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: 
         acked after their batch's state is written. An error in processing stops the worker
         rather than acking the batch: restarted, it reads the unacked events again.
         """
-        await run_batches(app, stream, processor.process, size=settings.batch_size, within=settings.batch_within,
+        await run_batches(app, stream, processor.process, size=settings.ingest.batch_size, within=settings.ingest.batch_within,
                           what="event processing", keep_unacked=processor.keep_unacked,
                           between_batches=collector.between_batches)
 
@@ -49,10 +49,10 @@ def event_agents(app: RecsysApp, settings: Settings, topics: Topics, processor: 
 def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters,
                 collector: BatchCollector) -> Optional[PostgresSink]:
     """The PostgreSQL sink's pool and agents, when DATABASE_URL is set; returns the sink."""
-    if not settings.database_url:
+    if not settings.sink.database_url:
         return None
-    sink = PostgresSink(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                        max_backoff_s=settings.db_max_backoff_s, migrate=settings.db_migrate)
+    sink = PostgresSink(settings.sink.database_url, min_size=settings.sink.db_pool_min, max_size=settings.sink.db_pool_max,
+                        max_backoff_s=settings.sink.db_max_backoff_s, migrate=settings.sink.db_migrate)
     sinks = SinkProcessor(settings, sink, dead_letters, stopping=lambda: app.should_stop)
 
     @app.service
@@ -71,22 +71,22 @@ def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters,
     @app.agent(app.topic(*INPUT_TOPICS, schema=raw()), name="event_sink")
     async def event_sink(stream: Any) -> None:
         """Persist every valid event, a batch per transaction, acked once durable."""
-        await run_batches(app, stream, sinks.events, size=settings.sink_batch_size,
-                          within=settings.sink_batch_within, what="event sink",
+        await run_batches(app, stream, sinks.events, size=settings.sink.sink_batch_size,
+                          within=settings.sink.sink_batch_within, what="event sink",
                           between_batches=collector.between_batches)
 
     @app.agent(app.topic(TOPIC_RESPONSES, schema=raw()), name="response_sink")
     async def response_sink(stream: Any) -> None:
         """Persist every recommendation answer."""
-        await run_batches(app, stream, sinks.responses, size=settings.sink_batch_size,
-                          within=settings.sink_batch_within, what="response sink",
+        await run_batches(app, stream, sinks.responses, size=settings.sink.sink_batch_size,
+                          within=settings.sink.sink_batch_within, what="response sink",
                           between_batches=collector.between_batches)
 
     @app.agent(app.topic(TOPIC_MODEL_UPDATES, TOPIC_DATA_DRIFT, TOPIC_SYSTEM_METRICS, TOPIC_MODEL_METRICS,
                          schema=raw()), name="observation_sink")
     async def observation_sink(stream: Any) -> None:
         """Persist model versions (manifests), drift alerts and metric snapshots."""
-        await run_batches(app, stream, sinks.observations, size=100, within=settings.sink_batch_within,
+        await run_batches(app, stream, sinks.observations, size=100, within=settings.sink.sink_batch_within,
                           what="observation sink")
 
     return sink

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from .. import __version__
+from ..version import __version__
 from ..app import RecsysApp
 from ..events.model import INPUT_TOPICS
 from ..kafka.lag import consumer_lags
@@ -32,7 +32,7 @@ class DatabaseProbe:
         self._error: Optional[str] = None
 
     async def status(self) -> dict[str, Any]:
-        if not self.settings.database_url:
+        if not self.settings.sink.database_url:
             return {"status": "disabled", "detail": "DATABASE_URL unset: persistence is off"}
         if self.sink is not None and self.sink.up is not None:
             return summarize(self.sink)
@@ -40,7 +40,7 @@ class DatabaseProbe:
             import psycopg
 
             try:
-                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.settings.database_url), 2.0)
+                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.settings.sink.database_url), 2.0)
                 await conn.close()
                 self._ok, self._error = True, None
             except Exception as exc:  # noqa: BLE001 - reported, not raised
@@ -75,7 +75,7 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any) -> Facts:
 
 
 def readiness_reasons(app: RecsysApp, settings: Settings, probe: BrokerProbe, replicas: Any) -> list[str]:
-    return decide(readiness_facts(app, probe, replicas), stall_s=settings.ready_stall_s)
+    return decide(readiness_facts(app, probe, replicas), stall_s=settings.web.ready_stall_s)
 
 
 def health_document(app: RecsysApp, settings: Settings, *, database: DatabaseProbe, recommender: Any,
@@ -91,7 +91,7 @@ def health_document(app: RecsysApp, settings: Settings, *, database: DatabasePro
             "status": "up" if app.consumer and not app.rebalancing and probe.reachable
             else ("unreachable" if not probe.reachable else "rebalancing"),
             "assigned_partitions": assigned,
-            "url": settings.broker,
+            "url": settings.kafka.broker,
             "probe": probe.status(),
         }
         db = await database.status()
@@ -99,11 +99,11 @@ def health_document(app: RecsysApp, settings: Settings, *, database: DatabasePro
         return {
             "status": status,
             "ready": {"ready": not reasons, "reasons": reasons},
-            "worker": settings.worker_name,
+            "worker": settings.process.worker_name,
             "version": __version__,
             "broker": broker,
             "database": db,
-            "persistence": "on" if settings.persistence_enabled else "off",
+            "persistence": "on" if settings.sink.persistence_enabled else "off",
             "auth": auth_modes(settings),
             "model_version": recommender.model_version,
             "models": {"announced": sorted(replicas.registry.versions),

@@ -38,12 +38,12 @@ def tune_process(settings: Settings) -> None:
     # the tail of produce-to-answer latency. gc.freeze() after startup (in ``on_started``) takes
     # the libraries' objects out of every later scan, and between micro-batches what survived
     # (worker/collector.py); the young threshold is above what one micro-batch allocates.
-    gc.set_threshold(settings.gc_gen0_threshold, 20, 20)
+    gc.set_threshold(settings.process.gc_gen0_threshold, 20, 20)
     metrics.time_gc_pauses()
     # With RECSYS_SCORING=thread the scoring thread gets the GIL back after each NumPy call it
     # made without it; at Python's default 5 ms switch interval a busy event loop held it that
     # long each time (measured: no gain from the thread), at 0.5 ms the maths overlaps the loop.
-    sys.setswitchinterval(settings.gil_switch_interval_s)
+    sys.setswitchinterval(settings.process.gil_switch_interval_s)
 
 
 def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
@@ -60,7 +60,7 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
            probe: Any, online: Any, collector: BatchCollector) -> None:
-    @app.timer(interval=settings.gc_sweep_interval_s)
+    @app.timer(interval=settings.process.gc_sweep_interval_s)
     async def sweep_garbage() -> None:
         """The full collection of what micro-batches froze (worker/collector.py)."""
         collector.sweep()
@@ -77,7 +77,7 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
         async def on_stop(self) -> None:
             await probe.close()
 
-    @app.timer(interval=max(0.5, settings.drift_window_s / 10))
+    @app.timer(interval=max(0.5, settings.drift.drift_window_s / 10))
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""
         await drift.tick()
@@ -92,20 +92,20 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
         async def on_stop(self) -> None:
             await online.stop()
 
-    @app.timer(interval=settings.online_metrics_s)
+    @app.timer(interval=settings.online.online_metrics_s)
     async def post_online_metrics() -> None:
         """This worker's online figures (hit rate, share from recommendations, coverage) per
         model version, strategy and variant to amazon-model-metrics."""
         await online.post()
 
-    @app.timer(interval=settings.metrics_snapshot_s)
+    @app.timer(interval=settings.process.metrics_snapshot_s)
     async def post_metrics() -> None:
         """Periodic snapshot of this worker's counters to amazon-system-metrics (and so PostgreSQL)."""
         metrics.POPULAR_ITEMS.set(len(popularity))
         now = time.time()
         for name, value, labels in metrics.snapshot():
-            await system_metrics.send(key=settings.worker_name, value=metric_record(
-                name, value, worker=settings.worker_name, timestamp=now, labels=labels))
+            await system_metrics.send(key=settings.process.worker_name, value=metric_record(
+                name, value, worker=settings.process.worker_name, timestamp=now, labels=labels))
 
 
 def on_started(app: RecsysApp, settings: Settings, tails: Iterable[ReplicatedChangelog]) -> None:
@@ -118,16 +118,16 @@ def on_started(app: RecsysApp, settings: Settings, tails: Iterable[ReplicatedCha
             await app.add_runtime_dependency(tail)
         gc.collect()
         gc.freeze()
-        if settings.loop_watch_interval_s > 0:
-            LoopWatch(asyncio.get_running_loop(), interval_s=settings.loop_watch_interval_s,
-                      stall_s=settings.loop_stall_log_s).start()
+        if settings.process.loop_watch_interval_s > 0:
+            LoopWatch(asyncio.get_running_loop(), interval_s=settings.process.loop_watch_interval_s,
+                      stall_s=settings.process.loop_stall_log_s).start()
         log.info(
             "recsys-faust worker %s: web UI %s/  API %s/api/  metrics %s/metrics  broker %s",
-            settings.worker_name, settings.web_url, settings.web_url, settings.web_url, settings.broker,
+            settings.process.worker_name, settings.web.web_url, settings.web.web_url, settings.web.web_url, settings.kafka.broker,
         )
         open_scopes = [scope for scope, mode in auth_modes(settings).items() if mode == "open"]
         if open_scopes:
             log.warning("NO TOKENS for %s routes: anyone who reaches this worker may use them "
                         "(set RECSYS_READ_TOKENS, RECSYS_INGEST_TOKENS, RECSYS_METRICS_TOKEN)", ", ".join(open_scopes))
-        if not settings.persistence_enabled:
+        if not settings.sink.persistence_enabled:
             log.warning("DATABASE_URL is not set: PERSISTENCE IS OFF (events are not written to PostgreSQL)")

@@ -72,7 +72,7 @@ class BrokerProbe:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.interval_s = interval_s
-        self.timeout_s = settings.ready_broker_timeout_s
+        self.timeout_s = settings.web.ready_broker_timeout_s
         self.clock = clock
         self._client: Any = None
         self.last_ok: Optional[float] = None

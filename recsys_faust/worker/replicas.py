@@ -21,11 +21,11 @@ from ..kafka.own_writes import OwnWrites
 from ..kafka.replicated import ReplicatedChangelog
 from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex
-from ..ranking.ann import AnnConfig
-from ..ranking.active import ModelHolder
-from ..ranking.payload import decode as decode_model
-from ..ranking.registry import ModelRegistry
-from ..ranking.transition_index import TransitionIndex, is_history_key_bytes
+from ..ranking.maths.ann import AnnConfig
+from ..ranking.model.active import ModelHolder
+from ..ranking.model.payload import decode as decode_model
+from ..ranking.model.registry import ModelRegistry
+from ..transitions.index import TransitionIndex, is_history_key_bytes
 from ..settings import Settings
 
 log = logging.getLogger("recsys_faust")
@@ -58,11 +58,11 @@ def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], N
 
 
 def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_table: StrKeyTable) -> Replicas:
-    popularity = PopularityIndex(window_s=settings.trending_window_s, bucket_s=settings.popularity_bucket_s,
-                                 refresh_s=settings.trending_refresh_s)
+    popularity = PopularityIndex(window_s=settings.popularity.trending_window_s, bucket_s=settings.popularity.popularity_bucket_s,
+                                 refresh_s=settings.popularity.trending_refresh_s)
     transitions = TransitionIndex()
-    models = ModelHolder(settings.transitions_max_successors, ann_min_items=settings.ann_min_items,
-                         ann=AnnConfig(ef_search=settings.ann_ef_search))
+    models = ModelHolder(settings.ranking.transitions_max_successors, ann_min_items=settings.ranking.ann_min_items,
+                         ann=AnnConfig(ef_search=settings.ranking.ann_ef_search))
     registry = ModelRegistry()
     return Replicas(
         popularity=popularity,
@@ -72,13 +72,13 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
         models=models,
         registry=registry,
         models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES,
-                                        ModelFollower(registry, models, Path(settings.models_dir)).on_records),
+                                        ModelFollower(registry, models, Path(settings.training.models_dir)).on_records),
     )
 
 
 class ModelFollower:
     """Folds amazon-model-updates into the registry and serves the version it chooses
-    (ranking/registry.py: the newest publication, or a version activated after it).
+    (ranking/model/registry.py: the newest publication, or a version activated after it).
 
     A model is loaded on a thread of its own, never on the event loop: a large one is read,
     checked (sha256) and indexed for seconds, while agents and web views carry on serving the
@@ -145,7 +145,7 @@ class CacheControl:
         """Set the cluster-wide cache epoch: applied here at once, on every worker via the topic."""
         epoch = time.time()
         await self.topic.send(key=CACHE_EPOCH_KEY, value={
-            "cache_epoch": epoch, "worker": self.settings.worker_name, "timestamp": epoch})
+            "cache_epoch": epoch, "worker": self.settings.process.worker_name, "timestamp": epoch})
         self.apply(epoch)
         metrics.CACHE_CLEARS.inc()
         return {"cleared": True, "cache_epoch": epoch,

@@ -27,7 +27,7 @@ def changelog_config(settings: Settings, replication_factor: int) -> dict[str, s
     """Changelog topic configs: acks=all writes survive one broker lost (min.insync.replicas 2 of
     3, as topics.yaml gives the inputs), plus RECSYS_CHANGELOG_TOPIC_CONFIG."""
     config = {"min.insync.replicas": str(min(2, replication_factor - 1))} if replication_factor >= 2 else {}
-    return {**config, **settings.changelog_topic_config}
+    return {**config, **settings.kafka.changelog_topic_config}
 
 
 def declare_tables(app: RecsysApp, settings: Settings, partitions: int) -> Tables:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from tests.integration.helpers import get, http, produce, produce_events, wait_until
 
 pytestmark = pytest.mark.integration

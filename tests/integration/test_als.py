@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import cli, get, http, produce_events, wait_until, write_shop_csv
 

@@ -15,8 +15,8 @@ import time
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
-from recsys_faust.bench.suite import publish_model
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
+from benchmarks.suite import publish_model
 from recsys_faust.devstack.postgres import other_major_bin_dir
 from recsys_faust.devstack.stack import DevStack
 

@@ -19,7 +19,7 @@ import aiokafka
 import pytest
 from aiokafka import TopicPartition
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import Model, across_midnight, get, partition_ids, produce_events, wait_until
 

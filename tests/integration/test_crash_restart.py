@@ -22,7 +22,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import Model, get, produce_events
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import Model, get, produce_events, wait_until
 

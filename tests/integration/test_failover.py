@@ -17,7 +17,7 @@ import time
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.devstack.workers import WorkerProcess
 
 from .helpers import Model, across_midnight, get, http, produce_events, wait_until
@@ -106,7 +106,7 @@ def test_sigkill_one_of_two_workers_mid_stream_loses_no_record_of_its_partitions
                60, interval=0.1, what="the survivor to take every partition")
     takeover = time.monotonic() - killed
     print(f"\nw2 (partitions {victim_partitions}) SIGKILLed; w1 owned all four and was ready {takeover:.1f} s later "
-          f"(session timeout {stack.settings.broker_session_timeout:g} s)")
+          f"(session timeout {stack.settings.kafka.broker_session_timeout:g} s)")
     feeder.join()
 
     # The survivor alone serves every user exactly, from its own port.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.devstack.kafka_broker import KafkaSecurity
 from recsys_faust.devstack.stack import DevStack
 

@@ -109,7 +109,7 @@ def test_everything_speaks_tls_with_ca_verification(tls_broker, tmp_path):
         assert replayed.returncode == 0, replayed.stderr
         # train --publish from a dataset file, over TLS
         csv = tmp_path / "shop.csv"
-        from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+        from recsys_faust.client.datasets import ShopSpec, synthetic_events
         events = [e for e in synthetic_events(ShopSpec(users=60, seed=3)) if e[0] != "user-event"]
         csv.write_text("user_id,item_id,rating,timestamp,category\n" + "".join(
             f"{o['user_id']},{o['product_id']},1,{o['timestamp']},{o.get('category') or ''}\n" for _, o in events))

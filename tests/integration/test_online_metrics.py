@@ -14,7 +14,7 @@ from collections import defaultdict
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.training.als import ALSParams
 from recsys_faust.training.train import publish, train_events
 

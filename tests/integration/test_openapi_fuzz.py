@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.training.als import ALSParams
 from recsys_faust.training.train import publish, train_events
 

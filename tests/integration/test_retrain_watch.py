@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import cli, get, produce_events, wait_until
 

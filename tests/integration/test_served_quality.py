@@ -22,7 +22,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.settings import Settings
 from recsys_faust.training.dataset import Interactions, amazon_csv, from_rows, leave_last_out
 from recsys_faust.training.evaluate import evaluate
@@ -36,7 +36,7 @@ USERS_MOD = int(os.environ.get("RECSYS_SERVED_USERS_MOD", "4"))
 
 def _rows() -> tuple[str, list[tuple]]:
     path = amazon_csv()
-    weight = Settings().weights.als_weight("purchase")
+    weight = Settings().popularity.weights.als_weight("purchase")
     if path is None:
         print("!!! Amazon data not found (RECSYS_AMAZON_CSV): served quality measured on the synthetic shop")
         events = synthetic_events(ShopSpec(users=600, items=300, categories=8, events_per_user=12, seed=8),

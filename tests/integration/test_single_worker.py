@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.kafka.partitioning import user_partition
 
 from .helpers import (

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import TOPIC_OF, get, http, produce_events, wait_committed_to_end, wait_until
 
@@ -174,7 +174,7 @@ def test_bad_records_on_output_topics_are_dead_lettered_and_the_model_tail_survi
 
     import numpy as np
 
-    from recsys_faust.ranking.artifact import ModelArtifact
+    from recsys_faust.ranking.model.artifact import ModelArtifact
     from recsys_faust.training.train import publish
 
     from .helpers import produce, read_topic

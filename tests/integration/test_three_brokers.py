@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.kafka.topics import describe_topic_configs
 
 from .helpers import Model, get, produce_events, wait_until

@@ -19,7 +19,7 @@ import aiokafka
 import pytest
 from aiokafka import TopicPartition
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import Model, get, produce_events, wait_until
 
@@ -80,7 +80,7 @@ def test_committed_and_aborted_transactions_no_rejoin_no_stall_aborted_never_app
     wait_until(lambda: not wrong(), 90, what="every profile to count the committed purchases only")
     # Every partition's committed offset reaches its end (markers and aborted records included).
     def caught_up() -> bool:
-        offsets = asyncio.run(committed_offsets(stack.broker.bootstrap, stack.settings.app_id, "amazon-purchases"))
+        offsets = asyncio.run(committed_offsets(stack.broker.bootstrap, stack.settings.kafka.app_id, "amazon-purchases"))
         return all(c == end for c, end in offsets.values())
 
     wait_until(caught_up, 60, what="the committed offsets to pass every transaction marker")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.kafka.partitioning import user_partition
 
 from .helpers import Model, across_midnight, get, http, produce_events, wait_until

@@ -5,7 +5,7 @@ from recsys_faust.serving.recommend import select
 
 def test_ready_lists_older_than_the_cache_epoch_are_not_served():
     from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
-    from recsys_faust.ranking.ready_values import ready_entry
+    from recsys_faust.ranking.runtime.ready_values import ready_entry
     from recsys_faust.serving.service import Recommender
     from recsys_faust.settings import Settings
 
@@ -30,12 +30,12 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
     take the general path."""
     from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
     from recsys_faust.serving.recommend import answer
-    from recsys_faust.ranking.ready_values import ready_entry
+    from recsys_faust.ranking.runtime.ready_values import ready_entry
     from recsys_faust.serving.service import Recommender, from_columns
     from recsys_faust.settings import Settings
 
     settings = Settings()
-    n = settings.rec_list_size
+    n = settings.ranking.rec_list_size
     ids = [f"p{i}" for i in range(n)]
     cols = (ids, [float(n - i) for i in range(n)], ["a" if i % 3 else "b" for i in range(n)])
     ready = ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 42.0)
@@ -52,8 +52,8 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
 
 
 def _ranker(settings, idx):
-    from recsys_faust.ranking.active import ModelHolder
-    from recsys_faust.ranking.ranker import Ranker
-    from recsys_faust.ranking.transition_index import TransitionIndex
+    from recsys_faust.ranking.model.active import ModelHolder
+    from recsys_faust.ranking.policy.ranker import Ranker
+    from recsys_faust.transitions.index import TransitionIndex
 
     return Ranker(settings, idx, TransitionIndex(), ModelHolder())

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 from recsys_faust.kafka.partitioning import user_partition
 from recsys_faust.popularity.trending import PopularityIndex
-from recsys_faust.ranking.active import ModelHolder
-from recsys_faust.ranking.ranker import Ranker
-from recsys_faust.ranking.ready_values import ready_entry
+from recsys_faust.ranking.model.active import ModelHolder
+from recsys_faust.ranking.policy.ranker import Ranker
+from recsys_faust.ranking.runtime.ready_values import ready_entry
 from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
-from recsys_faust.ranking.transition_index import TransitionIndex
+from recsys_faust.transitions.index import TransitionIndex
 from recsys_faust.serving.service import Recommender
 from recsys_faust.settings import Settings
 from recsys_faust.streaming.requests import RequestAnswerer

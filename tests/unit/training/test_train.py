@@ -1,6 +1,6 @@
 import pytest
 
-from recsys_faust.devstack.demo_data import ShopSpec, synthetic_events
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.training.als import ALSParams
 
 
@@ -28,5 +28,5 @@ def test_training_manifest_carries_the_drift_reference(tmp_path):
     kinds = Counter(k for k, _ in events)
     assert ref["kind"] == pytest.approx({k: n / len(events) for k, n in kinds.items()})
     per_user = ref["events_per_user"]
-    assert per_user["window_s"] == Settings().drift_window_s
+    assert per_user["window_s"] == Settings().drift.drift_window_s
     assert sum(per_user["sample"]) == len(events)  # fewer than 1,000 (user, window) cells: all kept

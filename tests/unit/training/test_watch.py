@@ -3,7 +3,7 @@
 import pytest
 
 from recsys_faust.drift.features import EVENTS_PER_USER, FEATURES, NUMERIC
-from recsys_faust.ranking.registry import ACTIVE_KEY
+from recsys_faust.ranking.model.registry import ACTIVE_KEY
 from recsys_faust.settings import DRIFT_FEATURES, Settings, SettingsError
 from recsys_faust.training.watch import RetrainPolicy, RetrainWatch, passes_gate
 
@@ -111,7 +111,7 @@ def test_the_gate_compares_the_blends_ndcg_with_the_served_models():
 
 def test_the_retrain_features_are_the_ones_the_drift_detector_judges():
     assert set(DRIFT_FEATURES) == set(FEATURES) | set(NUMERIC) | {EVENTS_PER_USER, "catalogue"}
-    assert Settings(retrain_drift_features="catalogue, price").retrain_features == ("catalogue", "price")
-    assert Settings(retrain_drift_features="").retrain_features == ()
+    assert Settings(retrain_drift_features="catalogue, price").retrain.retrain_features == ("catalogue", "price")
+    assert Settings(retrain_drift_features="").retrain.retrain_features == ()
     with pytest.raises(SettingsError, match="unknown drift feature.*colour"):
         Settings.from_env({"RECSYS_RETRAIN_DRIFT_FEATURES": "catalogue,colour", "RECSYS_ENV_FILE": ""})

@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from recsys_faust.popularity.trending import PopularityIndex
 from recsys_faust.profiles.profile import ProfileConfig, apply_event, new_profile
 from recsys_faust.events.model import Event
-from recsys_faust.ranking.active import ModelHolder
-from recsys_faust.ranking.ranker import Ranker
-from recsys_faust.ranking.ready_values import ready_entry
+from recsys_faust.ranking.model.active import ModelHolder
+from recsys_faust.ranking.policy.ranker import Ranker
+from recsys_faust.ranking.runtime.ready_values import ready_entry
 from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
-from recsys_faust.ranking.transition_index import TransitionIndex
+from recsys_faust.transitions.index import TransitionIndex
 from recsys_faust.serving.service import Recommender
 from recsys_faust.profiles.recent_users import RecentUsers
 from recsys_faust.settings import Settings
@@ -197,7 +197,7 @@ async def test_a_request_for_another_workers_user_is_forwarded_with_the_callers_
         resp = await client.get("/api/recommendations/u2?k=3", headers={"Authorization": "Bearer t1"})
         assert resp.status == 200 and await resp.json() == {"answered_by": "owner"}
         assert seen == [{"path": "/api/recommendations/u2?k=3", "auth": "Bearer t1",
-                         "forwarded": settings.web_url}]
+                         "forwarded": settings.web.web_url}]
         # Already forwarded once: answered here, never bounced on.
         resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1",
                                                                     views.FORWARDED: "x"})
@@ -244,7 +244,7 @@ async def test_health_and_ready_take_readinesss_status_code_and_live_does_not():
     app, client = await _client(Settings())
     try:
         resp = await client.get("/api/health/ready")
-        assert resp.status == 200 and await resp.json() == {"ready": True, "reasons": [], "worker": Settings().worker_name}
+        assert resp.status == 200 and await resp.json() == {"ready": True, "reasons": [], "worker": Settings().process.worker_name}
     finally:
         await client.close()
 

@@ -4,10 +4,10 @@ import time
 
 import numpy as np
 
-from recsys_faust.ranking import artifact as art
-from recsys_faust.ranking.active import ModelHolder
-from recsys_faust.ranking.payload import encode, encode_reference
-from recsys_faust.ranking.registry import ACTIVE_KEY, ModelRegistry
+from recsys_faust.ranking.model import artifact as art
+from recsys_faust.ranking.model.active import ModelHolder
+from recsys_faust.ranking.model.payload import encode, encode_reference
+from recsys_faust.ranking.model.registry import ACTIVE_KEY, ModelRegistry
 from recsys_faust.worker.replicas import ModelFollower
 
 

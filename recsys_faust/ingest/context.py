@@ -1,0 +1,52 @@
+"""What the write path is given: its tables and collaborators, in one object instead of a long
+argument list (the worker builds it once; the unit tests build it with in-memory tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from faust.types import TopicT
+
+from ..drift.monitor import DriftMonitor
+from ..kafka.table import StrKeyTable
+from ..online.stats import OnlineStats
+from ..popularity.trending import PopularityIndex
+from ..ranking.policy.ranker import Ranker
+from ..ranking.runtime.scorer import InlineScorer, Scorer
+from ..settings import Settings
+from ..streaming.deadletters import DeadLetters
+
+
+@dataclass(frozen=True)
+class IngestTables:
+    """The six changelog tables a batch writes (each partitioned like the input topics)."""
+
+    profiles: StrKeyTable
+    recommendations: StrKeyTable
+    popularity: StrKeyTable
+    transitions: StrKeyTable
+    user_factors: StrKeyTable
+    event_ids: StrKeyTable
+
+
+@dataclass
+class IngestContext:
+    """The tables, indexes and senders one worker's write path uses.
+
+    ``topic_for`` names an input topic's Faust topic (re-routed records are sent there);
+    ``partitions_of`` a topic's partition count (None: unknown, nothing is re-routed);
+    ``assigned`` the (topic, partition) pairs this worker owns now (None: all of them).
+    """
+
+    settings: Settings
+    tables: IngestTables
+    index: PopularityIndex
+    ranker: Ranker
+    dead_letters: DeadLetters
+    topic_for: Callable[[str], TopicT]
+    partitions_of: Callable[[str], Optional[int]]
+    drift: Optional[DriftMonitor] = None
+    scorer: Scorer = field(default_factory=InlineScorer)
+    assigned: Optional[Callable[[], Any]] = None
+    online: OnlineStats = field(default_factory=OnlineStats)

@@ -1,0 +1,102 @@
+"""Which model the cluster serves: what ``amazon-model-updates`` says, folded into one choice.
+
+The topic is compacted and holds two kinds of records:
+
+- key ``<model_version>``: the announcement of a version (manifest plus the artifact, inline or
+  by reference to the shared models dir: ``ranking/model/payload.py``), with ``published_at``; a null
+  value (a tombstone) prunes it;
+- key ``__active__``: the activation pin ``{model_version, activated_at}`` that
+  ``recsys-faust models activate`` writes (a rollback, or a roll-forward to a chosen version).
+
+Every worker tails the topic from the beginning (``worker/replicas.py``) and serves what
+``chosen()`` names: the latest action wins, so a publication after an activation serves the
+new version, and an activation after the newest publication serves the pinned one. Because the
+choice is made from the topic alone, every worker makes the same one, and a restarted worker
+comes back on it. The history a start-up reads is bounded by pruning (``models prune --keep
+N`` writes tombstones; compaction then drops the artifacts): the registry holds the
+announcements still on the topic, in memory, to switch back without reading it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from .payload import shipped_bytes
+
+ACTIVE_KEY = "__active__"
+
+
+def published_at(message: dict[str, Any]) -> float:
+    """When a version was announced (older announcements carry only their training time)."""
+    return float(message.get("published_at") or message.get("created_at") or 0.0)
+
+
+def is_announcement(value: Any) -> bool:
+    return isinstance(value, dict) and "model_version" in value and ("artifact_npz_b64" in value
+                                                                     or "artifact_ref" in value)
+
+
+@dataclass
+class ModelRegistry:
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pin: Optional[dict[str, Any]] = None
+
+    def apply(self, records: Iterable[tuple[str, Optional[Any]]]) -> None:
+        """Fold records of the topic in offset order (the newest value of a key wins)."""
+        for key, value in records:
+            if key == ACTIVE_KEY:
+                self.pin = value if isinstance(value, dict) and value.get("model_version") else None
+            elif value is None:
+                self.versions.pop(key, None)
+            elif is_announcement(value):
+                self.versions[str(value["model_version"])] = value
+
+    def newest(self) -> Optional[dict[str, Any]]:
+        if not self.versions:
+            return None
+        return max(self.versions.values(), key=lambda v: (published_at(v), str(v["model_version"])))
+
+    def chosen(self) -> Optional[dict[str, Any]]:
+        """The announcement to serve: the newest publication, or the pinned version when it was
+        activated after that publication (and is still on the topic)."""
+        newest = self.newest()
+        if newest is None or self.pin is None:
+            return newest
+        pinned = self.versions.get(str(self.pin["model_version"]))
+        if pinned is not None and float(self.pin.get("activated_at") or 0.0) >= published_at(newest):
+            return pinned
+        return newest
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Every version on the topic, newest first, with its offline figures and whether it is
+        the one served (``models list``, ``GET /api/models``)."""
+        chosen = self.chosen()
+        pinned = str(self.pin["model_version"]) if self.pin else None
+        out = []
+        for v in sorted(self.versions.values(), key=lambda v: (published_at(v), str(v["model_version"])), reverse=True):
+            manifest = v.get("manifest") or {}
+            version = str(v["model_version"])
+            out.append({
+                "model_version": version,
+                "created_at": v.get("created_at"),
+                "published_at": published_at(v),
+                "factors": manifest.get("factors"),
+                "items": manifest.get("n_items"),
+                "offline_metrics": manifest.get("offline_metrics") or {},
+                "active": chosen is not None and version == str(chosen["model_version"]),
+                "pinned": version == pinned,
+                "bytes": shipped_bytes(v),
+                "shipped": "reference" if "artifact_ref" in v else "inline",
+            })
+        return out
+
+    def to_prune(self, keep: int) -> list[str]:
+        """The versions ``models prune --keep N`` removes: all but the newest ``keep``
+        publications and the one served."""
+        chosen = self.chosen()
+        ordered = sorted(self.versions.values(), key=lambda v: (published_at(v), str(v["model_version"])), reverse=True)
+        kept = {str(v["model_version"]) for v in ordered[:keep]}
+        if chosen is not None:
+            kept.add(str(chosen["model_version"]))
+        return sorted(set(self.versions) - kept)
