@@ -50,6 +50,7 @@ class Sample:
 class SoakResult:
     minutes: float
     rate: float
+    broker: str = "kafka"  # the broker it ran on: kafka (Apache Kafka) or tansu
     warm: int = 0       # events of the warm-up (in produced and applied too)
     produced: int = 0
     applied: float = 0
@@ -190,7 +191,7 @@ def run_soak(workdir: Path, *, minutes: float, rate: float, users: int = 2_000, 
     from recsys_faust.client.replay import replay_events
     from recsys_faust.devstack.stack import DevStack
 
-    result = SoakResult(minutes=minutes, rate=rate)
+    result = SoakResult(minutes=minutes, rate=rate, broker=broker)
     stack = DevStack(workdir, partitions=4, database=True, durable_broker=durable_broker, broker=broker).start()
     stop = threading.Event()
     try:
@@ -277,10 +278,11 @@ def plot(result: SoakResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     t = [s.t_s / 60 for s in result.samples]
+    broker = "broker (Apache Kafka)" if result.broker == "kafka" else "broker (Tansu)"
     fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
     axes[0].plot(t, [s.worker_rss_mib for s in result.samples], label="worker")
     axes[0].plot(t, [s.scoring_rss_mib for s in result.samples], label="scoring process")
-    axes[0].plot(t, [s.broker_rss_mib for s in result.samples], label="dev broker")
+    axes[0].plot(t, [s.broker_rss_mib for s in result.samples], label=broker)
     axes[0].set_ylabel("RSS MiB")
     axes[0].legend(loc="upper left", fontsize=8)
     axes[1].plot(t, [s.lag_records for s in result.samples], color="tab:red")
@@ -289,11 +291,12 @@ def plot(result: SoakResult, path: Path) -> None:
     axes[2].set_ylabel("serving p99 ms")
     axes[3].plot(t, [s.worker_cpu for s in result.samples], label="worker")
     axes[3].plot(t, [s.scoring_cpu for s in result.samples], label="scoring process")
-    axes[3].plot(t, [s.broker_cpu for s in result.samples], label="dev broker")
+    axes[3].plot(t, [s.broker_cpu for s in result.samples], label=broker)
     axes[3].set_ylabel("CPU (cores)")
     axes[3].legend(loc="upper left", fontsize=8)
     axes[3].set_xlabel("minutes")
-    fig.suptitle(f"recsys-faust soak: {result.rate:g} events/s for {result.minutes:g} min, "
+    fig.suptitle(f"recsys-faust soak on {broker.split('(')[1].rstrip(')')}: {result.rate:g} events/s for "
+                 f"{result.minutes:g} min, "
                  f"{result.errors} errors, {result.produced:,} events")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -346,7 +346,7 @@ def retrain(watch: bool, on_drift: Optional[str], min_hit_rate: Optional[float],
         raise click.UsageError("retrain trains on the persisted interactions: set DATABASE_URL")
     params = params_from_settings(settings, factors=factors, regularization=regularization, alpha=alpha,
                                   iterations=iterations, seed=seed)
-    policy = RetrainPolicy.from_settings(settings)
+    policy = RetrainPolicy.from_settings(settings.retrain)
 
     def say(text: str) -> None:
         click.echo(f"{time.strftime('%H:%M:%S')} {text}")
@@ -511,7 +511,7 @@ def health(url: Optional[str], live: bool, timeout: float) -> None:
 @click.option("--quick", is_flag=True, help="Smaller sizes (about one minute; with --scale, about four: 10k and "
               "100k items trained, 1M items on planted factors, table state at 100k users).")
 @click.option("--scale", is_flag=True, help="The growth benchmark instead: ranking cost, HNSW recall, a worker's "
-              "events/s and memory at 10k, 100k and 1M items, and table state at up to 1M users (bench/scale.py), "
+              "events/s and memory at 10k, 100k and 1M items, and table state at up to 1M users (benchmarks/scale.py), "
               "with a plot (about ten minutes).")
 @click.option("--data", "data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Dataset CSV (default: ../shared/data/amazon-grocery/interactions.csv when present).")

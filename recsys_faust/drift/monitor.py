@@ -18,22 +18,22 @@ from .. import metrics
 from .detector import DriftConfig, DriftDetector
 from ..events.model import Event
 from ..ranking.model.active import ModelHolder
-from ..settings import Settings
+from ..settings import DriftSettings
 
 log = logging.getLogger(__name__)
 
 
 class DriftMonitor:
-    def __init__(self, settings: Settings, models: ModelHolder,
-                 publish: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
-        self.settings = settings
+    def __init__(self, drift: DriftSettings, models: ModelHolder,
+                 publish: Callable[[dict[str, Any]], Awaitable[Any]], *, worker: str) -> None:
+        self.worker = worker  # named in each alert
         self.models = models
         self.publish = publish
         self.detector = DriftDetector(DriftConfig(
-            window_s=settings.drift.drift_window_s, min_events=settings.drift.drift_min_events,
-            threshold=settings.drift.drift_threshold, max_buckets=settings.drift.drift_max_buckets,
-            ks_threshold=settings.drift.drift_ks_threshold, ks_alpha=settings.drift.drift_ks_alpha,
-            sample_size=settings.drift.drift_sample_size))
+            window_s=drift.drift_window_s, min_events=drift.drift_min_events,
+            threshold=drift.drift_threshold, max_buckets=drift.drift_max_buckets,
+            ks_threshold=drift.drift_ks_threshold, ks_alpha=drift.drift_ks_alpha,
+            sample_size=drift.drift_sample_size))
 
     async def observe(self, events: Iterable[Event]) -> None:
         active = self.models.active
@@ -48,7 +48,7 @@ class DriftMonitor:
         for feature, value in self.detector.last_ks.items():
             metrics.DRIFT_KS.labels(feature).set(value)
         for alert in alerts:
-            alert["details"]["worker"] = self.settings.process.worker_name
+            alert["details"]["worker"] = self.worker
             metrics.DRIFT_ALERTS.labels(alert["feature"]).inc()
             log.warning("input drift: %s %s %.3f > %.2f in window %.0f..%.0f (reference %s)", alert["feature"],
                         alert["statistic"], alert["value"], alert["threshold"], alert["window_start"], alert["window_end"],

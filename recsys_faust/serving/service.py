@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 from ..ranking.items import answered_item, from_ranked, ranked_item
 from ..ranking.policy.ranker import Ranker
 from ..ranking.strategies import POPULARITY_MODEL_VERSION
-from ..settings import Settings
+from ..settings import RankingSettings
 from .recommend import answer, select
 
 #: The kinds of ``GET /api/products/{id}/similar``: factor similarity, and what users took next.
@@ -28,12 +28,12 @@ def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
 class Recommender:
     def __init__(
         self,
-        settings: Settings,
+        ranking: RankingSettings,
         profiles: Mapping[str, Any],
         ready_lists: Mapping[str, Any],
         ranker: Ranker,
     ) -> None:
-        self.settings = settings
+        self.list_size = ranking.rec_list_size  # ready lists hold this many items
         self.profiles = profiles
         self.ready_lists = ready_lists
         self.ranker = ranker
@@ -75,7 +75,7 @@ class Recommender:
         if (ready is not None and ready["model_version"] == self.model_version
                 and ready["generated_at"] >= self.cache_epoch):
             # A list shorter than its size limit already held every candidate there was.
-            holds_all = len(ready["ids"]) < self.settings.ranking.rec_list_size
+            holds_all = len(ready["ids"]) < self.list_size
             if not exclude and not category and (len(ready["ids"]) >= k or holds_all):
                 # The common request: the head of the ranked list as it is stored.
                 return {
@@ -93,7 +93,7 @@ class Recommender:
                 )
         # No ready list, one from an older model, or a filter it cannot serve: compute live.
         profile = self.profiles.get(user_id)
-        need = max(k + len(exclude), self.settings.ranking.rec_list_size)
+        need = max(k + len(exclude), self.list_size)
         items, strategy = self.ranker.build_list(profile, need, category=category)
         chosen = select(items, k, exclude=exclude, category=category)
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)

@@ -17,7 +17,7 @@ from .. import metrics
 from ..events.model import Invalid
 from ..events.validate import validate_request
 from ..serving.service import Recommender
-from ..settings import Settings
+from ..settings import IngestSettings
 from .deadletters import DeadLetters
 from .routing import Rerouter
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class RequestAnswerer:
     def __init__(
         self,
-        settings: Settings,
+        limits: IngestSettings,
         *,
         recommender: Recommender,
         answered: TableT,
@@ -37,7 +37,7 @@ class RequestAnswerer:
         partitions_of: Callable[[str], Optional[int]],
         served: Optional[Callable[[str, dict[str, Any], str], Awaitable[None]]] = None,
     ) -> None:
-        self.settings = settings
+        self.max_bytes = limits.max_event_bytes
         self.recommender = recommender
         self.answered = answered
         self.responses = responses
@@ -48,7 +48,7 @@ class RequestAnswerer:
 
     async def handle(self, rec: EventT) -> None:
         msg = rec.message
-        req = validate_request(msg.value, max_bytes=self.settings.ingest.max_event_bytes)
+        req = validate_request(msg.value, max_bytes=self.max_bytes)
         if isinstance(req, Invalid):
             await self.dead_letters.send(rec, req)
             return

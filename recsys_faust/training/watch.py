@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..ranking.model.registry import ModelRegistry
+from ..settings import RetrainSettings
 
 #: The ranking the gate compares (``evaluate``'s name for the served blend), and the fallback.
 GATED_RANKINGS = ("als+transitions", "als")
@@ -43,10 +44,10 @@ class RetrainPolicy:
     gate: float = 0.8               # 0: publish whatever the new model's offline figures
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "RetrainPolicy":
-        return cls(drift_features=settings.retrain.retrain_features, min_hit_rate=settings.retrain.retrain_min_hit_rate,
-                   min_answers=settings.retrain.retrain_min_answers, cooldown_s=settings.retrain.retrain_cooldown_s,
-                   gate=settings.retrain.retrain_gate)
+    def from_settings(cls, retrain: RetrainSettings) -> "RetrainPolicy":
+        return cls(drift_features=retrain.retrain_features, min_hit_rate=retrain.retrain_min_hit_rate,
+                   min_answers=retrain.retrain_min_answers, cooldown_s=retrain.retrain_cooldown_s,
+                   gate=retrain.retrain_gate)
 
 
 @dataclass(frozen=True)

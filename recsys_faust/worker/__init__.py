@@ -56,10 +56,11 @@ def build_worker(settings: Settings) -> RecsysApp:
     topics = declare_topics(app, n)
     replicas = replicate(settings, tables.popularity, tables.transitions)
     ranker = Ranker(settings, replicas.popularity, replicas.transitions, replicas.models)
-    recommender = Recommender(settings, tables.profiles, tables.recommendations, ranker)
+    recommender = Recommender(settings.ranking, tables.profiles, tables.recommendations, ranker)
     cache = CacheControl(settings, recommender.clear_cache, topics.control)
     dead_letters = DeadLetters(topics.dead_letters, settings.process.worker_name, FieldCipher.from_settings(settings))
-    drift = DriftMonitor(settings, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert))
+    drift = DriftMonitor(settings.drift, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert),
+                         worker=settings.process.worker_name)
     scorer = make_scorer(settings.scoring.mode, nice=settings.scoring.scoring_nice, transitions=replicas.transitions)
     def partitions_of(topic: str) -> Optional[int]:
         return app.consumer.topic_partitions(topic) or n
@@ -98,7 +99,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         """A partition's recovery writes its store: what the processor kept of it is read again."""
         processor.forget_kept()
     answerer = RequestAnswerer(
-        settings, recommender=recommender, answered=tables.answered, responses=topics.responses,
+        settings.ingest, recommender=recommender, answered=tables.answered, responses=topics.responses,
         dead_letters=dead_letters, requests_topic=topics.requests, partitions_of=partitions_of,
         served=online.served,
     )

@@ -161,7 +161,7 @@ class ActiveModel:
 
     def similar(self, product_id: str, k: int) -> Optional[list[dict]]:
         """Cosine of the item factors, by implicit's own top-k: it measured faster than ours on a
-        single row (113 against 127-162 us on the Amazon catalogue; bench/against_implicit.py)."""
+        single row (113 against 127-162 us on the Amazon catalogue; benchmarks/against_implicit.py)."""
         from implicit.cpu.topk import topk
 
         i = self.index.get(product_id)

@@ -1,4 +1,4 @@
-"""bench/suite.py: CpuMeter, the CPU per event the throughput rows report."""
+"""benchmarks/suite.py: CpuMeter, the CPU per event the throughput rows report."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ def test_ready_lists_older_than_the_cache_epoch_are_not_served():
     idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
     idx.put("live@0", popularity_entry("live", "x", [(1000, 5.0)], 0))
     ready = ready_entry((["cached"], [9.0], ["x"]), "popular", POPULARITY_MODEL_VERSION, 100.0)
-    rec = Recommender(Settings(), {}, {"u1": ready}, _ranker(Settings(), idx))
+    rec = Recommender(Settings().ranking, {}, {"u1": ready}, _ranker(Settings(), idx))
     first = rec.recommend("u1", 1)
     assert [i["product_id"] for i in first["items"]] == ["cached"] and first["generated_at"] == 100.0
     rec.clear_cache(150.0)
@@ -40,7 +40,7 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
     cols = (ids, [float(n - i) for i in range(n)], ["a" if i % 3 else "b" for i in range(n)])
     ready = ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 42.0)
     idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
-    rec = Recommender(settings, {}, {"u1": ready}, _ranker(settings, idx))
+    rec = Recommender(settings.ranking, {}, {"u1": ready}, _ranker(settings, idx))
     for k in (1, 10, n):
         general = answer("u1", select(from_columns(ready), k), strategy="als",
                          model_version=POPULARITY_MODEL_VERSION, generated_at=42.0)

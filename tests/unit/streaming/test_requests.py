@@ -43,9 +43,9 @@ def answerer():
     idx.put("hot@0", popularity_entry("hot", "x", [(1000, 5.0)], 0))
     ready = {"u1": ready_entry((["a", "b", "c"], [3.0, 2.0, 1.0], ["x", "x", "y"]), "popular",
                                POPULARITY_MODEL_VERSION, 10.0)}
-    rec = Recommender(settings, {}, ready, Ranker(settings, idx, TransitionIndex(), ModelHolder()))
+    rec = Recommender(settings.ranking, {}, ready, Ranker(settings, idx, TransitionIndex(), ModelHolder()))
     responses, dead, requests = Sent(), Sent(), Sent()
-    a = RequestAnswerer(settings, recommender=rec, answered={}, responses=responses, dead_letters=dead,
+    a = RequestAnswerer(settings.ingest, recommender=rec, answered={}, responses=responses, dead_letters=dead,
                         requests_topic=requests, partitions_of=lambda topic: N)
     return a, responses, dead, requests
 

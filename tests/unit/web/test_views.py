@@ -64,7 +64,7 @@ def _state(settings: Settings):
                 ("amazon-purchases", 0, 0), ProfileConfig())
     ready = {"u1": ready_entry((["r1", "r2", "r3"], [3.0, 2.0, 1.0], ["x", "y", "x"]), "popular",
                                POPULARITY_MODEL_VERSION, 100.0)}
-    recommender = Recommender(settings, {"u1": profile}, ready,
+    recommender = Recommender(settings.ranking, {"u1": profile}, ready,
                               Ranker(settings, idx, TransitionIndex(), ModelHolder()))
     return idx, {"u1": profile}, recommender
 
