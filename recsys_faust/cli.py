@@ -156,7 +156,35 @@ def db_events(user_id: str, limit: int) -> None:
 
 @main.group()
 def keys() -> None:
-    """Field keys for the sealed sensitive fields (RECSYS_FIELD_KEYS, newest first)."""
+    """Keys: the field keys of the sealed sensitive fields (RECSYS_FIELD_KEYS, newest first) and the
+    model signing pair (RECSYS_MODEL_SIGNING_KEY / RECSYS_MODEL_VERIFY_KEY)."""
+
+
+@keys.command("secrets")
+def keys_secrets() -> None:
+    """Print fresh values for every secret .env.example leaves empty (tokens, passwords, the
+    forward secret, the model signing pair): `recsys-faust keys secrets >> .env`."""
+    import secrets
+
+    from .ranking.model.announcement import generate_pair
+
+    for name in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "RECSYS_API_TOKEN", "RECSYS_READ_TOKENS",
+                 "RECSYS_INGEST_TOKENS", "RECSYS_METRICS_TOKEN", "RECSYS_DB_WORKER_PASSWORD", "RECSYS_FORWARD_SECRET"):
+        click.echo(f"{name}={secrets.token_urlsafe(32)}")
+    private, public = generate_pair()
+    click.echo(f"RECSYS_MODEL_SIGNING_KEY={private}")
+    click.echo(f"RECSYS_MODEL_VERIFY_KEY={public}")
+
+
+@keys.command("models")
+def keys_models() -> None:
+    """Print a new Ed25519 pair for model announcements: the signing key goes only where
+    `train --publish`, `retrain` and `models activate` run, the verify key on every worker."""
+    from .ranking.model.announcement import generate_pair
+
+    private, public = generate_pair()
+    click.echo(f"RECSYS_MODEL_SIGNING_KEY={private}")
+    click.echo(f"RECSYS_MODEL_VERIFY_KEY={public}")
 
 
 @keys.command("generate")

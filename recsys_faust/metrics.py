@@ -34,6 +34,11 @@ DEDUP_EXPIRED = Counter(
     "recsys_dedup_expired_total", "event_ids entries deleted as they left the de-duplication window (RECSYS_DEDUP_WINDOW_S)",
     registry=REGISTRY,
 )
+MODEL_RECORDS_REFUSED = Counter(
+    "recsys_model_records_refused_total",
+    "Records of amazon-model-updates skipped by the model registry, by reason (unsigned, bad_signature, ...)",
+    ["reason"], registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "recsys_dead_letters_total", "Records refused and sent to the dead-letter topic, by reason",
     ["topic", "reason"], registry=REGISTRY,
@@ -140,6 +145,8 @@ def preset_series(topics: Sequence[str], features: Sequence[str]) -> None:
         DRIFT_STATISTIC.labels(feature)
     for stage in ("started", "visible"):
         FRESHNESS.labels(stage)
+    for reason in ("unsigned", "bad_signature"):
+        MODEL_RECORDS_REFUSED.labels(reason)
 
 
 class StateCollector:

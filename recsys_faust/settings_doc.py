@@ -9,6 +9,7 @@ page; ``tests/unit/test_settings_doc.py`` fails when the committed page differs.
 from __future__ import annotations
 
 import io
+import json
 import re
 import tokenize
 from pathlib import Path
@@ -98,5 +99,42 @@ def render() -> str:
     return "".join(parts)
 
 
+#: The head of .env.example: what the compose file alone reads, and the secrets it requires.
+ENV_EXAMPLE_HEAD = "# Every setting recsys-faust reads, with its default and meaning. Copy to .env and edit:\n#   cp .env.example .env\n# The worker, the CLI and docker/docker-compose.yml read it (real environment variables win).\n# A commented line is the default; uncomment to change it. tests/deploy/test_compose.py checks\n# that this file lists every setting, each with its true default.\n\n# --- docker/docker-compose.yml (compose only; not read by the code) ---------------------\n# Every secret below ships empty and compose refuses to start until it is set, and the workers\n# run in production mode (RECSYS_PRODUCTION=true): a placeholder or a secret under 32 characters\n# stops them. `recsys-faust keys secrets >> .env` writes fresh values for all of them.\nPOSTGRES_PASSWORD=\nGRAFANA_ADMIN_PASSWORD=\n# IMAGE_TAG=0.1.0\n# LB_HTTP_PORT=8080\n# PROMETHEUS_PORT=9090\n# GRAFANA_PORT=3000\n\n# Required by the compose file: the API's tokens (comma-separated lists; rotate by adding the\n# new token, moving the clients, then removing the old one).\nRECSYS_API_TOKEN=\nRECSYS_READ_TOKENS=\nRECSYS_INGEST_TOKENS=\nRECSYS_METRICS_TOKEN=\n# The workers' database role (created by the init service: rows only, no DDL).\nRECSYS_DB_WORKER_PASSWORD=\n# Requests one worker forwards to another carry an HMAC with this secret.\nRECSYS_FORWARD_SECRET=\n# The model signing pair: the retrainer signs, the workers fold only what is signed.\nRECSYS_MODEL_SIGNING_KEY=\nRECSYS_MODEL_VERIFY_KEY=\n\n\n"
+
+
+def render_env_example() -> str:
+    """.env.example: the head above, then every setting by section, commented, at its default
+    (those the head sets say so). ``python -m recsys_faust.settings_doc --env-example``."""
+    set_above = {line.split("=", 1)[0] for line in ENV_EXAMPLE_HEAD.splitlines() if line and line[0].isupper()}
+    comments = _comments()
+    parts = [ENV_EXAMPLE_HEAD]
+    for section, model in SECTIONS.items():
+        title = (model.__doc__ or section).strip().splitlines()[0].rstrip(".")
+        parts.append(f"# --- {section}: {title} " + "-" * max(3, 90 - len(section) - len(title)) + "\n")
+        for name, info in model.model_fields.items():
+            names = env_names(name)
+            text = comments.get(name, ("", ""))[1]
+            if len(names) > 1 and name != "weights":
+                text += f" (also {', '.join(names[1:])})"
+            parts.append(f"# {text}\n")
+            if name == "weights":
+                weights = info.get_default(call_default_factory=True)
+                parts.extend(f"# {n}={getattr(weights, n.removeprefix('RECSYS_WEIGHT_').lower())}\n" for n in names)
+                continue
+            if names[0] in set_above:
+                parts.append(f"# {names[0]}: set above\n")
+                continue
+            value = info.get_default(call_default_factory=True)
+            if info.default_factory is not None and not isinstance(value, dict):
+                value = None  # computed per process (the host name, the worker's name)
+            shown = "" if value is None else (json.dumps(value) if isinstance(value, dict) else value)
+            parts.append(f"# {names[0]}={shown}\n")
+        parts.append("\n")
+    return "".join(parts).rstrip("\n") + "\n"
+
+
 if __name__ == "__main__":  # pragma: no cover - a command
-    print(render(), end="")
+    import sys
+
+    print(render_env_example() if "--env-example" in sys.argv else render(), end="")

@@ -14,6 +14,7 @@ while this one is scored.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Optional, Sequence
 
@@ -26,7 +27,7 @@ from ..profiles.recent_users import RecentUsers
 from ..ranking.model.active import ActiveModel
 from ..streaming.routing import Rerouter
 from . import fold_items, rank
-from .accept import Sorted, newest_by_partition, sort_records
+from .accept import Accepted, Sorted, newest_by_partition, sort_records
 from .ahead import AheadStores
 from .context import IngestContext
 from .event_ids import EventIds
@@ -40,7 +41,7 @@ class FoldedBatch:
 
     seq: int
     clock: BatchClock
-    outcomes: Any
+    outcomes: Counter
     touched: list[UserState]
     staged: Staged
     active: Optional[ActiveModel]
@@ -137,8 +138,8 @@ class UserEventProcessor:
             await self.routing.resend(ctx.topic_for(rec.message.topic), rec, user_id)
         return batch
 
-    def _fold_items(self, seq: int, pop_updates: Any, interactions: Any, profiles: list[UserState],
-                    id_changes: list) -> tuple[Staged, list[bytes]]:
+    def _fold_items(self, seq: int, pop_updates: dict[str, list[Accepted]], interactions: dict[str, list[Accepted]],
+                    profiles: list[UserState], id_changes: list[tuple[str, Any, int]]) -> tuple[Staged, list[bytes]]:
         """Step 4 on the values read ahead of the store, the batch's values encoded and held."""
         ctx, tables, ahead, settings = self.ctx, self.ctx.tables, self.ahead, self.ctx.settings
         entries = fold_items.fold_popularity(

@@ -38,11 +38,13 @@ class ReplicatedChangelog(Service):
     def __init__(self, settings: Settings, topic: str, on_records: Callback, *,
                  skip: Optional[Callable[[int, int], bool]] = None,
                  skip_from: Optional[Callable[[int, int], Optional[int]]] = None,
-                 ignore_key: Optional[Callable[[Optional[bytes]], bool]] = None, **kwargs: Any) -> None:
+                 ignore_key: Optional[Callable[[Optional[bytes]], bool]] = None, timestamps: bool = False,
+                 **kwargs: Any) -> None:
         """``skip(partition, offset)``: records this process already applied (own_writes.py);
         ``skip_from(partition, offset)``: where a run of them that starts at ``offset`` ends (the
         tail seeks past it, unread); ``ignore_key(raw key)``: records no worker but their owner
-        needs, passed over undecoded."""
+        needs, passed over undecoded; ``timestamps``: each update is ``(key, value, the broker's
+        timestamp in seconds)`` (the model registry clamps announced times to it)."""
         super().__init__(**kwargs)
         self.settings = settings
         self.topic = topic
@@ -50,6 +52,7 @@ class ReplicatedChangelog(Service):
         self.skip = skip
         self.skip_from = skip_from
         self.ignore_key = ignore_key
+        self.timestamps = timestamps
         self.records_skipped = 0
         self.records_seen = 0
         self.caught_up = asyncio.Event()
@@ -82,7 +85,7 @@ class ReplicatedChangelog(Service):
             tps = await self._assign()
             while not self.should_stop:
                 batch = await self._consumer.getmany(timeout_ms=200)
-                updates: list[tuple[str, Optional[Any]]] = []
+                updates: list[Any] = []
                 skip, ignore = self.skip, self.ignore_key
                 for records in batch.values():
                     for rec in records:
@@ -94,13 +97,13 @@ class ReplicatedChangelog(Service):
                         try:
                             key = rec.key.decode("utf-8") if rec.key is not None else ""
                             value = orjson.loads(rec.value) if rec.value is not None else None
-                        except ValueError:
+                        except ValueError:  # UnicodeDecodeError and orjson's JSONDecodeError
                             # outside producers write to some tailed topics; their sink agent
                             # dead-letters such records, here they are only skipped
                             log.warning("replicated %s: skipping undecodable record at %s[%d]@%d",
                                         self.topic, rec.topic, rec.partition, rec.offset)
                             continue
-                        updates.append((key, value))
+                        updates.append((key, value, rec.timestamp / 1000) if self.timestamps else (key, value))
                 if updates:
                     self.records_seen += len(updates)
                     self.on_records(updates)

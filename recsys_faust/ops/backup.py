@@ -15,12 +15,20 @@ original timestamp in the ``recsys-original-timestamp`` header: with their origi
 records older than a topic's ``retention.ms`` would be deleted by the broker minutes after the
 restore. Events carry their own time in their ``timestamp`` field, which is what every fold
 reads, so nothing the workers compute changes.
+
+A backup is data an attacker may have touched on its way back: ``restore`` resolves every path
+the manifest names and refuses one outside the backup (reading) or outside the models dir
+(writing), and with ``RECSYS_BACKUP_KEY`` set the manifest carries an HMAC-SHA256
+(``manifest.json.hmac``) checked before anything is read or written, so its checksums are the
+backup's own and not a forger's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import shutil
 import time
@@ -37,6 +45,7 @@ from ..settings import Settings
 from ..sink.copy_backup import TABLES, DatabaseRestoreError, dump_tables, load_tables
 
 MANIFEST = "manifest.json"
+MANIFEST_MAC = "manifest.json.hmac"
 FORMAT = 2  # 2: the database as CSV per table (sink/copy_backup.py)
 #: The Kafka timestamp a restored record had when it was backed up (milliseconds, as text).
 ORIGINAL_TS_HEADER = "recsys-original-timestamp"
@@ -124,25 +133,50 @@ def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = pr
         for path in sorted((target / "models").rglob("*")):
             if path.is_file():
                 manifest["models"].append({"file": str(path.relative_to(target)), "sha256": sha256_file(path)})
-    (target / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    text = json.dumps(manifest, indent=2)
+    (target / MANIFEST).write_text(text)
+    key = settings.secret("backup_key")
+    if key:
+        (target / MANIFEST_MAC).write_text(_mac(key, text.encode("utf-8")))
     echo(f"backup written to {target} ({sum(t['records'] for t in manifest['topics'].values()):,} records, "
          f"database {'yes' if manifest['database'] else 'none'}, {len(manifest['models'])} model files)")
     return manifest
 
 
-def _check(source: Path) -> dict[str, Any]:
+def _mac(key: str, data: bytes) -> str:
+    return hmac.new(key.encode("utf-8"), data, hashlib.sha256).hexdigest()
+
+
+def _inside(base: Path, relative: str) -> Path:
+    """``base / relative``, refused when it resolves outside ``base`` (``..``, an absolute path, a link)."""
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise BackupError(f"the manifest names {relative!r}, outside {base}: refused (a tampered backup?)")
+    return path
+
+
+def _check(source: Path, key: Optional[str], echo: Callable[[str], None]) -> dict[str, Any]:
     path = source / MANIFEST
     if not path.exists():
         raise BackupError(f"{source} holds no {MANIFEST}: not a recsys-faust backup")
-    manifest = json.loads(path.read_text())
+    raw = path.read_bytes()
+    if key:
+        mac = source / MANIFEST_MAC
+        if not mac.exists() or not hmac.compare_digest(mac.read_text().strip(), _mac(key, raw)):
+            raise BackupError(f"{MANIFEST} is not signed with RECSYS_BACKUP_KEY (missing or wrong {MANIFEST_MAC}): "
+                              f"refused before anything is written")
+    else:
+        echo("warning: RECSYS_BACKUP_KEY is not set: the manifest's checksums are not authenticated")
+    manifest = json.loads(raw)
     if manifest.get("format") != FORMAT:
         raise BackupError(f"backup format {manifest.get('format')} is not {FORMAT}: restore it with the "
                           f"recsys-faust release that wrote it")
-    files = [(source / "topics" / t["file"], t["sha256"]) for t in manifest["topics"].values()]
+    files = [(_inside(source / "topics", t["file"]), t["sha256"]) for t in manifest["topics"].values()]
     if manifest["database"]:
         files += [(source / "database" / f"{name}.csv", t["sha256"])
                   for name, t in manifest["database"]["tables"].items() if name in TABLES]
-    files += [(source / m["file"], m["sha256"]) for m in manifest["models"]]
+    files += [(_inside(source / "models", str(Path(m["file"]).relative_to("models"))), m["sha256"])
+              for m in manifest["models"]]
     for file, digest in files:
         if not file.exists() or sha256_file(file) != digest:
             raise BackupError(f"{file} is missing or damaged (checksum differs from the manifest)")
@@ -151,7 +185,10 @@ def _check(source: Path) -> dict[str, Any]:
 
 def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Bring the stack ``settings`` points at (empty topics, empty database) back from ``source``."""
-    manifest = _check(source)
+    manifest = _check(source, settings.secret("backup_key"), echo)
+    models = Path(settings.training.models_dir)
+    for m in manifest["models"]:  # every destination checked before the first write
+        _inside(models, str(Path(m["file"]).relative_to("models")))
     plan = plan_from_settings(settings)
     asyncio.run(apply_topics(settings, plan))
     busy = asyncio.run(topics_with_records(settings, list(manifest["topics"])))
@@ -159,7 +196,7 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
         raise BackupError(f"topics already hold records: {', '.join(busy)}; restore into an empty broker "
                           f"(records produced again would follow them and double every event)")
     for name, meta in manifest["topics"].items():
-        n = asyncio.run(import_topic(settings, name, source / "topics" / meta["file"]))
+        n = asyncio.run(import_topic(settings, name, _inside(source / "topics", meta["file"])))
         if n != meta["records"]:
             raise BackupError(f"{name}: produced {n} of {meta['records']} records")
         echo(f"topic {name}: {n:,} records")
@@ -173,11 +210,11 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
             raise BackupError(str(exc)) from None
         echo("database restored")
     if manifest["models"]:
-        models = Path(settings.training.models_dir)
         for m in manifest["models"]:
-            dst = models / Path(m["file"]).relative_to("models")
+            rel = str(Path(m["file"]).relative_to("models"))
+            dst = _inside(models, rel)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / m["file"], dst)
+            shutil.copy2(_inside(source / "models", rel), dst)
         echo(f"{len(manifest['models'])} model files into {models}")
     echo("restored: start the workers on empty data dirs; they rebuild every table from the topics")
     return manifest

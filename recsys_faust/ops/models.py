@@ -16,7 +16,8 @@ import aiokafka
 from ..events.model import TOPIC_MODEL_UPDATES
 from ..kafka.clients import client_kwargs
 from ..kafka.read_all import TopicReader
-from ..ranking.model.registry import ACTIVE_KEY, ModelRegistry
+from ..ranking.model.announcement import signed
+from ..ranking.model.registry import ACTIVE_KEY, ModelRegistry, registry_for
 from ..settings import Settings
 
 
@@ -26,13 +27,20 @@ class ModelsError(RuntimeError):
 
 async def read_registry(settings: Settings) -> ModelRegistry:
     """The registry as the topic holds it now (every record, to its end)."""
-    registry = ModelRegistry()
+    registry = registry_for(settings)
     reader = TopicReader(settings, TOPIC_MODEL_UPDATES, max_partition_fetch_bytes=settings.training.max_model_bytes,
                          fetch_max_bytes=settings.training.max_model_bytes)
     async for records in reader.batches():
-        registry.apply((r.key.decode("utf-8") if r.key is not None else "",
-                        json.loads(r.value) if r.value is not None else None) for r in records)
+        registry.apply((r.key.decode("utf-8", "replace") if r.key is not None else "",
+                        _json(r.value), r.timestamp / 1000) for r in records)
     return registry
+
+
+def _json(raw: Optional[bytes]) -> Any:
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return "undecodable"  # refused by the registry's check, with the others
 
 
 async def _send(settings: Settings, records: list[tuple[str, Optional[dict[str, Any]]]]) -> None:
@@ -53,7 +61,7 @@ async def activate(settings: Settings, version: str) -> dict[str, Any]:
         known = ", ".join(sorted(registry.versions)) or "none"
         raise ModelsError(f"{version} is not on {TOPIC_MODEL_UPDATES} (announced: {known}); "
                           f"publish it first (`recsys-faust train --publish`, or POST /api/reload-models)")
-    pin = {"model_version": version, "activated_at": time.time()}
+    pin = signed(settings, {"model_version": version, "activated_at": time.time()})
     await _send(settings, [(ACTIVE_KEY, pin)])
     return pin
 

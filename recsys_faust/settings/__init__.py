@@ -32,7 +32,7 @@ from .sections import (
     ScoringSettings, Section, SecuritySettings, SinkSettings, StorageSettings, TrainingSettings, WebSettings,
 )
 from .values import DRIFT_FEATURES, MODEL_SHIPPING, SCORING_MODES, EventWeights, SettingsError, Variant, \
-    drift_features, parse_fields, parse_variants
+    drift_features, parse_fields, parse_variants, weak_secret
 
 __all__ = [
     "DRIFT_FEATURES", "MODEL_SHIPPING", "PACKAGE_DIR", "SCORING_MODES", "SECTIONS", "EventWeights", "Section",
@@ -136,6 +136,14 @@ class Settings(BaseSettings):
             out.setdefault(section, {})["mode" if key == "scoring" else key] = value
         return out
 
+    @model_validator(mode="after")
+    def _production_secrets(self) -> "Settings":
+        if self.process.production:
+            problems = production_problems(self)
+            if problems:
+                raise ValueError("RECSYS_PRODUCTION is on and " + "; ".join(problems))
+        return self
+
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with fields changed by their own names (or whole sections), not validated again."""
         by_section: dict[str, dict[str, Any]] = {}
@@ -177,6 +185,31 @@ class Settings(BaseSettings):
             raise SettingsError(_describe(exc)) from None
         finally:
             _ENVIRON.reset(token)
+
+
+#: The secrets production mode checks (each token of a list on its own).
+_SECRETS = ("api_token", "read_tokens", "ingest_tokens", "metrics_token", "forward_secret", "kafka_sasl_password",
+            "db_worker_password")
+
+
+def production_problems(settings: "Settings") -> list[str]:
+    """What production mode refuses in ``settings`` (empty: nothing)."""
+    problems = []
+    for name in _SECRETS:
+        for value in (v.strip() for v in (settings.secret(name) or "").split(",") if v.strip()):
+            why = weak_secret(value)
+            if why is not None:
+                problems.append(f"{env_names(name)[0]} {why}")
+                break
+    url = settings.sink.database_url or ""
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        why = weak_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
+        if why is not None:
+            problems.append(f"the password in DATABASE_URL {why}")
+    if not settings.security.model_verify_key:
+        problems.append("RECSYS_MODEL_VERIFY_KEY is not set (workers would fold unsigned models; "
+                        "`recsys-faust keys models` makes a pair)")
+    return problems
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

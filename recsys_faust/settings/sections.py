@@ -110,6 +110,9 @@ class WebSettings(Section):
     web_bind: str = Field("0.0.0.0", validation_alias=AliasChoices("WEB_BIND", "RECSYS_WEB_BIND"))  # the interface the HTTP server listens on
     rate_limit_rps: float = Field(0.0, ge=0)   # per client on the read and ingest routes; 0: off
     rate_limit_burst: int = Field(0, ge=0)     # requests a client may make at once (0: one second's worth)
+    auth_failure_rps: float = Field(1.0, gt=0)  # failed authentications an address may make per second ...
+    auth_failure_burst: int = Field(20, gt=0)   # ... and at once; past that its requests get 429 unchecked
+    trusted_proxies: str = ""  # addresses or networks (comma-separated) whose X-Forwarded-For names the client: the load balancer
     ready_broker_timeout_s: float = Field(6.0, gt=0)  # readiness 503 when the broker has not answered for this long
     ready_stall_s: float = Field(60.0, gt=0)          # ... or a partition with records behind has not moved for this long
 
@@ -128,6 +131,14 @@ class SecuritySettings(Section):
     tokens_file: Optional[Path] = None         # lines RECSYS_READ_TOKENS=... etc. overriding those lists, re-read within 1 s of a change
     field_keys: Optional[SecretStr] = None     # comma-separated Fernet keys, newest first: sensitive fields sealed (unset: kept as sent)
     encrypted_fields: str = "review.text,user-event.properties"  # kind.field list sealed with field_keys
+    # The trainer's Ed25519 public key (base64; `recsys-faust keys models` makes a pair): workers
+    # then fold only model announcements and pins signed with its private key (unset: unchecked).
+    model_verify_key: Optional[str] = None
+    backup_key: Optional[SecretStr] = None  # `backup` signs its manifest with it (HMAC) and `restore` refuses a backup it did not sign
+    # Shared by the workers of a cluster: proves a request one worker forwards to another
+    # (web/forwarding.py); unset: forwarded requests are rate limited again by their owner.
+    forward_secret: Optional[SecretStr] = None
+    model_signing_key: Optional[SecretStr] = None  # the private key: where `train --publish` and `models activate` run, never on workers
 
     @field_validator("encrypted_fields")
     @classmethod
@@ -261,8 +272,11 @@ class RetrainSettings(Section):
 
 
 class ProcessSettings(Section):
-    """The worker process: its name, GC, the GIL, the event-loop watch, metric snapshots."""
+    """The worker process: production mode, its name, GC, the GIL, the event-loop watch, metric snapshots."""
 
+    # Refuse to start with a token or password that is a placeholder or shorter than 32
+    # characters, or without RECSYS_MODEL_VERIFY_KEY (docker/ sets it; the dev stack does not).
+    production: bool = False
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")  # this worker's name in logs, metrics and health (default: host:port)
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
     gc_gen0_threshold: int = Field(200_000, gt=0)   # surviving allocations between young GC passes (Python's default: 700)
@@ -299,6 +313,9 @@ class TrainingSettings(Section):
     als_iterations: int = 15  # ALS iterations
     als_seed: int = 42  # ALS random seed (reproducible training)
     max_model_bytes: int = 64 * 1024 * 1024  # largest model message on amazon-model-updates
+    model_max_items: int = Field(5_000_000, gt=0)  # workers refuse a model with more items (checked before anything is allocated)
+    model_max_factors: int = Field(1_024, gt=0)    # ... or more factors (the fold-in allocates factors x factors)
+    model_clock_skew_s: float = Field(0.0, ge=0)  # an announcement's time is clamped to the record's append time plus this
     # auto: the artifact inline while the message fits max_model_bytes, else by reference to its
     # directory under models_dir (which workers must then share: a volume); inline; reference.
     model_shipping: str = "auto"

@@ -24,6 +24,23 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+#: Words a placeholder secret is made of (the examples ship empty; these are what people type).
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "example", "password", "secret", "placeholder", "xxxx")
+#: The shortest secret production mode accepts.
+MIN_SECRET_CHARS = 32
+
+
+def weak_secret(value: str) -> Optional[str]:
+    """Why ``value`` is no secret (a placeholder, or too short), or None."""
+    lowered = value.lower()
+    word = next((w for w in PLACEHOLDER_WORDS if w in lowered), None)
+    if word is not None:
+        return f"looks like a placeholder ({word!r})"
+    if len(value) < MIN_SECRET_CHARS:
+        return f"is {len(value)} characters, fewer than {MIN_SECRET_CHARS}"
+    return None
+
+
 @dataclass(frozen=True)
 class EventWeights:
     """How much one interaction counts, for popularity, affinities and ALS confidence.

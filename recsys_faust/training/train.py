@@ -130,6 +130,7 @@ async def publish(settings: Settings, artifact: ModelArtifact, path: Optional[Pa
 
     from ..events.model import TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES, metric_record
     from ..kafka.clients import client_kwargs
+    from ..ranking.model.announcement import signed
     from ..ranking.model.payload import encode, encode_reference
 
     created_at = artifact.manifest.get("created_at")
@@ -140,13 +141,13 @@ async def publish(settings: Settings, artifact: ModelArtifact, path: Optional[Pa
         shipping = "reference"
     value = b""
     if shipping != "reference":
-        value = json.dumps(encode(artifact, created_at=created_at)).encode()
+        value = json.dumps(signed(settings, encode(artifact, created_at=created_at))).encode()
     if shipping == "reference" or (shipping == "auto" and len(value) > settings.training.max_model_bytes):
         where = path or Path(settings.training.models_dir) / artifact.version
         if not (where / "manifest.json").exists():
             raise ValueError(f"model {artifact.version} is to ship by reference (over RECSYS_MAX_MODEL_BYTES inline, "
                              f"or RECSYS_MODEL_SHIPPING=reference), but {where} holds no saved artifact")
-        value = json.dumps(encode_reference(artifact, where, created_at=created_at)).encode()
+        value = json.dumps(signed(settings, encode_reference(artifact, where, created_at=created_at))).encode()
         log.info("model %s announced by reference to %s (workers read it from RECSYS_MODELS_DIR)",
                  artifact.version, where)
     if len(value) > settings.training.max_model_bytes:

@@ -9,9 +9,12 @@ log and in ``/api/health``; admin routes refuse while RECSYS_API_TOKEN is unset.
 ever logged or echoed.
 
 Rotation without a restart: with ``RECSYS_TOKENS_FILE`` set, the lists in that file
-(``RECSYS_READ_TOKENS=a,b`` lines, the same names as the variables) replace the variables'
-for the scopes it names, and the file is read again within a second of changing, so a token is
-added or removed on every worker by editing one mounted file.
+(``RECSYS_READ_TOKENS=a,b`` lines, the same names as the variables) are the only tokens, and the
+file is read again within a second of changing, so a token is added or removed on every worker
+by editing one mounted file. Once a file is configured it fails closed: a scope it lists no
+token for (its line missing or empty), or every scope while the file is missing or unreadable,
+refuses every request; the variables' tokens never come back, since they may be the ones the
+file revoked.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class TokensFile:
                 mtime = None
             if mtime != self._mtime:
                 self._mtime = mtime
+                if mtime is None:
+                    log.error("tokens file %s is missing: every scope refuses until it is back", self.path)
                 self._lists = self._read() if mtime is not None else {}
         return self._lists
 
@@ -70,8 +75,8 @@ class TokensFile:
         out: dict[str, str] = {}
         try:
             text = self.path.read_text("utf-8")
-        except OSError as exc:
-            log.warning("tokens file %s unreadable (%s): keeping the settings' tokens", self.path, type(exc).__name__)
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("tokens file %s unreadable (%s): every scope refuses until it is", self.path, type(exc).__name__)
             return {}
         for line in text.splitlines():
             name, eq, value = line.strip().partition("=")
@@ -94,18 +99,33 @@ def _file_lists(settings: Settings) -> dict[str, str]:
 
 
 def tokens(settings: Settings, scope: str) -> tuple[bytes, ...]:
+    """The tokens ``scope`` accepts: the tokens file's, once one is configured, else the setting's."""
     field = SCOPES[scope]
-    from_file = _file_lists(settings)
-    raw = from_file[field] if field in from_file else (settings.secret(field) or "")
+    if settings.security.tokens_file is not None:
+        raw = _file_lists(settings).get(field, "")
+    else:
+        raw = settings.secret(field) or ""
     return tuple(t.strip().encode("utf-8") for t in raw.split(",") if t.strip())
 
 
+def closed_without_token(settings: Settings, scope: str) -> bool:
+    """Whether ``scope`` refuses everyone while it has no token: admin always, and every scope
+    once a tokens file is configured (fail closed)."""
+    return scope == "admin" or settings.security.tokens_file is not None
+
+
 def modes(settings: Settings) -> dict[str, str]:
-    """Per scope: ``token`` or ``open`` (admin: ``disabled`` without a token)."""
-    out = {scope: ("token" if tokens(settings, scope) else "open") for scope in SCOPES}
-    if out["admin"] == "open":
-        out["admin"] = "disabled"
-    return out
+    """Per scope: ``token``, ``open``, or ``disabled`` (no token where none means refusal)."""
+    return {scope: "token" if tokens(settings, scope) else
+            ("disabled" if closed_without_token(settings, scope) else "open") for scope in SCOPES}
+
+
+def bearer(headers: Any) -> Optional[str]:
+    """The request's bearer token as auth reads it (spacing around it dropped), or None."""
+    header = headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    return header[7:].strip() or None
 
 
 def check(settings: Settings, headers: Any, scope: str) -> None:
@@ -113,13 +133,16 @@ def check(settings: Settings, headers: Any, scope: str) -> None:
     401 without a bearer token, 403 with a wrong one."""
     allowed = tokens(settings, scope)
     if not allowed:
-        if scope == "admin":
+        if scope == "admin" and settings.security.tokens_file is None:
             raise AuthError(401, "unauthorized", "admin routes are disabled: RECSYS_API_TOKEN is not set")
+        if closed_without_token(settings, scope):
+            raise AuthError(401, "unauthorized", f"the {scope} routes are closed: the tokens file lists no "
+                                                 f"{env_names(SCOPES[scope])[0]} token (or is missing)")
         return
-    header = headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
+    given_text = bearer(headers)
+    if given_text is None:
         raise AuthError(401, "unauthorized", f"this route needs 'Authorization: Bearer <token>' ({scope} token)")
-    given = header[7:].strip().encode("utf-8")
+    given = given_text.encode("utf-8")
     # Every candidate compared, each in constant time: neither the match nor its position leaks.
     matched = False
     for token in allowed:

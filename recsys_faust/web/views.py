@@ -37,11 +37,12 @@ from ..profiles.profile import ProfileConfig, profile_view
 from ..serving.service import SIMILAR_KINDS, Recommender
 from ..settings import Settings
 from . import auth
-from .ratelimit import TokenBuckets, retry_after_header
+from . import forwarding
+from .forwarding import FORWARDED
+from .ratelimit import Networks, TokenBuckets, client_address, client_key, retry_after_header, trusted_networks
 
 log = logging.getLogger(__name__)
 
-FORWARDED = "X-Recsys-Forwarded-By"
 FORWARD_TIMEOUT_S = 10.0
 
 
@@ -72,6 +73,9 @@ class WebContext:
     owners: Any = None
     profile_config: Optional[ProfileConfig] = None
     limiter: Optional[TokenBuckets] = None
+    failures: Optional[TokenBuckets] = None   # failed authentication, per client address
+    trusted_proxies: Networks = ()
+    forward_secret: Optional[bytes] = None   # RECSYS_FORWARD_SECRET: proves a request came from a worker
     cipher: Optional[FieldCipher] = None   # RECSYS_FIELD_KEYS set: sensitive fields sealed before Kafka
 
 
@@ -168,25 +172,40 @@ class ApiView(View):
             time.perf_counter() - started)
         return response
 
+    def address(self, request: Any) -> str:
+        return client_address(request.remote, request.headers.get("X-Forwarded-For", ""), self.ctx.trusted_proxies)
+
+    def from_a_worker(self, request: Any) -> bool:
+        """Forwarded by a worker of this cluster (web/forwarding.py), not just claiming to be."""
+        return bool(request.headers.get(FORWARDED)) and forwarding.verified(
+            self.ctx.forward_secret, request.headers.get(forwarding.PROOF), request.method, request.path_qs)
+
+    def _limited(self, wait: float, what: str) -> Any:
+        metrics.RATE_LIMITED.labels(self.scope or "").inc()
+        return self.json({"error": "rate_limited", "detail": f"{what}; retry in {wait:.1f} s"},
+                         status=429, headers={"Retry-After": retry_after_header(wait)})
+
     async def _dispatch(self, request: Any) -> Any:
         if request.method.lower() not in self.methods:
             return self.json({"error": "method_not_allowed", "detail": request.method}, status=405)
+        failures = self.ctx.failures if self.scope is not None else None
         try:
+            if failures is not None:
+                wait = failures.waiting(self.address(request))
+                if wait is not None:  # this address failed too often: not even checked
+                    return self._limited(wait, "too many failed authentications")
             if self.scope is not None:
                 auth.check(self.ctx.settings, request.headers, self.scope)
             limiter = self.ctx.limiter
-            if limiter is not None and self.scope in ("read", "ingest") and not request.headers.get(FORWARDED):
-                client = request.headers.get("Authorization") or request.remote or "?"
-                wait = limiter.take(client)
+            if limiter is not None and self.scope in ("read", "ingest") and not self.from_a_worker(request):
+                wait = limiter.take(client_key(auth.bearer(request.headers), self.address(request)))
                 if wait is not None:
-                    metrics.RATE_LIMITED.labels(self.scope).inc()
-                    return self.json({"error": "rate_limited",
-                                      "detail": f"over {self.ctx.settings.web.rate_limit_rps:g} requests/s; "
-                                                f"retry in {wait:.1f} s"},
-                                     status=429, headers={"Retry-After": retry_after_header(wait)})
+                    return self._limited(wait, f"over {self.ctx.settings.web.rate_limit_rps:g} requests/s")
             return await super().dispatch(request)
         except auth.AuthError as exc:
             metrics.AUTH_REFUSED.labels(self.scope or "", str(exc.status)).inc()
+            if failures is not None:
+                failures.take(self.address(request))
             return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
         except ApiError as exc:
             return self.json({"error": exc.error, "detail": exc.detail}, status=exc.status)
@@ -209,6 +228,9 @@ class ApiView(View):
         try:
             async with self.app.http_client.get(  # Faust's own session, closed with the app
                 url, headers={FORWARDED: self.ctx.settings.web.web_url,  # the caller's credentials go along
+                              **({forwarding.PROOF: forwarding.proof(self.ctx.forward_secret, request.method,
+                                                                     request.path_qs)}
+                                 if self.ctx.forward_secret else {}),
                               **({"Authorization": request.headers["Authorization"]}
                                  if "Authorization" in request.headers else {})},
                 timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
@@ -242,11 +264,26 @@ class Ready(ApiView):
 
 
 class Health(ApiView):
-    """The full document, with readiness's status code."""
+    """The full document to a caller with the admin or metrics token (or while the metrics scope
+    is open), with readiness's status code; to anyone else the status alone: the document names
+    the broker, database errors and which scopes are open."""
 
     async def get(self, request: Request) -> Response:
         body = await self.ctx.health()
-        return self.json(body, status=200 if body["ready"]["ready"] else 503)
+        status = 200 if body["ready"]["ready"] else 503
+        if not self._may_see_all(request):
+            return self.json({"ready": body["ready"]["ready"], "worker": self.ctx.settings.process.worker_name,
+                              "detail": "the full document needs the admin or metrics token"}, status=status)
+        return self.json(body, status=status)
+
+    def _may_see_all(self, request: Request) -> bool:
+        for scope in ("metrics", "admin"):
+            try:
+                auth.check(self.ctx.settings, request.headers, scope)
+                return True
+            except auth.AuthError:
+                continue
+        return False
 
 
 class Recommendations(ApiView):
@@ -487,6 +524,10 @@ def mount(app: Any, ctx: WebContext) -> None:
     ctx.cipher = FieldCipher.from_settings(s)
     if s.web.rate_limit_rps > 0:
         ctx.limiter = TokenBuckets(s.web.rate_limit_rps, s.web.rate_limit_burst or math.ceil(s.web.rate_limit_rps))
+    ctx.failures = TokenBuckets(s.web.auth_failure_rps, s.web.auth_failure_burst)
+    ctx.trusted_proxies = trusted_networks(s.web.trusted_proxies)
+    secret = s.secret("forward_secret")
+    ctx.forward_secret = secret.encode("utf-8") if secret else None
     app.web_context = ctx
     for path, view in ROUTES:
         view.route = path

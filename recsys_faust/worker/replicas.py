@@ -24,7 +24,7 @@ from ..popularity.trending import PopularityIndex
 from ..ranking.maths.ann import AnnConfig
 from ..ranking.model.active import ModelHolder
 from ..ranking.model.payload import decode as decode_model
-from ..ranking.model.registry import ModelRegistry
+from ..ranking.model.registry import ModelRegistry, registry_for
 from ..transitions.index import TransitionIndex, is_history_key_bytes
 from ..settings import Settings
 
@@ -63,7 +63,7 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
     transitions = TransitionIndex()
     models = ModelHolder(settings.ranking.transitions_max_successors, ann_min_items=settings.ranking.ann_min_items,
                          ann=AnnConfig(ef_search=settings.ranking.ann_ef_search))
-    registry = ModelRegistry()
+    registry = registry_for(settings)
     return Replicas(
         popularity=popularity,
         popularity_tail=_item_tail(settings, popularity_table, popularity.put_many),
@@ -72,7 +72,8 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
         models=models,
         registry=registry,
         models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES,
-                                        ModelFollower(registry, models, Path(settings.training.models_dir)).on_records),
+                                        ModelFollower(registry, models, Path(settings.training.models_dir)).on_records,
+                                        timestamps=True),
     )
 
 
@@ -109,7 +110,7 @@ class ModelFollower:
         if version != self._wanted:
             return  # a newer choice came while this one waited
         try:
-            artifact = decode_model(chosen, self.models_dir)
+            artifact = decode_model(chosen, self.models_dir, self.registry.limits)
             if version == self._wanted:
                 self.models.switch(artifact, float(chosen.get("created_at") or 0))
         except Exception:  # noqa: BLE001 - a broken announcement must not stop the worker

@@ -123,10 +123,18 @@ def test_the_load_balancer_checks_readiness_of_the_worker_service_and_haproxy_ac
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_promtool_accepts_the_prometheus_config_and_rules():
+def test_promtool_accepts_the_prometheus_config_and_rules(tmp_path):
+    """The config as shipped, with the metrics token file the compose entrypoint writes (promtool
+    checks that it exists) placed in a scratch directory."""
     promtool = _tool("promtool")
+    token_file = "/tmp/metrics_token"
+    config = (DOCKER / "prometheus" / "prometheus.yml").read_text()
+    assert f"credentials_file: {token_file}" in config
+    (tmp_path / "metrics_token").write_text("t" * 43)
+    (tmp_path / "prometheus.yml").write_text(config.replace(token_file, str(tmp_path / "metrics_token")))
+    shutil.copy(DOCKER / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
-        out = subprocess.run([promtool, *args], capture_output=True, text=True, cwd=DOCKER / "prometheus")
+        out = subprocess.run([promtool, *args], capture_output=True, text=True, cwd=tmp_path)
         assert out.returncode == 0, out.stdout + out.stderr
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "recsys-worker"]

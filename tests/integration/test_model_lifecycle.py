@@ -70,7 +70,8 @@ def test_publish_activate_restart_reload_and_prune_act_on_every_worker(stack, sh
     workers[1].stop()
     workers[1] = stack.add_worker("w2", extra_env=env)
     wait_until(lambda: served(workers[1]) == v1, 60, what="the restarted worker on the activated version")
-    assert get(f"{workers[1].url}/api/health")[1]["models"] == {"announced": sorted([v1, v2]), "pinned": v1}
+    assert get(f"{workers[1].url}/api/health")[1]["models"] == {"announced": sorted([v1, v2]), "pinned": v1,
+                                                                "refused": {}, "verified": False}
 
     # Reload on one worker publishes the newest artifact of its models dir: both switch.
     status, body = http("POST", f"{workers[0].url}/api/reload-models", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -83,7 +84,8 @@ def test_publish_activate_restart_reload_and_prune_act_on_every_worker(stack, sh
     assert [r["model_version"] for r in listed(stack, models_dir)] == [v2]
     fresh = stack.add_worker("w3", extra_env=env)
     wait_until(lambda: served(fresh) == v2, 60, what="a new worker on the newest version")
-    assert get(f"{fresh.url}/api/health")[1]["models"] == {"announced": [v2], "pinned": None}
+    assert get(f"{fresh.url}/api/health")[1]["models"] == {"announced": [v2], "pinned": None, "refused": {},
+                                                          "verified": False}
 
     # An unknown version is refused with the reason, and nothing changes.
     out = cli(stack, "models", "activate", "als-no-such-version", models_dir=models_dir)

@@ -133,3 +133,11 @@ def test_the_largest_function_and_class_stay_small():
                 if lines > limit:
                     too_big.append(f"{path.relative_to(PACKAGE)}: {node.name} is {lines} lines (limit {limit})")
     assert not too_big, "\n".join(too_big)
+
+
+def test_only_the_cli_imports_the_dev_stack():
+    """The dev stack (a broker, PostgreSQL and workers started for a developer) is a feature of the
+    ``dev`` extra: no worker, ops or client code depends on it."""
+    users = sorted(m for m, ts in _imports_cache().items()
+                   if not m.startswith("devstack") and m != "cli" and any(t.startswith("devstack") for t in ts))
+    assert users == []

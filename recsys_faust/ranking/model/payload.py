@@ -19,11 +19,13 @@ import base64
 import io
 import re
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from .announcement import AnnouncementLimits
 from .artifact import ModelArtifact, arrays, files_digest, from_arrays, load
 
 _VERSION_DIR = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -66,16 +68,37 @@ def shipped_bytes(message: dict[str, Any]) -> int:
     return len(message.get("artifact_npz_b64") or "")
 
 
-def decode(message: dict[str, Any], models_dir: Optional[Path] = None) -> ModelArtifact:
-    """The artifact of an announcement; a reference is resolved under ``models_dir`` and checked."""
+def decode(message: dict[str, Any], models_dir: Optional[Path] = None,
+           limits: Optional[AnnouncementLimits] = None) -> ModelArtifact:
+    """The artifact of an announcement; a reference is resolved under ``models_dir`` and checked.
+
+    Within ``limits``: an inline artifact's arrays are not decompressed past ``max_bytes`` times
+    eight (a zip bomb stops at its header), and the item factors must have the announced shape,
+    within the item and factor caps, before a worker folds anyone in against them."""
+    limits = limits or AnnouncementLimits()
     manifest = message.get("manifest") or {}
     version = str(message["model_version"])
     ref = message.get("artifact_ref")
     if ref is not None:
-        return _resolve(ref, version, models_dir)
+        return _checked(_resolve(ref, version, models_dir), manifest, limits)
     raw = base64.b64decode(message["artifact_npz_b64"])
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > 8 * limits.max_bytes:
+        raise ModelLoadError(f"model {version}: its arrays unpack to {unpacked} bytes, over 8 x RECSYS_MAX_MODEL_BYTES")
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        return from_arrays(npz, version=version, params=manifest.get("params", {}), manifest=manifest)
+        artifact = from_arrays(npz, version=version, params=manifest.get("params", {}), manifest=manifest)
+    return _checked(artifact, manifest, limits)
+
+
+def _checked(artifact: ModelArtifact, manifest: dict[str, Any], limits: AnnouncementLimits) -> ModelArtifact:
+    rows, factors = artifact.item_factors.shape if artifact.item_factors.ndim == 2 else (-1, -1)
+    if (rows, factors) != (manifest.get("n_items"), manifest.get("factors")) or rows != len(artifact.item_ids) \
+            or not (0 < rows <= limits.max_items and 0 < factors <= limits.max_factors):
+        raise ModelLoadError(f"model {artifact.version}: item factors {artifact.item_factors.shape} for "
+                             f"{len(artifact.item_ids)} items are not the announced {manifest.get('n_items')} x "
+                             f"{manifest.get('factors')} within {limits.max_items} x {limits.max_factors}")
+    return artifact
 
 
 def _resolve(ref: Any, version: str, models_dir: Optional[Path]) -> ModelArtifact:

@@ -19,12 +19,19 @@ announcements still on the topic, in memory, to switch back without reading it a
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
+from ... import metrics
+from .announcement import ACTIVE_KEY, AnnouncementLimits, ModelVerifier, check
 from .payload import shipped_bytes
 
-ACTIVE_KEY = "__active__"
+log = logging.getLogger(__name__)
+
+#: A record of the topic: (key, value) or (key, value, the broker's timestamp in seconds).
+Record = Union[tuple[str, Optional[Any]], tuple[str, Optional[Any], Optional[float]]]
 
 
 def published_at(message: dict[str, Any]) -> float:
@@ -39,18 +46,36 @@ def is_announcement(value: Any) -> bool:
 
 @dataclass
 class ModelRegistry:
+    """The announcements and the pin still on the topic; ``refused`` counts the records skipped
+    by reason (ranking/model/announcement.py checks each one)."""
+
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     pin: Optional[dict[str, Any]] = None
+    limits: AnnouncementLimits = field(default_factory=AnnouncementLimits)
+    verifier: Optional[ModelVerifier] = None
+    refused: Counter = field(default_factory=Counter)
 
-    def apply(self, records: Iterable[tuple[str, Optional[Any]]]) -> None:
-        """Fold records of the topic in offset order (the newest value of a key wins)."""
-        for key, value in records:
+    def apply(self, records: Iterable[Record]) -> None:
+        """Fold records of the topic in offset order (the newest value of a key wins); a record
+        that fails its check is skipped with its reason, never raised."""
+        for record in records:
+            key, value = record[0], record[1]
+            timestamp = record[2] if len(record) > 2 else None  # type: ignore[misc]
+            try:
+                value, reason = check(key, value, timestamp, self.limits, self.verifier)
+            except Exception as exc:  # noqa: BLE001 - a record must never stop the follower
+                value, reason = None, f"malformed ({type(exc).__name__})"
+            if reason is not None:
+                self.refused[reason] += 1
+                metrics.MODEL_RECORDS_REFUSED.labels(reason.split(" ")[0]).inc()
+                log.warning("amazon-model-updates: skipping the record of key %r: %s", key[:140], reason)
+                continue
             if key == ACTIVE_KEY:
-                self.pin = value if isinstance(value, dict) and value.get("model_version") else None
+                self.pin = value
             elif value is None:
                 self.versions.pop(key, None)
-            elif is_announcement(value):
-                self.versions[str(value["model_version"])] = value
+            else:
+                self.versions[key] = value
 
     def newest(self) -> Optional[dict[str, Any]]:
         if not self.versions:
@@ -100,3 +125,13 @@ class ModelRegistry:
         if chosen is not None:
             kept.add(str(chosen["model_version"]))
         return sorted(set(self.versions) - kept)
+
+
+def registry_for(settings: Any) -> ModelRegistry:
+    """An empty registry that checks records as ``settings`` say (the trainer's public key, the
+    largest model accepted)."""
+    t = settings.training
+    return ModelRegistry(limits=AnnouncementLimits(t.model_max_items, t.model_max_factors, t.max_model_bytes,
+                                                   t.model_clock_skew_s),
+                         verifier=ModelVerifier(settings.security.model_verify_key)
+                         if settings.security.model_verify_key else None)

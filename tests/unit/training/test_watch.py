@@ -10,7 +10,7 @@ from recsys_faust.training.watch import RetrainPolicy, RetrainWatch, passes_gate
 
 def announce(w: RetrainWatch, version: str, at: float, ndcg: float = 0.06) -> None:
     w.on_model_update(version, {"model_version": version, "artifact_npz_b64": "-", "published_at": at,
-                                "manifest": {"offline_metrics": {"als+transitions": {"ndcg@10": ndcg}}}})
+                                "manifest": {"n_items": 3, "factors": 8, "offline_metrics": {"als+transitions": {"ndcg@10": ndcg}}}})
 
 
 def alert(feature: str, source: str) -> dict:

@@ -45,12 +45,26 @@ def test_the_tokens_file_overrides_its_scopes_and_is_read_again_when_it_changes(
     assert source.lists() == {"read_tokens": "file-a,file-b", "ingest_tokens": "ing"}
     path.unlink()
     clock.t = 3.0
-    assert source.lists() == {}                  # gone: the settings' own lists again
+    assert source.lists() == {}                  # gone: no list at all (every scope refuses)
 
 
-def test_settings_with_a_tokens_file_use_its_lists(tmp_path):
+def test_a_configured_tokens_file_is_the_only_source_and_fails_closed(tmp_path):
     path = tmp_path / "tokens"
-    path.write_text("RECSYS_READ_TOKENS=from-file\n")
-    s = Settings(read_tokens="from-env", ingest_tokens="ingest-env", tokens_file=path)
+    path.write_text("RECSYS_READ_TOKENS=from-file\nRECSYS_INGEST_TOKENS=\n")
+    s = Settings(read_tokens="from-env", ingest_tokens="ingest-env", metrics_token="m-env", tokens_file=path)
+    auth._FILES.clear()
     assert check(s, "read", "from-file") == 200 and check(s, "read", "from-env") == 403
-    assert check(s, "ingest", "ingest-env") == 200   # a scope the file does not name keeps its variable
+    assert check(s, "ingest", "ingest-env") == 401   # an empty line closes its scope, no fallback
+    assert check(s, "ingest", None) == 401           # ... and does not open it
+    assert check(s, "metrics", "m-env") == 401       # a scope the file does not name is closed too
+    assert auth.modes(s) == {"read": "token", "ingest": "disabled", "admin": "disabled", "metrics": "disabled"}
+    missing = Settings(read_tokens="from-env", tokens_file=tmp_path / "nowhere")
+    assert check(missing, "read", "from-env") == 401 and check(missing, "read", None) == 401
+
+
+def test_the_token_is_read_whatever_its_spacing():
+    s = Settings(read_tokens="tok")
+    for header in ("Bearer tok", "Bearer  tok", "Bearer tok ", "Bearer \ttok"):
+        assert auth.bearer({"Authorization": header}) == "tok"
+        auth.check(s, {"Authorization": header}, "read")
+    assert auth.bearer({"Authorization": "Basic tok"}) is None and auth.bearer({}) is None

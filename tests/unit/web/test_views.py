@@ -228,6 +228,52 @@ async def test_rate_limit_answers_429_with_retry_after_per_client():
         await client.close()
 
 
+async def test_the_rate_limit_cannot_be_sidestepped_by_spacing_or_a_forged_forwarding_header():
+    settings = Settings(rate_limit_rps=0.001, rate_limit_burst=4, read_tokens="tok", forward_secret="f" * 32)
+    app, client = await _client(settings)
+    try:
+        spellings = ["Bearer tok", "Bearer  tok", "Bearer tok ", "Bearer   tok", "Bearer tok\t", "Bearer tok  "]
+        statuses = [(await client.get("/api/trending", headers={"Authorization": h})).status for h in spellings]
+        assert statuses == [200] * 4 + [429] * 2            # one client, one bucket
+        forged = {"Authorization": "Bearer tok", views.FORWARDED: "http://worker-b:6066",
+                  "X-Recsys-Forward-Proof": "1:00"}
+        assert (await client.get("/api/trending", headers=forged)).status == 429
+        from recsys_faust.web.forwarding import PROOF, proof
+        signed = {**forged, PROOF: proof(b"f" * 32, "GET", "/api/trending")}
+        assert (await client.get("/api/trending", headers=signed)).status == 200   # a worker's, proven
+    finally:
+        await client.close()
+
+
+async def test_failed_authentication_is_throttled_per_address_before_tokens_are_checked():
+    settings = Settings(read_tokens="right", auth_failure_rps=0.001, auth_failure_burst=5)
+    app, client = await _client(settings)
+    try:
+        statuses = [(await client.get("/api/trending", headers={"Authorization": f"Bearer guess{n}"})).status
+                    for n in range(8)]
+        assert statuses == [403] * 5 + [429] * 3
+        # once throttled, even the right token from that address waits: guessing gains nothing
+        assert (await client.get("/api/trending", headers={"Authorization": "Bearer right"})).status == 429
+        assert (await client.get("/api/ping")).status == 200   # open routes are not affected
+    finally:
+        await client.close()
+
+
+async def test_the_full_health_document_needs_the_admin_or_metrics_token():
+    settings = Settings(metrics_token="m" * 32, api_token="a" * 32)
+    doc = {"status": "ok", "ready": {"ready": True, "reasons": []}, "broker": "kafka://secret-host:9092"}
+    app, client = await _client(settings, health=doc)
+    try:
+        resp = await client.get("/api/health")
+        body = await resp.json()
+        assert resp.status == 200 and body["ready"] is True and "broker" not in body
+        for token in ("m" * 32, "a" * 32):
+            resp = await client.get("/api/health", headers={"Authorization": f"Bearer {token}"})
+            assert (await resp.json())["broker"] == "kafka://secret-host:9092"
+    finally:
+        await client.close()
+
+
 async def test_health_and_ready_take_readinesss_status_code_and_live_does_not():
     why = ["broker unreachable: no metadata answer for 9 s"]
     app, client = await _client(Settings(), health={"status": "down", "ready": {"ready": False, "reasons": why}},
