@@ -209,20 +209,27 @@ def keys_rotate() -> None:
     if cipher is None:
         raise click.UsageError("RECSYS_FIELD_KEYS is not set: nothing to rotate to")
 
+    unopened: list[tuple[str, str]] = []
+
     async def run() -> tuple[int, int]:
         async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
             total = await count_rows(conn, cipher)
             with click.progressbar(length=total, label="re-sealing stored rows", file=sys.stderr) as bar:
-                changed = await reseal_rows(conn, cipher, on_batch=bar.update)
+                changed = await reseal_rows(conn, cipher, on_batch=bar.update, unopened=unopened)
             return total, changed
 
     try:
         total, changed = asyncio.run(run())
-    except InvalidToken:
-        raise click.ClickException("a stored field does not open with any key of RECSYS_FIELD_KEYS: "
-                                   "keep the old key in the list (after the new one) until rotate has run")
+    except InvalidToken:  # a row read outside reseal_rows' guard: never expected
+        raise click.ClickException("a stored field does not open with any key of RECSYS_FIELD_KEYS")
     except psycopg.Error as exc:
         raise click.ClickException(f"cannot rotate in {_without_password(settings.sink.database_url)}: {exc}")
+    if unopened:
+        first = ", ".join(f"{table} {key}" for table, key in unopened[:5])
+        raise click.ClickException(
+            f"{changed} of {total} rows re-sealed; {len(unopened)} hold a value no key of RECSYS_FIELD_KEYS opens "
+            f"(first: {first}), left as they are. If an old key was removed too early, put it back after the new "
+            f"one and run again; otherwise they hold text a client sent shaped like a sealed value")
     click.echo(f"{changed} of {total} rows re-sealed with the newest key; the older keys can now be removed")
 
 

@@ -67,9 +67,23 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def _operator_token(self) -> Optional[str]:
+        """The worker's metrics or admin token (the first of its list), if it has one: the full
+        health document needs it."""
+        for name in ("RECSYS_METRICS_TOKEN", "RECSYS_API_TOKEN"):
+            token = (self.env.get(name) or "").split(",")[0].strip()
+            if token:
+                return token
+        return None
+
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+        """GET ``path`` as JSON; ``/api/health`` with the worker's operator token when it has one."""
+        request = urllib.request.Request(self.url + path)
+        token = self._operator_token() if path.startswith("/api/health") else None
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             body = err.read()

@@ -4,7 +4,7 @@
 it owns them). With ``--worker-role NAME`` it also creates or updates a login role for the
 workers that may read and insert rows, update the two entity tables the sink keeps first/last
 seen in, and nothing else: no CREATE on the schema, no DROP, no ALTER (only an owner may),
-no DELETE. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``.
+no DELETE, and no INSERT into the migration record. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from psycopg import sql
 
 #: Tables the sink updates in place (first_seen/last_seen by least/greatest).
 UPDATED_TABLES = ("users", "products")
+#: The schema's migration record (sink/schema.py): readable by workers, written by the owner only.
+MIGRATIONS_TABLE = "schema_migrations"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -43,4 +45,7 @@ async def ensure_worker_role(conn: Any, role: str, password: Optional[str]) -> N
     await conn.execute(sql.SQL("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
     for table in UPDATED_TABLES:
         await conn.execute(sql.SQL("GRANT UPDATE ON {} TO {}").format(sql.Identifier(table), ident))
+    # The migration record is the owner's: a worker that could add to it could mark a migration
+    # done that never ran.
+    await conn.execute(sql.SQL("REVOKE INSERT ON {} FROM {}").format(sql.Identifier(MIGRATIONS_TABLE), ident))
     await conn.commit()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Callable, Optional
 
+from cryptography.fernet import InvalidToken
+
 from ..events.protect import FieldCipher
 
 #: (table, key column, kind expression): where payloads with sensitive fields are stored.
@@ -31,11 +33,15 @@ async def count_rows(conn: Any, cipher: FieldCipher) -> int:
     return total
 
 
-async def reseal_rows(conn: Any, cipher: FieldCipher, *, on_batch: Callable[[int], None] = lambda n: None) -> int:
+async def reseal_rows(conn: Any, cipher: FieldCipher, *, on_batch: Callable[[int], None] = lambda n: None,
+                      unopened: Optional[list[tuple[str, str]]] = None) -> int:
     """Seal every stored sensitive field with the newest key (plaintext ones too); rows changed.
 
     Keyset pagination by the primary key, one transaction per batch: safe to stop and run again
     (a row already sealed with the newest key is sealed again, which changes nothing a reader sees).
+    A row holding a value no key opens (an old key missing from the list, or a client that sent
+    text shaped like a sealed value) is left as it is and named in ``unopened`` as (table, key),
+    so one such row never stops the others from being re-sealed.
     """
     changed = 0
     for table, key, kind_sql in _TABLES:
@@ -52,7 +58,12 @@ async def reseal_rows(conn: Any, cipher: FieldCipher, *, on_batch: Callable[[int
                 break
             updates = []
             for row_key, kind, payload in rows:
-                resealed, was_changed = cipher.reseal(kind, payload)
+                try:
+                    resealed, was_changed = cipher.reseal(kind, payload)
+                except InvalidToken:
+                    if unopened is not None:
+                        unopened.append((table, row_key))
+                    continue
                 if was_changed:
                     updates.append((json.dumps(resealed, separators=(",", ":")), row_key))
             async with conn.transaction():

@@ -67,6 +67,7 @@ SCHEMAS: dict[str, Any] = {
     "Health": {"type": "object", "required": ["status", "ready", "worker"],
                "properties": {"status": {"type": "string", "enum": ["ok", "degraded", "down"]},
                               "ready": _ref("Ready"), "worker": STR}},
+    "HealthStatus": _obj(["ready", "worker"], ready=BOOL, worker=STR, detail=STR),
     "Ready": _obj(["ready", "reasons"], ready=BOOL, reasons={"type": "array", "items": STR}, worker=STR),
     "Live": _obj(["live", "worker"], live=BOOL, worker=STR),
     "Ping": _obj(["ok"], ok=BOOL),
@@ -80,7 +81,7 @@ SCHEMAS: dict[str, Any] = {
 
 _STATUS_TEXT = {200: "OK", 202: "accepted", 400: "bad request", 401: "no bearer token", 403: "wrong token",
                 404: "not found", 405: "method not allowed", 413: "body too large",
-                429: "over the rate limit (Retry-After)", 503: "not available now (retry)"}
+                429: "over the rate limit, or too many failed authentications from this address (Retry-After)", 503: "not available now (retry)"}
 
 
 def _param(name: str, where: str = "query", schema: Optional[dict] = None, required: bool = False,
@@ -115,8 +116,9 @@ READ = (400, 401, 403, 429, 503)
 #: view class name -> method -> operation (the security and error codes of scopes are added).
 OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "Ping": {"get": _op("A constant answer", (200, JSON, _ref("Ping")))},
-    "Health": {"get": _op("The worker's full health document (readiness's status code)",
-                          (200, JSON, _ref("Health")), same_body=(503,))},
+    "Health": {"get": _op("The worker's full health document with the admin or metrics token (or while the "
+                          "metrics scope is open), else its status alone; readiness's status code",
+                          (200, JSON, {"oneOf": [_ref("Health"), _ref("HealthStatus")]}), same_body=(503,))},
     "Live": {"get": _op("The process answers", (200, JSON, _ref("Live")))},
     "Ready": {"get": _op("Whether this worker can answer for its users now; 503 with the reasons",
                          (200, JSON, _ref("Ready")), same_body=(503,))},
@@ -144,10 +146,10 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                           (200, JSON, _ref("Models")), errors=READ)},
     "ReloadModels": {"post": _op("Publish the newest model under RECSYS_MODELS_DIR: every worker switches to it",
                                  (200, JSON, _ref("Reloaded")),
-                                 errors=(401, 403, 503))},
+                                 errors=(401, 403, 429, 503))},
     "ClearCache": {"post": _op("Stop serving ready lists built before now, on every worker",
-                               (200, JSON, _ref("Cleared")), errors=(401, 403, 503))},
-    "Metrics": {"get": _op("Prometheus exposition", (200, "text/plain", STR), errors=(401, 403),
+                               (200, JSON, _ref("Cleared")), errors=(401, 403, 429, 503))},
+    "Metrics": {"get": _op("Prometheus exposition", (200, "text/plain", STR), errors=(401, 403, 429),
                            params=(_param("name[]", schema={"type": "array", "items": STR},
                                           description="only these metric families"),))},
     "Demo": {"get": _op("The demo page", (200, "text/html", STR))},

@@ -109,7 +109,7 @@ def test_a_shopper_buys_a_recommended_item_and_the_page_follows(worker, model, t
         page.wait_for_function("/^[0-9.]+$/.test(document.getElementById('eps').textContent)", timeout=10_000)
         page.wait_for_function("document.getElementById('fresh').textContent.includes('ms')", timeout=10_000)
         assert page.text_content("#dead") == "0"
-        assert page.text_content("#model") == get(f"{worker.url}/api/health")[1]["model_version"]
+        assert page.text_content("#model") == worker.get("/api/health")[1]["model_version"]
         assert not page.text_content("#live-error")
         page.wait_for_function("live.eps.length >= 4", timeout=20_000)  # the charts have a few points
 

@@ -94,3 +94,16 @@ def test_sealed_at_rest_readable_with_the_keys_and_rotated(stack):
     with_old = cli(stack, k1, "db", "events", "--user", "enc-user")
     assert with_old.returncode != 0 and "does not open" in with_old.stderr
     assert [s for s in SECRETS.values() if s in dump(stack)] == []
+
+    # A client that sends text shaped like a sealed value: stored as it came (no key opens it), and
+    # a later rotate re-seals every other row and names that one instead of stopping at it.
+    forged = {"event_id": "forged-1", "user_id": "enc-user", "product_id": "p4", "rating": 4,
+              "text": "enc:v1:not-a-fernet-token", "timestamp": NOW - 10}
+    produce(stack.broker.bootstrap, [("amazon-reviews", b"enc-user", json.dumps(forged).encode())])
+    wait_until(lambda: stored() == (3, 1), 60, what="the forged review stored")
+    k3 = generate_key()
+    again = cli(stack, f"{k3},{k2}", "keys", "rotate")
+    assert again.returncode != 0 and "3 of 4 rows re-sealed" in again.stderr, again.stdout + again.stderr
+    assert "interactions forged-1" in again.stderr
+    with_k3 = cli(stack, k3, "db", "events", "--user", "enc-user", "--limit", "3")
+    assert with_k3.returncode == 0, with_k3.stderr   # the three newest (not the forged one) open with k3 alone

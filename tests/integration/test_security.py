@@ -55,7 +55,9 @@ def test_each_scope_needs_its_own_token(worker):
     status, text = http("GET", f"{worker.url}/metrics", headers=bearer(METRICS))
     assert status == 200 and 'recsys_auth_refused_total{scope="read",status="403"} 4.0' in text
     assert get(f"{worker.url}/api/ping") == (200, {"ok": True})
-    status, health = get(f"{worker.url}/api/health")
+    status, health = get(f"{worker.url}/api/health")   # without a token: the status alone
+    assert status == 200 and health["ready"] is True and "auth" not in health and "broker" not in health
+    status, health = get(f"{worker.url}/api/health", headers=bearer(METRICS))
     assert status == 200 and health["auth"] == {"read": "token", "ingest": "token", "admin": "token",
                                                 "metrics": "token"}
 
