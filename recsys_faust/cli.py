@@ -569,10 +569,6 @@ def bench(quick: bool, scale: bool, data: Optional[Path], workdir: Path, broker:
     click.echo(f"\n(bench {'--quick ' if quick else ''}took {time.monotonic() - started:.0f}s)")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def backup(directory: Path) -> None:
@@ -647,6 +643,7 @@ def soak(minutes: float, rate: float, users: int, http_per_s: float, sample_s: f
     if not result.ok:
         raise click.ClickException("; ".join(result.problems))
 
+
 def _benchmarks(name: str) -> Any:
     """``benchmarks/<name>.py`` of the source tree: the benchmarks and the soak ship with the
     repository, not in the wheel (a clone with ``pip install -e '.[test]'`` has them)."""
@@ -664,3 +661,6 @@ def _benchmarks(name: str) -> Any:
             "the benchmarks and the soak live in the source repository, not in the installed package: "
             "run this command from a clone (git clone ...; pip install -e '.[test]')") from None
 
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

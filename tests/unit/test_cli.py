@@ -33,3 +33,15 @@ def test_retrain_refuses_a_feature_the_drift_detector_does_not_judge():
     result = CliRunner().invoke(main, ["retrain", "--watch", "--on-drift", "catalogue,colour"],
                                 env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/x", "RECSYS_ENV_FILE": ""})
     assert result.exit_code == 2 and "colour" in result.output and "catalogue" in result.output
+
+
+def test_every_command_answers_help_when_the_module_is_run_directly():
+    """``python -m recsys_faust.cli`` defines every command before it runs (the bench and soak
+    helpers included), as the console script does."""
+    import subprocess
+    import sys
+
+    for command in ("bench", "soak", "keys", "kafka"):
+        out = subprocess.run([sys.executable, "-m", "recsys_faust.cli", command, "--help"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "Usage:" in out.stdout, command + out.stderr
