@@ -34,6 +34,11 @@ DEDUP_EXPIRED = Counter(
     "recsys_dedup_expired_total", "event_ids entries deleted as they left the de-duplication window (RECSYS_DEDUP_WINDOW_S)",
     registry=REGISTRY,
 )
+ANSWERS_NOT_KEPT = Counter(
+    "recsys_online_answers_not_kept_total",
+    "Served answers not folded into a profile because their user has no event yet (no state is made for them)",
+    registry=REGISTRY,
+)
 MODEL_RECORDS_REFUSED = Counter(
     "recsys_model_records_refused_total",
     "Records of amazon-model-updates skipped by the model registry, by reason (unsigned, bad_signature, ...)",

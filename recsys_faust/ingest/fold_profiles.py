@@ -48,6 +48,7 @@ class ProfilesFolded:
     interactions: dict[str, list[Accepted]]   # user_id -> interactions for their history
     new_ids: list[tuple[str, Any, int]]       # event_ids entries of the events applied
     online: OnlineCounts
+    unknown_answered: int = 0                 # answers to users with no state, not kept
 
 
 def users_of(by_user: dict[str, list[Accepted]],
@@ -70,6 +71,12 @@ def fold_profiles(users: Sequence[tuple[str, int]], stored: Iterable[Optional[di
     out = ProfilesFolded([], [], Counter(), {}, {}, [], OnlineCounts())
     keys = iter(ids.keys)  # in the order of ``by_user``, as the lookup built them
     for (user_id, partition), profile in zip(users, stored):
+        if profile is None and user_id not in by_user:
+            # Answers served to a user with no event yet make no profile: a read token must not
+            # grow state without bound (any id can be asked for). Their hits count from the
+            # user's first event on.
+            out.unknown_answered += len(served.get(user_id, ()))
+            continue
         profile = profile or new_profile(user_id)
         took_answer = fold_answers(profile, served.get(user_id, ()), out.online, rules)
         changed = False

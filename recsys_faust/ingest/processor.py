@@ -113,6 +113,8 @@ class UserEventProcessor:
         # Deletes are held too: the next batch, folded before this one is stored, must neither
         # take an expired id for a known one nor delete it a second time.
         ahead.ids.hold(seq, id_changes)
+        if folded.unknown_answered:
+            metrics.ANSWERS_NOT_KEPT.inc(folded.unknown_answered)
         clock.mark("profiles")
         staged, profile_raws = self._fold_items(seq, folded.pop_updates, folded.interactions,
                                                 folded.touched + folded.answered, id_changes)

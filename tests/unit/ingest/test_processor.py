@@ -538,3 +538,17 @@ def test_kept_values_stand_in_for_the_store_between_batches():
     asyncio.run(run(processor, [record(topic, p, 2, view(user, "p1", DAY + 1, 2))]))
     assert tables["profiles"].data[user]["counts"] == {"view": 2}
     assert all(not keys for _, keys in asked), asked  # nothing of the first batch read back
+
+
+def test_answers_to_a_user_with_no_event_make_no_state_until_the_users_first_event():
+    """Anyone with a read token can ask for any id: the answers served to ids that never had an
+    event must not each leave a profile behind."""
+    processor, tables, _ranker, dead, _ = build()
+    p = user_partition("fay", N)
+    asyncio.run(run(processor, [served_record(f"ghost-{n}", 10 * DAY, ["p1"], n, user_partition(f"ghost-{n}", N))
+                                for n in range(5)]))
+    assert not any(k.startswith("ghost-") for k in tables["profiles"].data) and not processor.ctx.online.by_key
+    asyncio.run(run(processor, [served_record("fay", 10 * DAY, ["p3"], 6, p),
+                                record("amazon-product-views", p, 8, view("fay", "p2", 10 * DAY + 1, 1))]))
+    assert tables["profiles"].data["fay"]["counts"] == {"view": 1}   # the first event makes the profile
+    assert not dead.records
