@@ -8,6 +8,8 @@ from the topics at every start: no state that a table or topic cannot rebuild.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +20,14 @@ from typing import Any, Callable, Optional
 from .. import metrics
 from ..events.model import TOPIC_CONTROL, TOPIC_MODEL_UPDATES
 from ..kafka.own_writes import OwnWrites
+from ..kafka.read_all import TopicReader
 from ..kafka.replicated import ReplicatedChangelog
 from ..kafka.table import StrKeyTable
 from ..popularity.trending import PopularityIndex
 from ..ranking.maths.ann import AnnConfig
 from ..ranking.model.active import ModelHolder
 from ..ranking.model.payload import decode as decode_model
+from ..ranking.model.announcement import check
 from ..ranking.model.registry import ModelRegistry, registry_for
 from ..transitions.index import TransitionIndex, is_history_key_bytes
 from ..settings import Settings
@@ -72,7 +76,9 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
         models=models,
         registry=registry,
         models_tail=ReplicatedChangelog(settings, TOPIC_MODEL_UPDATES,
-                                        ModelFollower(registry, models, Path(settings.training.models_dir)).on_records,
+                                        ModelFollower(registry, models, Path(settings.training.models_dir),
+                                                      refetch=lambda version: asyncio.run(
+                                                          read_announcement(settings, registry, version))).on_records,
                                         timestamps=True),
     )
 
@@ -86,10 +92,14 @@ class ModelFollower:
     previous version. Loads run one at a time in the order chosen, and a load overtaken by a
     newer choice is dropped, so the last choice is what is served."""
 
-    def __init__(self, registry: ModelRegistry, models: ModelHolder, models_dir: Optional[Path] = None) -> None:
+    def __init__(self, registry: ModelRegistry, models: ModelHolder, models_dir: Optional[Path] = None,
+                 refetch: Optional[Callable[[str], Optional[dict[str, Any]]]] = None) -> None:
         self.registry = registry
         self.models = models
         self.models_dir = models_dir
+        # A version whose inline artifact the registry dropped is read from the topic again
+        # (on the loader thread: ``read_announcement``).
+        self.refetch = refetch
         self._wanted: Optional[str] = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
 
@@ -110,6 +120,11 @@ class ModelFollower:
         if version != self._wanted:
             return  # a newer choice came while this one waited
         try:
+            if chosen.get("stripped"):
+                refetched = self.refetch(version) if self.refetch is not None else None
+                if refetched is None:
+                    raise ValueError(f"model {version}'s artifact is no longer held and could not be read again")
+                chosen = refetched
             artifact = decode_model(chosen, self.models_dir, self.registry.limits)
             if version == self._wanted:
                 self.models.switch(artifact, float(chosen.get("created_at") or 0))
@@ -153,3 +168,24 @@ class CacheControl:
                 "detail": "ready lists generated before cache_epoch are no longer served, on every worker; "
                           "answers are computed live until each user's next event rebuilds the list"}
 
+
+async def read_announcement(settings: Settings, registry: ModelRegistry, version: str) -> Optional[dict[str, Any]]:
+    """``version``'s announcement as the topic holds it now, checked as the registry checks a
+    record (its signature included); None when it is gone or fails the check."""
+    reader = TopicReader(settings, TOPIC_MODEL_UPDATES, max_partition_fetch_bytes=settings.training.max_model_bytes,
+                         fetch_max_bytes=settings.training.max_model_bytes)
+    found: Optional[tuple[Optional[bytes], float]] = None
+    wanted = version.encode("utf-8")
+    async for records in reader.batches():
+        for record in records:
+            if record.key == wanted:
+                found = (record.value, record.timestamp / 1000)
+    if found is None or found[0] is None:
+        return None
+    try:
+        value, reason = check(version, json.loads(found[0]), found[1], registry.limits, registry.verifier)
+    except ValueError:
+        return None
+    if reason is not None:
+        log.warning("model %s read again from amazon-model-updates is refused: %s", version, reason)
+    return value if reason is None else None

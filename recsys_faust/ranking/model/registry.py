@@ -13,8 +13,10 @@ Every worker tails the topic from the beginning (``worker/replicas.py``) and ser
 new version, and an activation after the newest publication serves the pinned one. Because the
 choice is made from the topic alone, every worker makes the same one, and a restarted worker
 comes back on it. The history a start-up reads is bounded by pruning (``models prune --keep
-N`` writes tombstones; compaction then drops the artifacts): the registry holds the
-announcements still on the topic, in memory, to switch back without reading it again.
+N`` writes tombstones; compaction then drops the artifacts). In memory the registry keeps every
+announcement's manifest, but the inline artifact (up to ``RECSYS_MAX_MODEL_BYTES`` each) only of
+the version chosen and the newest: a switch back to another one reads its record from the topic
+again (``worker/replicas.py``), checked like the first time.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class ModelRegistry:
     limits: AnnouncementLimits = field(default_factory=AnnouncementLimits)
     verifier: Optional[ModelVerifier] = None
     refused: Counter = field(default_factory=Counter)
+    #: inline artifacts kept besides the chosen and the newest version's (0: just those two)
+    keep_inline: int = 0
 
     def apply(self, records: Iterable[Record]) -> None:
         """Fold records of the topic in offset order (the newest value of a key wins); a record
@@ -76,6 +80,18 @@ class ModelRegistry:
                 self.versions.pop(key, None)
             else:
                 self.versions[key] = value
+        self._drop_artifacts()
+
+    def _drop_artifacts(self) -> None:
+        """Inline artifacts of versions neither chosen nor newest are dropped (``stripped`` marks
+        them; their size stays for ``summary``)."""
+        keep = {str(v["model_version"]) for v in (self.chosen(), self.newest()) if v is not None}
+        ordered = sorted(self.versions.values(), key=lambda v: (published_at(v), str(v["model_version"])), reverse=True)
+        keep |= {str(v["model_version"]) for v in ordered[:self.keep_inline]}
+        for version, value in self.versions.items():
+            if version not in keep and "artifact_npz_b64" in value:
+                self.versions[version] = {**{k: v for k, v in value.items() if k != "artifact_npz_b64"},
+                                          "stripped": True, "shipped_bytes": shipped_bytes(value)}
 
     def newest(self) -> Optional[dict[str, Any]]:
         if not self.versions:
@@ -111,7 +127,7 @@ class ModelRegistry:
                 "offline_metrics": manifest.get("offline_metrics") or {},
                 "active": chosen is not None and version == str(chosen["model_version"]),
                 "pinned": version == pinned,
-                "bytes": shipped_bytes(v),
+                "bytes": v.get("shipped_bytes", shipped_bytes(v)),
                 "shipped": "reference" if "artifact_ref" in v else "inline",
             })
         return out

@@ -56,3 +56,16 @@ def test_records_that_are_not_announcements_are_ignored():
     r = ModelRegistry()
     r.apply([("junk", {"hello": 1}), ("v1", "not a dict"), (ACTIVE_KEY, {"no": "version"})])
     assert r.versions == {} and r.pin is None and r.chosen() is None
+
+
+def test_only_the_chosen_and_the_newest_inline_artifacts_stay_in_memory():
+    r = ModelRegistry()
+    r.apply([announcement(f"v{n}", 100.0 * n) for n in range(1, 5)])
+    held = {v for v, value in r.versions.items() if "artifact_npz_b64" in value}
+    assert held == {"v4"}                                   # chosen and newest: the same one
+    assert r.versions["v1"]["stripped"] and r.versions["v1"]["manifest"] == {"factors": 8, "n_items": 3}
+    assert {s["model_version"]: s["bytes"] for s in r.summary()} == {f"v{n}": 10 for n in range(1, 5)}
+    r.apply([pin("v2", 900.0)])   # a rollback to a stripped version: it stays marked for a re-read
+    assert r.chosen()["model_version"] == "v2" and r.chosen().get("stripped")
+    r.apply([announcement("v2", 950.0)])   # its record read again (or published again): held from now on
+    assert "artifact_npz_b64" in r.versions["v2"] and not r.versions["v2"].get("stripped")
