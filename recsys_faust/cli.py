@@ -76,11 +76,14 @@ def db() -> None:
 @click.option("--worker-role", default=None, metavar="NAME",
               help="Also create (or update) a least-privilege login role for the workers: read and insert "
                    "rows, no DDL. Its password: RECSYS_DB_WORKER_PASSWORD.")
-def db_init(worker_role: Optional[str]) -> None:
+@click.option("--reader-role", default=None, metavar="NAME",
+              help="Also create (or update) a login role that may only SELECT (the retrainer). Its password: "
+                   "RECSYS_DB_READER_PASSWORD.")
+def db_init(worker_role: Optional[str], reader_role: Optional[str]) -> None:
     """Create or migrate the database schema (idempotent), as the role in DATABASE_URL (its owner)."""
     import psycopg
 
-    from .sink.roles import ensure_worker_role
+    from .sink.roles import ensure_reader_role, ensure_worker_role
     from .sink.schema import LATEST_VERSION, migrate
 
     settings = _settings()
@@ -92,6 +95,8 @@ def db_init(worker_role: Optional[str]) -> None:
             applied = await migrate(conn)
             if worker_role:
                 await ensure_worker_role(conn, worker_role, settings.secret("db_worker_password"))
+            if reader_role:
+                await ensure_reader_role(conn, reader_role, settings.secret("db_reader_password"))
             return applied
 
     try:
@@ -105,6 +110,8 @@ def db_init(worker_role: Optional[str]) -> None:
     if worker_role:
         click.echo(f"worker role {worker_role}: SELECT and INSERT on every table, UPDATE on users and products, "
                    "no DDL; run workers with it in DATABASE_URL and RECSYS_DB_MIGRATE=false")
+    if reader_role:
+        click.echo(f"reader role {reader_role}: SELECT on every table, nothing else (the retrainer)")
 
 
 def _without_password(dsn: str) -> str:
@@ -169,7 +176,8 @@ def keys_secrets() -> None:
     from .ranking.model.announcement import generate_pair
 
     for name in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "RECSYS_API_TOKEN", "RECSYS_READ_TOKENS",
-                 "RECSYS_INGEST_TOKENS", "RECSYS_METRICS_TOKEN", "RECSYS_DB_WORKER_PASSWORD", "RECSYS_FORWARD_SECRET"):
+                 "RECSYS_INGEST_TOKENS", "RECSYS_METRICS_TOKEN", "RECSYS_DB_WORKER_PASSWORD", "RECSYS_DB_READER_PASSWORD",
+                 "RECSYS_FORWARD_SECRET"):
         click.echo(f"{name}={secrets.token_urlsafe(32)}")
     private, public = generate_pair()
     click.echo(f"RECSYS_MODEL_SIGNING_KEY={private}")

@@ -100,7 +100,41 @@ def render() -> str:
 
 
 #: The head of .env.example: what the compose file alone reads, and the secrets it requires.
-ENV_EXAMPLE_HEAD = "# Every setting recsys-faust reads, with its default and meaning. Copy to .env and edit:\n#   cp .env.example .env\n# The worker, the CLI and docker/docker-compose.yml read it (real environment variables win).\n# A commented line is the default; uncomment to change it. tests/deploy/test_compose.py checks\n# that this file lists every setting, each with its true default.\n\n# --- docker/docker-compose.yml (compose only; not read by the code) ---------------------\n# Every secret below ships empty and compose refuses to start until it is set, and the workers\n# run in production mode (RECSYS_PRODUCTION=true): a placeholder or a secret under 32 characters\n# stops them. `recsys-faust keys secrets >> .env` writes fresh values for all of them.\nPOSTGRES_PASSWORD=\nGRAFANA_ADMIN_PASSWORD=\n# IMAGE_TAG=0.1.0\n# LB_HTTP_PORT=8080\n# PROMETHEUS_PORT=9090\n# GRAFANA_PORT=3000\n\n# Required by the compose file: the API's tokens (comma-separated lists; rotate by adding the\n# new token, moving the clients, then removing the old one).\nRECSYS_API_TOKEN=\nRECSYS_READ_TOKENS=\nRECSYS_INGEST_TOKENS=\nRECSYS_METRICS_TOKEN=\n# The workers' database role (created by the init service: rows only, no DDL).\nRECSYS_DB_WORKER_PASSWORD=\n# Requests one worker forwards to another carry an HMAC with this secret.\nRECSYS_FORWARD_SECRET=\n# The model signing pair: the retrainer signs, the workers fold only what is signed.\nRECSYS_MODEL_SIGNING_KEY=\nRECSYS_MODEL_VERIFY_KEY=\n\n\n"
+ENV_EXAMPLE_HEAD = """# Every setting recsys-faust reads, with its default and meaning. Copy to .env and edit:
+#   cp .env.example .env
+# The worker, the CLI and docker/docker-compose.yml read it (real environment variables win).
+# A commented line is the default; uncomment to change it. tests/deploy/test_compose.py checks
+# that this file lists every setting, each with its true default.
+
+# --- docker/docker-compose.yml (compose only; not read by the code) ---------------------
+# Every secret below ships empty and compose refuses to start until it is set, and the workers
+# run in production mode (RECSYS_PRODUCTION=true): a placeholder or a secret under 32 characters
+# stops them. `recsys-faust keys secrets >> .env` writes fresh values for all of them.
+POSTGRES_PASSWORD=
+GRAFANA_ADMIN_PASSWORD=
+# IMAGE_TAG=0.1.0
+# LB_HTTP_PORT=8080
+# PROMETHEUS_PORT=9090
+# GRAFANA_PORT=3000
+
+# Required by the compose file: the API's tokens (comma-separated lists; rotate by adding the
+# new token, moving the clients, then removing the old one).
+RECSYS_API_TOKEN=
+RECSYS_READ_TOKENS=
+RECSYS_INGEST_TOKENS=
+RECSYS_METRICS_TOKEN=
+# The workers' database role (created by the init service: rows only, no DDL), and the
+# retrainer's (SELECT only).
+RECSYS_DB_WORKER_PASSWORD=
+RECSYS_DB_READER_PASSWORD=
+# Requests one worker forwards to another carry an HMAC with this secret.
+RECSYS_FORWARD_SECRET=
+# The model signing pair: the retrainer signs, the workers fold only what is signed.
+RECSYS_MODEL_SIGNING_KEY=
+RECSYS_MODEL_VERIFY_KEY=
+
+
+"""
 
 
 def render_env_example() -> str:

@@ -189,7 +189,7 @@ class Settings(BaseSettings):
 
 #: The secrets production mode checks (each token of a list on its own).
 _SECRETS = ("api_token", "read_tokens", "ingest_tokens", "metrics_token", "forward_secret", "kafka_sasl_password",
-            "db_worker_password")
+            "db_worker_password", "db_reader_password")
 
 
 def production_problems(settings: "Settings") -> list[str]:

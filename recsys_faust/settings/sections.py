@@ -296,6 +296,7 @@ class SinkSettings(Section):
     db_pool_max: int = 4  # PostgreSQL connections at most
     db_max_backoff_s: float = 5.0      # cap of the retry backoff while PostgreSQL is down
     db_migrate: bool = True            # workers migrate the schema at start; false: they wait for `db init` (a worker role without DDL)
+    db_reader_password: Optional[SecretStr] = None  # `db init --reader-role NAME` sets this password on the role (SELECT only: the retrainer)
     db_worker_password: Optional[SecretStr] = None  # `db init --worker-role NAME` sets this password on the role
 
     @property

@@ -4,7 +4,8 @@
 it owns them). With ``--worker-role NAME`` it also creates or updates a login role for the
 workers that may read and insert rows, update the two entity tables the sink keeps first/last
 seen in, and nothing else: no CREATE on the schema, no DROP, no ALTER (only an owner may),
-no DELETE, and no INSERT into the migration record. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``.
+no DELETE, and no INSERT into the migration record. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``. With
+``--reader-role NAME`` it makes a role that may only SELECT, for the retrainer.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def check_role_name(name: str) -> str:
     return name
 
 
-async def ensure_worker_role(conn: Any, role: str, password: Optional[str]) -> None:
-    """Create ``role`` (or update its password) and grant it exactly what a worker needs."""
+async def _login_role(conn: Any, role: str, password: Optional[str]) -> Any:
+    """Create ``role`` (or update its password) with no privilege but to log in; its identifier."""
     ident = sql.Identifier(check_role_name(role))
     cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
     exists = await cur.fetchone() is not None
@@ -39,13 +40,29 @@ async def ensure_worker_role(conn: Any, role: str, password: Optional[str]) -> N
     else:
         await conn.execute(sql.SQL("{} {} {}").format(verb, ident, options))
     db = (await (await conn.execute("SELECT current_database()")).fetchone())[0]
-    await conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(db), ident))
+    await conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), ident))
     await conn.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(ident))
     await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+    return ident
+
+
+async def ensure_worker_role(conn: Any, role: str, password: Optional[str]) -> None:
+    """Create ``role`` (or update its password) and grant it exactly what a worker needs."""
+    ident = await _login_role(conn, role, password)
+    db = (await (await conn.execute("SELECT current_database()")).fetchone())[0]
+    await conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(db), ident))
     await conn.execute(sql.SQL("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
     for table in UPDATED_TABLES:
         await conn.execute(sql.SQL("GRANT UPDATE ON {} TO {}").format(sql.Identifier(table), ident))
     # The migration record is the owner's: a worker that could add to it could mark a migration
     # done that never ran.
     await conn.execute(sql.SQL("REVOKE INSERT ON {} FROM {}").format(sql.Identifier(MIGRATIONS_TABLE), ident))
+    await conn.commit()
+
+
+async def ensure_reader_role(conn: Any, role: str, password: Optional[str]) -> None:
+    """Create ``role`` (or update its password) with SELECT on every table and nothing else: the
+    retrainer reads the interactions and writes nothing to the database."""
+    ident = await _login_role(conn, role, password)
+    await conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
     await conn.commit()

@@ -1,6 +1,7 @@
 """Database access control on a real PostgreSQL: `db init --worker-role` makes a login role that
 can read and insert rows but cannot create, drop or alter a table, and a worker running as it
-(with RECSYS_DB_MIGRATE=false) stores every event."""
+(with RECSYS_DB_MIGRATE=false) stores every event; `--reader-role` makes one that may only read
+(the retrainer)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .helpers import produce_events, wait_until
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
 ROLE = "recsys_worker"
+READER = "recsys_reader"
 
 
 def as_role(stack, role: str) -> str:
@@ -26,9 +28,10 @@ def as_role(stack, role: str) -> str:
 
 @pytest.fixture(scope="module")
 def role(stack):
-    env = {**os.environ, **stack.env, "RECSYS_DB_WORKER_PASSWORD": "s3cret-worker"}
-    out = subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init", "--worker-role", ROLE], env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = {**os.environ, **stack.env, "RECSYS_DB_WORKER_PASSWORD": "s3cret-worker",
+           "RECSYS_DB_READER_PASSWORD": "s3cret-reader"}
+    out = subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init", "--worker-role", ROLE,
+                          "--reader-role", READER], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "s3cret" not in out.stdout + out.stderr  # the password is never printed
     again = subprocess.run([sys.executable, "-m", "recsys_faust", "db", "init", "--worker-role", ROLE], env=env,
@@ -67,3 +70,17 @@ def test_a_worker_as_that_role_without_migrating_stores_every_event(stack, role)
         users = conn.execute("SELECT count(*) FROM users").fetchone()[0]
     assert owner == "postgres" and users == len({o["user_id"] for k, o in events if k != "user-event"})
     assert worker.alive()
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO interactions (event_id) VALUES ('forged')",
+    "UPDATE users SET first_seen = now()",
+    "DELETE FROM interactions",
+    "CREATE TABLE intruder (x int)",
+])
+def test_the_reader_role_may_only_read(stack, role, statement):
+    reader = as_role(stack, READER)
+    with psycopg.connect(reader) as conn:
+        assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] >= 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
