@@ -91,7 +91,7 @@ def db_init(worker_role: Optional[str], reader_role: Optional[str]) -> None:
         raise click.UsageError("DATABASE_URL is not set")
 
     async def run() -> list[int]:
-        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.dsn) as conn:
             applied = await migrate(conn)
             if worker_role:
                 await ensure_worker_role(conn, worker_role, settings.secret("db_worker_password"))
@@ -104,7 +104,7 @@ def db_init(worker_role: Optional[str], reader_role: Optional[str]) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc))
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot migrate {_without_password(settings.sink.database_url)}: {exc}")
+        raise click.ClickException(f"cannot migrate {_without_password(settings.sink.dsn)}: {exc}")
     click.echo(f"applied migrations {applied}; schema at version {LATEST_VERSION}" if applied
                else f"schema already at version {LATEST_VERSION}")
     if worker_role:
@@ -148,7 +148,7 @@ def db_events(user_id: str, limit: int) -> None:
     settings, cipher = _database_and_keys()
 
     async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.dsn) as conn:
             async for event in user_events(conn, cipher, user_id, limit):
                 click.echo(json.dumps(event, sort_keys=True))
 
@@ -158,7 +158,7 @@ def db_events(user_id: str, limit: int) -> None:
         raise click.ClickException("a sealed field does not open with any key of RECSYS_FIELD_KEYS "
                                    "(was a key removed before `keys rotate` ran?)")
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot read {_without_password(settings.sink.database_url)}: {exc}")
+        raise click.ClickException(f"cannot read {_without_password(settings.sink.dsn)}: {exc}")
 
 
 @main.group()
@@ -220,7 +220,7 @@ def keys_rotate() -> None:
     unopened: list[tuple[str, str]] = []
 
     async def run() -> tuple[int, int]:
-        async with await psycopg.AsyncConnection.connect(settings.sink.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(settings.sink.dsn) as conn:
             total = await count_rows(conn, cipher)
             with click.progressbar(length=total, label="re-sealing stored rows", file=sys.stderr) as bar:
                 changed = await reseal_rows(conn, cipher, on_batch=bar.update, unopened=unopened)
@@ -231,7 +231,7 @@ def keys_rotate() -> None:
     except InvalidToken:  # a row read outside reseal_rows' guard: never expected
         raise click.ClickException("a stored field does not open with any key of RECSYS_FIELD_KEYS")
     except psycopg.Error as exc:
-        raise click.ClickException(f"cannot rotate in {_without_password(settings.sink.database_url)}: {exc}")
+        raise click.ClickException(f"cannot rotate in {_without_password(settings.sink.dsn)}: {exc}")
     if unopened:
         first = ", ".join(f"{table} {key}" for table, key in unopened[:5])
         raise click.ClickException(
@@ -329,7 +329,7 @@ def train(data: Optional[Path], publish: bool, no_eval: bool, factors, regulariz
         dataset, source = load_dataset(data, settings, kind), str(data)
     elif settings.sink.database_url:
         try:
-            dataset, source = load_database(settings.sink.database_url, settings), "postgresql:interactions"
+            dataset, source = load_database(settings.sink.dsn, settings), "postgresql:interactions"
         except Exception as exc:  # noqa: BLE001
             raise click.ClickException(f"cannot read interactions from the database: {exc}")
     else:

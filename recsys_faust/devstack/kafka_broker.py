@@ -98,7 +98,7 @@ def fetch_kafka(home: Optional[Path] = None, *, say: Callable[[str], None] = pri
     mvn = shutil.which("mvn")
     if mvn is None:
         raise KafkaUnavailable("fetching Apache Kafka's jars needs Maven (mvn) on the PATH, once; "
-                               f"or set RECSYS_KAFKA_HOME to a folder whose libs/ holds them")
+                               "or set RECSYS_KAFKA_HOME to a folder whose libs/ holds them")
     home.mkdir(parents=True, exist_ok=True)
     staging = home / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)

@@ -125,7 +125,7 @@ def backup(settings: Settings, target: Path, *, echo: Callable[[str], None] = pr
         echo(f"  {manifest['topics'][spec.name]['records']:,} records")
     if settings.sink.database_url:
         echo("database (every table as CSV, one snapshot) ...")
-        manifest["database"] = asyncio.run(dump_tables(settings.sink.database_url,
+        manifest["database"] = asyncio.run(dump_tables(settings.sink.dsn,
                                                        target / "database", echo=echo))
     models = Path(settings.training.models_dir)
     if models.is_dir():
@@ -204,7 +204,7 @@ def restore(settings: Settings, source: Path, *, echo: Callable[[str], None] = p
         if not settings.sink.database_url:
             raise BackupError("the backup holds a database: set DATABASE_URL to restore it")
         try:
-            asyncio.run(load_tables(settings.sink.database_url, source,
+            asyncio.run(load_tables(settings.sink.dsn, source,
                                     manifest["database"], echo=echo))
         except DatabaseRestoreError as exc:
             raise BackupError(str(exc)) from None

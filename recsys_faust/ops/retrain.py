@@ -43,7 +43,7 @@ async def retrain_once(settings: Settings, params: ALSParams, watch: RetrainWatc
     if not settings.sink.database_url:
         raise RetrainError("retrain trains on the persisted interactions: set DATABASE_URL")
     try:
-        data = await asyncio.to_thread(load_database, settings.sink.database_url, settings)
+        data = await asyncio.to_thread(load_database, settings.sink.dsn, settings)
     except Exception as exc:  # noqa: BLE001 - said, and the watcher goes on
         raise RetrainError(f"cannot read interactions from the database: {exc}") from exc
     say(f"training on {len(data):,} interactions ({data.n_users:,} users, {data.n_items:,} items) from the database")

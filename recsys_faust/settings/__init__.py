@@ -201,7 +201,7 @@ def production_problems(settings: "Settings") -> list[str]:
             if why is not None:
                 problems.append(f"{env_names(name)[0]} {why}")
                 break
-    url = settings.sink.database_url or ""
+    url = settings.sink.dsn or ""
     if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
         why = weak_secret(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
         if why is not None:

@@ -29,7 +29,7 @@ class Section(BaseModel):
 
     def secret(self, name: str) -> Optional[str]:
         value = getattr(self, name)
-        return value.get_secret_value() if value is not None else None
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 class KafkaSettings(Section):
@@ -289,7 +289,7 @@ class ProcessSettings(Section):
 class SinkSettings(Section):
     """The PostgreSQL sink."""
 
-    database_url: Optional[str] = Field(None, validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL"))  # PostgreSQL DSN for the sink; unset: no sink
+    database_url: Optional[SecretStr] = Field(None, validation_alias=AliasChoices("DATABASE_URL", "RECSYS_DATABASE_URL"))  # PostgreSQL DSN for the sink (a secret: it may hold the password); unset: no sink
     sink_batch_size: int = 1_000       # records per sink transaction
     sink_batch_within: float = 0.2     # seconds to wait filling a sink batch
     db_pool_min: int = 1  # PostgreSQL connections kept open
@@ -302,6 +302,11 @@ class SinkSettings(Section):
     @property
     def persistence_enabled(self) -> bool:
         return bool(self.database_url)
+
+    @property
+    def dsn(self) -> Optional[str]:
+        """DATABASE_URL's plain value, for a connection (never for a log: ``without_password``)."""
+        return self.secret("database_url")
 
 
 class TrainingSettings(Section):

@@ -51,7 +51,7 @@ def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters,
     """The PostgreSQL sink's pool and agents, when DATABASE_URL is set; returns the sink."""
     if not settings.sink.database_url:
         return None
-    sink = PostgresSink(settings.sink.database_url, min_size=settings.sink.db_pool_min, max_size=settings.sink.db_pool_max,
+    sink = PostgresSink(settings.sink.dsn, min_size=settings.sink.db_pool_min, max_size=settings.sink.db_pool_max,
                         max_backoff_s=settings.sink.db_max_backoff_s, migrate=settings.sink.db_migrate)
     sinks = SinkProcessor(settings, sink, dead_letters, stopping=lambda: app.should_stop)
 

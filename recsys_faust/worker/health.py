@@ -40,7 +40,7 @@ class DatabaseProbe:
             import psycopg
 
             try:
-                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.settings.sink.database_url), 2.0)
+                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self.settings.sink.dsn), 2.0)
                 await conn.close()
                 self._ok, self._error = True, None
             except Exception as exc:  # noqa: BLE001 - reported, not raised
