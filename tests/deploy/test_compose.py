@@ -48,7 +48,7 @@ def test_the_retrainer_watches_writes_the_shared_models_and_is_checked_by_its_he
     check = " ".join(svc["healthcheck"]["test"])
     assert beat in check and "-lt 60" in check   # a few of the 10 s beats may be missed, not six
     assert svc["volumes"] == ["models:/var/lib/recsys/models"]
-    assert svc["environment"]["DATABASE_URL"].startswith("postgresql://recsys_worker:")
+    assert svc["environment"]["DATABASE_URL"].startswith("postgresql://recsys_reader:")   # SELECT only
     assert svc["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert "deploy" not in svc  # one watcher: two would retrain twice on the same alert
 
