@@ -88,6 +88,11 @@ REQUESTS_ANSWERED = Counter(
     "recsys_requests_answered_total", "Recommendation requests answered on the responses topic",
     ["strategy"], registry=REGISTRY,
 )
+DEGRADED_ANSWERS = Counter(
+    "recsys_degraded_answers_total",
+    "Recommendations answered with popular items because the user's owner could not be reached", ["reason"],
+    registry=REGISTRY,
+)
 HTTP_RECOMMENDATIONS = Counter(
     "recsys_http_recommendations_total", "Recommendation answers served over HTTP", ["strategy"],
     registry=REGISTRY,
@@ -150,6 +155,8 @@ def preset_series(topics: Sequence[str], features: Sequence[str]) -> None:
         DRIFT_STATISTIC.labels(feature)
     for stage in ("started", "visible"):
         FRESHNESS.labels(stage)
+    for reason in ("owner_unreachable", "unavailable"):
+        DEGRADED_ANSWERS.labels(reason)
     for reason in ("unsigned", "bad_signature"):
         MODEL_RECORDS_REFUSED.labels(reason)
 

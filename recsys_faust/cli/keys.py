@@ -20,17 +20,10 @@ def keys() -> None:
 def keys_secrets() -> None:
     """Print fresh values for every secret .env.example leaves empty (tokens, passwords, the
     forward secret, the model signing pair): `recsys-faust keys secrets >> .env`."""
-    import secrets
+    from ..ops.secrets import fresh_secrets
 
-    from ..ranking.model.announcement import generate_pair
-
-    for name in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "RECSYS_API_TOKEN", "RECSYS_READ_TOKENS",
-                 "RECSYS_INGEST_TOKENS", "RECSYS_METRICS_TOKEN", "RECSYS_DB_WORKER_PASSWORD", "RECSYS_DB_READER_PASSWORD",
-                 "RECSYS_FORWARD_SECRET"):
-        click.echo(f"{name}={secrets.token_urlsafe(32)}")
-    private, public = generate_pair()
-    click.echo(f"RECSYS_MODEL_SIGNING_KEY={private}")
-    click.echo(f"RECSYS_MODEL_VERIFY_KEY={public}")
+    for name, value in fresh_secrets().items():
+        click.echo(f"{name}={value}")
 
 
 @keys.command("models")

@@ -57,6 +57,50 @@ def dev(data: Optional[Path], limit: int, rate: Optional[float], port: int, part
 
 
 @main.command()
+@click.option("--factor", type=click.IntRange(1, 600), default=20, show_default=True,
+              help="Divide the alert rules' windows and Prometheus's intervals by this (1: as shipped).")
+@click.option("--workers", type=click.IntRange(1, 20), default=None,
+              help="Worker processes (default: the compose file's replicas).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path(".rehearsal"),
+              show_default=True, help="Where the rehearsal keeps logs, data and the configs it derived (wiped at start).")
+def rehearse(factor: int, workers: Optional[int], workdir: Path) -> None:
+    """Run docker/docker-compose.yml's topology as processes on this host: three Apache Kafka
+    brokers, PostgreSQL, init, the workers, the retrainer, HAProxy and Prometheus with the
+    shipped alert rules, each from the files compose mounts (needs a clone, haproxy and prometheus).
+
+    Prints where to look; Ctrl-C stops everything it started.
+    """
+    import signal
+    import threading
+
+    from ..devstack.rehearsal import Rehearsal
+
+    stack = Rehearsal(workdir, factor=factor, workers=workers, say=click.echo)
+    try:
+        stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    click.echo(f"""
+  load balancer   {stack.lb_url}   (Authorization: Bearer {stack.read_token})
+  HAProxy stats   http://127.0.0.1:{stack.stats_port}/stats
+  Prometheus      {stack.prometheus_url}/alerts   (rules' times divided by {factor})
+  workers         {", ".join(w.url for w in stack.workers)}
+  brokers         {stack.kafka.bootstrap if stack.kafka else ""}
+  logs, configs   {stack.workdir}
+Ctrl-C stops everything.""")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping the rehearsal ...")
+        stack.stop()
+
+
+@main.command()
 @click.option("--url", default=None, help="The worker's base URL (default: http://127.0.0.1:$WEB_PORT).")
 @click.option("--live", is_flag=True, help="Only ask whether the process answers (GET /api/health/live).")
 @click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait for the answer.")

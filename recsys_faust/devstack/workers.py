@@ -54,13 +54,17 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def argv(self) -> list[str]:
+        """``faust -A <app> worker -l <level>``, by this interpreter."""
+        return [sys.executable, "-m", "faust", "-A", self.app_module, "worker", "-l", self.loglevel]
+
     def start(self) -> "WorkerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", self.app_module, "worker", "-l", self.loglevel],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
 

@@ -7,12 +7,16 @@ micro-batch and partition, the newest offset they acknowledged (``Progress.recor
 
 - ``records``: the partition's high watermark (from the consumer's last fetch, which is right
   on the dev broker where ListOffsets is not) minus the next offset to process (after the
-  newest acknowledged, or Faust's committed offset, whichever is further);
+  newest acknowledged by the *slowest* agent reading the partition, or Faust's committed
+  offset, whichever is further): a record the processor folded but the sink has not stored
+  is behind, as the committed offset says (a PostgreSQL outage shows as growing lag);
 - ``age_s``: while records are behind, how old the newest processed record is (its Kafka
   timestamp): the time the consumer is behind, the figure Burrow and kafka-lag-exporter call
   time lag. 0 when caught up; None when no record of the partition was processed yet;
-- ``idle_s``: seconds since the partition last made progress, or since it was first seen
-  assigned; a partition with records behind and ``idle_s`` over the stall limit is stalled.
+- ``idle_s``: seconds since any agent last made progress on the partition, or since it was
+  first seen assigned; a partition with records behind and ``idle_s`` over the stall limit is
+  stalled. The fastest agent's progress, so that a sink waiting for its database (it retries,
+  and says so in its own metric) does not make a worker that serves well unready.
 """
 
 from __future__ import annotations
@@ -39,18 +43,18 @@ class Progress:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        # tp -> (offset, record timestamp in epoch seconds or None, monotonic time of the ack)
-        self.acked: dict[Any, tuple[int, Optional[float], float]] = {}
+        # tp -> agent -> (offset, record timestamp in epoch seconds or None, monotonic time of the ack)
+        self.acked: dict[Any, dict[str, tuple[int, Optional[float], float]]] = {}
         self.first_seen: dict[Any, float] = {}
 
-    def record(self, newest: dict[Any, tuple[int, Optional[float]]]) -> None:
-        """``newest``: tp -> (offset, timestamp) of the last record of a batch on that tp."""
+    def record(self, newest: dict[Any, tuple[int, Optional[float]]], agent: str = "") -> None:
+        """``newest``: tp -> (offset, timestamp) of the last record of ``agent``'s batch on that tp."""
         now = self.clock()
-        acked = self.acked
         for tp, (offset, ts) in newest.items():
-            old = acked.get(tp)
+            by_agent = self.acked.setdefault(tp, {})
+            old = by_agent.get(agent)
             if old is None or offset > old[0]:
-                acked[tp] = (offset, ts, now)
+                by_agent[agent] = (offset, ts, now)
 
     def lags(self, assigned: Iterable[Any], highwater: Callable[[Any], Optional[int]],
              committed: Callable[[Any], Optional[int]], *, wall: Optional[float] = None) -> list[PartitionLag]:
@@ -66,7 +70,8 @@ class Progress:
             end = highwater(tp)
             if end is None:
                 continue
-            mine = self.acked.get(tp)
+            agents = self.acked.get(tp) or {}
+            mine = min(agents.values(), key=lambda a: a[0]) if agents else None   # the slowest agent
             done = committed(tp)
             # Kafka's committed offset is the next one to read; with neither known, the log is
             # assumed to start at 0 (an overstatement once retention has deleted its head).
@@ -77,10 +82,11 @@ class Progress:
                 age = 0.0
             elif mine is not None and mine[1] is not None:
                 age = max(0.0, wall - mine[1])
-            moved = mine[2] if mine is not None else seen
+            moved = max(a[2] for a in agents.values()) if agents else seen      # the fastest agent
             out.append(PartitionLag(tp.topic, tp.partition, records, age, max(0.0, now - max(moved, seen))))
         for tp in [tp for tp in self.first_seen if tp not in current]:
             del self.first_seen[tp]  # revoked: a later assignment starts its idle clock anew
+            self.acked.pop(tp, None)  # ... and its agents' progress from the committed offset
         return out
 
 

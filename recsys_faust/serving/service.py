@@ -98,6 +98,17 @@ class Recommender:
         chosen = select(items, k, exclude=exclude, category=category)
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
+    def fallback(self, user_id: str, k: int, reason: str, *, category: Optional[str] = None,
+                 exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """The answer of a worker that cannot reach the user's owner: the popular items every
+        worker holds, marked ``degraded`` with the reason (the contract's cold-start shape)."""
+        exclude = tuple(exclude)
+        items, strategy = self.ranker.build_list(None, max(k + len(exclude), self.list_size), category=category)
+        chosen = select(items, k, exclude=exclude, category=category)
+        result = answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
+        result["degraded"] = reason
+        return result
+
     def similar(self, product_id: str, k: int, kind: str = "factors") -> Optional[dict[str, Any]]:
         """Items like ``product_id`` by ``kind`` (``SIMILAR_KINDS``); None for an unknown item.
 

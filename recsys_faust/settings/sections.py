@@ -115,6 +115,7 @@ class WebSettings(Section):
     trusted_proxies: str = ""  # addresses or networks (comma-separated) whose X-Forwarded-For names the client: the load balancer
     ready_broker_timeout_s: float = Field(6.0, gt=0)  # readiness 503 when the broker has not answered for this long
     ready_stall_s: float = Field(60.0, gt=0)          # ... or a partition with records behind has not moved for this long
+    forward_timeout_s: float = Field(2.0, gt=0)       # a request forwarded to the user's owner waits this long; then recommendations degrade to popular items
 
     @property
     def web_url(self) -> str:

@@ -126,7 +126,7 @@ class BatchPipeline:
         await (running if running is not None else rest)
         self._ack(batch)
 
-def ack_events(stream: StreamT, events: Sequence[EventT], progress: Progress = PROGRESS) -> None:
+def ack_events(stream: StreamT, events: Sequence[EventT], progress: Progress = PROGRESS, agent: str = "") -> None:
     """``stream.ack`` for every event of a batch, without a coroutine per event.
 
     The same steps as Faust's ``Stream.ack`` (the event's message acked, the stream's sensors
@@ -141,7 +141,7 @@ def ack_events(stream: StreamT, events: Sequence[EventT], progress: Progress = P
         if last_stream_to_ack:
             on_message_out(message.tp, message.offset, message)
         newest[message.tp] = (message.offset, message.timestamp)
-    progress.record(newest)  # the consumer lag (kafka/lag.py), once per partition and batch
+    progress.record(newest, agent)  # the consumer lag (kafka/lag.py), once per partition and batch
 
 
 async def take_batches(
@@ -216,7 +216,7 @@ async def run_batches(
     def ack(events: Sequence[EventT]) -> None:
         if keep_unacked is not None:
             events = [e for e in events if not keep_unacked(e)]
-        ack_events(stream, events)
+        ack_events(stream, events, agent=what)
         between_batches()
 
     async def process_batch(batch: Sequence[EventT]) -> Optional[Awaitable[None]]:

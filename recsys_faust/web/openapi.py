@@ -38,7 +38,11 @@ SCHEMAS: dict[str, Any] = {
     "Recommendations": _obj(["user_id", "items", "model_version", "strategy", "generated_at"],
                             user_id=STR, items={"type": "array", "items": _ref("Item")},
                             model_version=STR, strategy=STR, generated_at=NUM,
-                            variant={**STR, "description": "the user's A/B variant, when RECSYS_AB_VARIANTS runs a test"}),
+                            variant={**STR, "description": "the user's A/B variant, when RECSYS_AB_VARIANTS runs a test"},
+                            degraded={"type": "string", "enum": ["owner_unreachable", "unavailable"],
+                                      "description": "present when the worker owning the user could not answer "
+                                                     "(stopped, unreachable, or partitions being assigned): popular "
+                                                     "items instead of an error"}),
     "Profile": _obj(["user_id", "first_seen", "last_seen", "counts", "recent_items", "category_affinity", "windows"],
                     user_id=STR, first_seen=NULLABLE_NUM, last_seen=NULLABLE_NUM,
                     counts={"type": "object", "additionalProperties": INT},

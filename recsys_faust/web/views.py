@@ -43,7 +43,6 @@ from .ratelimit import Networks, TokenBuckets, client_address, client_key, retry
 
 log = logging.getLogger(__name__)
 
-FORWARD_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -233,7 +232,7 @@ class ApiView(View):
                                  if self.ctx.forward_secret else {}),
                               **({"Authorization": request.headers["Authorization"]}
                                  if "Authorization" in request.headers else {})},
-                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+                timeout=aiohttp.ClientTimeout(total=self.ctx.settings.web.forward_timeout_s)
             ) as resp:
                 body = await resp.read()
                 return self.bytes(body, content_type=resp.content_type, status=resp.status)
@@ -286,6 +285,11 @@ class Health(ApiView):
         return False
 
 
+#: Why a recommendation may be answered by a worker that does not own the user: its owner did not
+#: answer in ``forward_timeout_s``, or partitions are being assigned.
+DEGRADES = ("owner_unreachable", "unavailable")
+
+
 class Recommendations(ApiView):
     scope = "read"
 
@@ -293,7 +297,16 @@ class Recommendations(ApiView):
         k = _int_arg(request, "k", 10, 1, 100)
         category = request.query.get("category") or None
         exclude = _list_arg(request, "exclude")
-        routed = await self.owner_response(request, user_id)
+        try:
+            routed = await self.owner_response(request, user_id)
+        except ApiError as exc:
+            if exc.error not in DEGRADES:
+                raise
+            # The owner is stopped, unreachable or being moved: popular items now beat a 5xx
+            # (not folded as served: the owner keeps the user's online figures).
+            metrics.DEGRADED_ANSWERS.labels(exc.error).inc()
+            result = self.ctx.recommender.fallback(user_id, k, exc.error, category=category, exclude=exclude)
+            return self.bytes(orjson.dumps(result), content_type="application/json")
         if routed is not None:
             return routed
         result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)

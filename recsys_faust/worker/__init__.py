@@ -111,7 +111,7 @@ def build_worker(settings: Settings) -> RecsysApp:
                              replicas=replicas, drift=drift, scorer=scorer, probe=probe)
     metrics.preset_series(INPUT_TOPICS, (*FEATURES, *NUMERIC))
     metrics.STATE.lags = lambda: consumer_lags(app.consumer)
-    metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas)
+    metrics.STATE.readiness = lambda: readiness_reasons(app, settings, probe, replicas, sink)
     metrics.STATE.model_version = lambda: recommender.model_version
     metrics.STATE.online = online.rows
     register_views(app, WebContext(

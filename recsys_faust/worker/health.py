@@ -54,7 +54,7 @@ def _tail(tail: ReplicatedChangelog) -> dict[str, Any]:
             "own_records_skipped": tail.records_skipped}
 
 
-def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any) -> Facts:
+def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any, sink: Optional[PostgresSink] = None) -> Facts:
     consumer = app.consumer
     try:
         assignment = consumer.assignment()
@@ -71,11 +71,13 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any) -> Facts:
         broker_reachable=probe.reachable,
         broker_detail=probe.detail,
         lags=consumer_lags(consumer),
+        sink_waiting=sink is not None and sink.up is False,
     )
 
 
-def readiness_reasons(app: RecsysApp, settings: Settings, probe: BrokerProbe, replicas: Any) -> list[str]:
-    return decide(readiness_facts(app, probe, replicas), stall_s=settings.web.ready_stall_s)
+def readiness_reasons(app: RecsysApp, settings: Settings, probe: BrokerProbe, replicas: Any,
+                      sink: Optional[PostgresSink] = None) -> list[str]:
+    return decide(readiness_facts(app, probe, replicas, sink), stall_s=settings.web.ready_stall_s)
 
 
 def health_document(app: RecsysApp, settings: Settings, *, database: DatabaseProbe, recommender: Any,
@@ -86,7 +88,7 @@ def health_document(app: RecsysApp, settings: Settings, *, database: DatabasePro
     async def health() -> dict[str, Any]:
         assigned = sorted({tp.partition for tp in app.consumer.assignment() if tp.topic in INPUT_TOPICS}) \
             if app.consumer else []
-        reasons = readiness_reasons(app, settings, probe, replicas)
+        reasons = readiness_reasons(app, settings, probe, replicas, database.sink)
         broker = {
             "status": "up" if app.consumer and not app.rebalancing and probe.reachable
             else ("unreachable" if not probe.reachable else "rebalancing"),

@@ -6,7 +6,9 @@ recovered, the replicated changelogs (popularity, transitions) have not caught u
 has not answered a metadata request for ``RECSYS_READY_BROKER_TIMEOUT_S``, or a partition has
 records behind and has not moved for ``RECSYS_READY_STALL_S``. A database outage is not one of
 them: the worker answers from its tables while the sink holds its rows back (health says
-"degraded"). ``GET /api/health/live`` only says the process answers (for restarts, not traffic).
+"degraded"), and partitions that stop behind the waiting sink are not stalls (a whole cluster
+taken out of its load balancer by a database outage would serve nothing instead of slightly
+stale answers; the sink-retry and lag alerts say what happens). ``GET /api/health/live`` only says the process answers (for restarts, not traffic).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Facts:
     broker_reachable: bool
     broker_detail: str
     lags: Sequence[PartitionLag] = field(default_factory=tuple)
+    # The sink cannot reach its database: it holds its records, and the consumer behind it waits
+    # (Faust's agents share one consumer). Partitions stop moving for a known reason, not a stall.
+    sink_waiting: bool = False
 
 
 def decide(facts: Facts, *, stall_s: float) -> list[str]:
@@ -53,7 +58,7 @@ def decide(facts: Facts, *, stall_s: float) -> list[str]:
     behind = [name for name, done in sorted(facts.tails_caught_up.items()) if not done]
     if behind:
         reasons.append(f"catching up on the replicated changelogs: {', '.join(behind)}")
-    for lag in facts.lags:
+    for lag in () if facts.sink_waiting else facts.lags:
         if lag.records > 0 and lag.idle_s > stall_s:
             reasons.append(f"consumer stalled on {lag.topic}[{lag.partition}]: {lag.records} records behind, "
                            f"no progress for {lag.idle_s:.0f} s")

@@ -36,7 +36,7 @@ def test_faust_committed_offset_counts_when_it_is_further_and_an_older_ack_never
     p = Progress(Clock())
     p.record({A: (10, 1.0)})
     p.record({A: (5, 1.0)})                         # a late, older batch
-    assert p.acked[A][0] == 10
+    assert p.acked[A][""][0] == 10
     (lag,) = p.lags([A], {A: 40}.get, {A: 30}.get)  # the group committed 30 (next to read): another worker's work
     assert lag.records == 10
 
@@ -55,3 +55,22 @@ def test_idle_time_runs_from_the_last_progress_or_from_the_assignment():
     clock.t = 110.0
     idle = {l.partition: l.idle_s for l in p.lags([A, B], ends, {}.get)}
     assert idle[1] == 0.0                           # reassigned: its clock starts again
+
+
+def test_the_slowest_agent_sets_records_and_time_behind_the_fastest_sets_idle_time():
+    """A sink waiting for its database holds the commit: its records are behind (the lag grows,
+    as a restart would read them again), but the worker is not stalled while the processor moves."""
+    clock = Clock(0.0)
+    p = Progress(clock)
+    ends = {A: 100}.get
+    p.record({A: (19, 1000.0)}, "event sink")
+    clock.t = 50.0
+    p.record({A: (99, 1040.0)}, "event processing")
+    (lag,) = p.lags([A], ends, {}.get, wall=1060.0)
+    assert lag.records == 80 and lag.age_s == 60.0   # from the sink's newest stored record
+    assert lag.idle_s == 0.0                          # the processor moved just now
+    p.record({A: (99, 1040.0)}, "event sink")
+    (lag,) = p.lags([A], ends, {}.get, wall=1060.0)
+    assert (lag.records, lag.age_s) == (0, 0.0)
+    p.lags([], ends, {}.get)                          # revoked: the agents' progress goes with it
+    assert A not in p.acked

@@ -202,13 +202,21 @@ async def test_a_request_for_another_workers_user_is_forwarded_with_the_callers_
         resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1",
                                                                     views.FORWARDED: "x"})
         assert resp.status == 200 and "items" in await resp.json() and len(seen) == 1
+        # Partitions being assigned, or the owner gone: popular items, marked degraded, never a 5xx
+        # (a profile has no such fallback: 503 with the reason).
         owners.assigning = True
         resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1"})
+        got = await resp.json()
+        assert resp.status == 200 and got["degraded"] == "unavailable" and got["strategy"] == "popular"
+        assert [i["product_id"] for i in got["items"]][:1] == ["hot"]
+        resp = await client.get("/api/users/u2/profile", headers={"Authorization": "Bearer t1"})
         assert resp.status == 503 and (await resp.json())["error"] == "unavailable"
         await owner.close()
         owners.assigning = False
         resp = await client.get("/api/recommendations/u2", headers={"Authorization": "Bearer t1"})
-        assert resp.status == 503 and (await resp.json())["error"] == "owner_unreachable"
+        got = await resp.json()
+        assert resp.status == 200 and got["degraded"] == "owner_unreachable" and got["strategy"] == "popular"
+        assert len(seen) == 1  # the dead owner was asked, and nothing answered
     finally:
         await client.close()
         await app.http_client.close()

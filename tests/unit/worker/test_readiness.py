@@ -34,6 +34,11 @@ def test_a_partition_is_stalled_only_with_records_behind_and_no_progress_past_th
     moving = PartitionLag("amazon-product-views", 3, records=40, age_s=3.0, idle_s=2.0)
     assert decide(facts(lags=(busy, idle_caught_up, moving)), stall_s=60) == [
         "consumer stalled on amazon-product-views[1]: 40 records behind, no progress for 61 s"]
+    # Behind a sink waiting for its database, the same partition is held, not stalled: the
+    # worker keeps serving (and stays in its load balancer's pool).
+    assert decide(facts(lags=(busy,), sink_waiting=True), stall_s=60) == []
+    assert decide(facts(lags=(busy,), sink_waiting=True, broker_reachable=False, broker_detail="x"),
+                  stall_s=60) == ["broker unreachable: x"]
 
 
 class Clock:

@@ -1,0 +1,346 @@
+"""The production shell rehearsed for real, from docker/'s own files (devstack/rehearsal.py):
+three Apache Kafka brokers, PostgreSQL, init, two workers as the worker role, the retrainer,
+HAProxy and Prometheus with the shipped alert rules, their times divided by ``FACTOR``.
+
+Every alert rule is driven to fire by causing its condition, read back from Prometheus's
+``/api/v1/alerts``, and driven to resolve by removing the cause. The seconds each took are
+written to ``REPORT`` (docs/operations.md carries the table of the last run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import aiokafka
+import psycopg
+import pytest
+
+from recsys_faust.client.datasets import ShopSpec, synthetic_events
+from recsys_faust.devstack.rehearsal import Rehearsal
+from tests.integration.helpers import TOPIC_OF, http, produce, produce_events, wait_until
+
+pytestmark = pytest.mark.rehearsal
+
+FACTOR = 20
+#: Where the seconds to fire and resolve go (the docs' table is made from it).
+REPORT = Path(os.environ.get("RECSYS_REHEARSAL_REPORT", "/tmp/recsys-rehearsal.json"))
+TIMES: dict[str, dict[str, Any]] = {}
+ALERTS = ("RecsysWorkerDown", "RecsysWorkerNotReady", "RecsysConsumerLagGrowing", "RecsysConsumerTimeLagHigh",
+          "RecsysFreshnessP99High", "RecsysDeadLetters", "RecsysSinkRetrying", "RecsysDriftAlert")
+
+
+@pytest.fixture(scope="module")
+def reh(tmp_path_factory):
+    started = time.monotonic()
+    r = Rehearsal(tmp_path_factory.mktemp("rehearsal") / "stack", factor=FACTOR, say=lambda line: None).start()
+    TIMES["_start_s"] = round(time.monotonic() - started, 1)
+    yield r
+    REPORT.write_text(json.dumps(TIMES, indent=1))
+    r.stop()
+
+
+# --- load: a steady event stream and HTTP clients through HAProxy ------------------------------
+
+
+class Stream(threading.Thread):
+    """Views at ``rate`` per second until stopped; ``late_s`` sets each record's Kafka timestamp
+    that far in the past (a producer that holds its records, as freshness sees it)."""
+
+    def __init__(self, bootstrap: str, rate: float, *, late_s: float = 0.0, category: str = "cat0",
+                 users: int = 200) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.rate, self.late_s, self.category, self.users = bootstrap, rate, late_s, category, users
+        self.ids: list[str] = []
+        self._halt = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # noqa: BLE001 - read by stop()
+            self.error = exc
+
+    async def _run(self) -> None:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            tag = uuid.uuid4().hex[:6]
+            started, n = time.monotonic(), 0
+            while not self._halt.is_set():
+                now = time.time()
+                event = {"event_id": f"{tag}-{n}", "user_id": f"s{tag}-u{n % self.users}",
+                         "product_id": f"p{random.randrange(300)}", "category": self.category, "timestamp": now}
+                await producer.send_and_wait(TOPIC_OF["view"], json.dumps(event).encode(),
+                                             key=event["user_id"].encode(),
+                                             timestamp_ms=int((now - self.late_s) * 1000))
+                self.ids.append(event["event_id"])
+                n += 1
+                ahead = started + n / self.rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)   # pacing the load, not waiting for an outcome
+        finally:
+            await producer.stop()
+
+    def stop(self) -> list[str]:
+        self._halt.set()
+        self.join(30)
+        assert self.error is None, self.error
+        return self.ids
+
+    def __enter__(self) -> "Stream":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self.join(30)
+
+
+class Clients(threading.Thread):
+    """GET /api/recommendations through HAProxy at ``rate`` per second, every answer counted."""
+
+    def __init__(self, reh: Rehearsal, users: list[str], rate: float = 15.0) -> None:
+        super().__init__(daemon=True)
+        self.reh, self.users, self.rate = reh, users, rate
+        self.statuses: dict[Any, int] = {}
+        self.degraded = 0
+        self.slowest_s = 0.0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.reh.read_token}"}
+        started, n = time.monotonic(), 0
+        while not self._halt.is_set():
+            t0 = time.monotonic()
+            try:
+                status, body = http("GET", f"{self.reh.lb_url}/api/recommendations/{random.choice(self.users)}",
+                                    headers=headers, timeout=60)
+                if status == 200 and isinstance(body, dict) and body.get("degraded"):
+                    self.degraded += 1
+            except OSError as exc:
+                status = type(exc).__name__
+            self.slowest_s = max(self.slowest_s, time.monotonic() - t0)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            n += 1
+            ahead = started + n / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)   # pacing, under the per-token rate limit
+
+    def stop(self) -> dict[Any, int]:
+        self._halt.set()
+        self.join(90)
+        return self.statuses
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def fires_and_resolves(reh: Rehearsal, name: str, cause: str, *, fire_s: float, resolve_s: float,
+                       caused_at: float, removed: Any) -> None:
+    """Wait for ``name`` to fire (seconds from ``caused_at``), call ``removed()`` to take the cause
+    away, wait for it to resolve; both times go to the report."""
+    wait_until(lambda: reh.alert_state(name) == "firing", fire_s, 0.25, f"{name} firing ({cause})")
+    fired = time.monotonic() - caused_at
+    t0 = time.monotonic()
+    removed()
+    wait_until(lambda: reh.alert_state(name) is None, resolve_s, 0.25, f"{name} resolved")
+    TIMES[name] = {"cause": cause, "fire_s": round(fired, 1), "resolve_s": round(time.monotonic() - t0, 1)}
+
+
+def server_answers(reh: Rehearsal) -> dict[str, int]:
+    """2xx answers per worker, from HAProxy's stats."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{reh.stats_port}/stats;csv", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return {r["svname"]: int(r["hrsp_2xx"] or 0) for r in rows if r["pxname"] == "workers"
+            and r["svname"].startswith("worker-")}
+
+
+def owner_db(reh: Rehearsal) -> str:
+    return reh._env("init")["DATABASE_URL"]
+
+
+def stored(reh: Rehearsal, ids: list[str]) -> int:
+    with psycopg.connect(owner_db(reh)) as conn:
+        return conn.execute("SELECT (SELECT count(*) FROM interactions WHERE event_id = ANY(%s))"
+                            " + (SELECT count(*) FROM user_events WHERE event_id = ANY(%s))", (ids, ids)).fetchone()[0]
+
+
+# --- the rehearsal -------------------------------------------------------------------------------
+
+SHOP = synthetic_events(ShopSpec(users=150, items=200, categories=4, events_per_user=8, seed=11))
+USERS = sorted({o["user_id"] for _, o in SHOP})
+
+
+def test_traffic_through_haproxy_is_answered_by_every_worker(reh):
+    produce_events(reh.kafka.bootstrap, SHOP)
+    wait_until(lambda: stored(reh, [o["event_id"] for _, o in SHOP]) == len(SHOP), 120, what="the shop stored")
+    headers = {"Authorization": f"Bearer {reh.read_token}"}
+    for user in USERS[:40]:
+        status, body = http("GET", f"{reh.lb_url}/api/recommendations/{user}", headers=headers)
+        assert status == 200 and body["items"] and "degraded" not in body, body
+    answers = server_answers(reh)
+    assert sorted(answers) == ["worker-1", "worker-2"] and all(n > 0 for n in answers.values()), answers
+    # The internal routes are not reachable through the load balancer.
+    assert http("GET", f"{reh.lb_url}/metrics")[0] == 403
+    assert http("GET", f"{reh.lb_url}/api/health", headers=headers)[0] == 403
+    assert http("GET", f"{reh.lb_url}/api/health/ready")[0] == 200
+
+
+def test_prometheus_scrapes_every_worker_and_every_dashboard_panel_returns_data(reh):
+    up = {r["metric"]["instance"]: r["value"][1] for r in reh.query('up{job="recsys-worker"}')}
+    assert sorted(up) == sorted(f"127.0.0.1:{w.port}" for w in reh.workers) and set(up.values()) == {"1"}
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docker/grafana/dashboards/recsys-faust.json")
+                           .read_text())
+    targets = [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    assert len(targets) >= 12
+    empty: dict[str, str] = {}
+    with Stream(reh.kafka.bootstrap, 40) as stream:
+        clients = Clients(reh, USERS)
+        clients.start()
+        try:
+            for title, expr in targets:
+                try:
+                    wait_until(lambda: reh.query(expr), 60, 0.5, f"data for panel {title!r}: {expr}")
+                except AssertionError:
+                    empty[title] = expr
+        finally:
+            clients.stop()
+            stream.stop()
+    TIMES["_panels"] = {"queries": len(targets), "without_data": empty}
+    assert empty == {}, empty
+
+
+def test_a_frozen_worker_leaves_the_pool_fires_worker_down_and_no_client_sees_an_error(reh):
+    frozen = reh.workers[1]
+    clients = Clients(reh, USERS)
+    clients.start()
+    try:
+        wait_until(lambda: sum(clients.statuses.values()) >= 20, 30, what="clients running")
+        caused = time.monotonic()
+        os.kill(frozen.proc.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: reh.pool() == ["worker-1"], 30, 0.1, "the frozen worker out of the pool")
+            out_s = time.monotonic() - caused
+            wait_until(lambda: reh.alert_state("RecsysWorkerDown") == "firing", 60, 0.25, "RecsysWorkerDown")
+            fired = time.monotonic() - caused
+        finally:
+            os.kill(frozen.proc.pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        wait_until(lambda: reh.pool() == ["worker-1", "worker-2"], 120, 0.2, "the worker back in the pool")
+        back_s = time.monotonic() - thawed
+        wait_until(lambda: reh.alert_state("RecsysWorkerDown") is None, 60, 0.25, "RecsysWorkerDown resolved")
+        TIMES["RecsysWorkerDown"] = {"cause": "a worker frozen (SIGSTOP): its scrapes time out",
+                                     "fire_s": round(fired, 1), "resolve_s": round(time.monotonic() - thawed, 1)}
+    finally:
+        statuses = clients.stop()
+    TIMES["_haproxy"] = {"out_of_pool_s": round(out_s, 1), "back_in_pool_s": round(back_s, 1),
+                         "requests": sum(statuses.values()), "statuses": {str(k): v for k, v in statuses.items()},
+                         "degraded_answers": clients.degraded, "slowest_s": round(clients.slowest_s, 2)}
+    # Out within two checks (inter 2 s, check timeout 1 s), plus one interval for where the
+    # freeze fell in the cycle.
+    assert out_s < 2 * 2 + 1 + 2, TIMES["_haproxy"]
+    assert set(statuses) == {200}, TIMES["_haproxy"]
+
+
+def test_dead_letters_and_a_shifted_stream_fire_their_alerts_and_resolve(reh):
+    caused = time.monotonic()
+    produce(reh.kafka.bootstrap, [("amazon-product-views", b"u-bad", b"not json")])
+    fires_and_resolves(reh, "RecsysDeadLetters", "one record that is not JSON", fire_s=60, resolve_s=120,
+                       caused_at=caused, removed=lambda: None)
+    # Drift: the worker's baseline is the shop's categories; a window of one new category.
+    with Stream(reh.kafka.bootstrap, 80, category="cat-shifted") as stream:
+        caused = time.monotonic()
+        fires_and_resolves(reh, "RecsysDriftAlert", "a window of views of one new category", fire_s=90,
+                           resolve_s=180, caused_at=caused, removed=stream.stop)
+
+
+def test_late_records_fire_freshness(reh):
+    with Stream(reh.kafka.bootstrap, 40, late_s=1.0) as stream:
+        caused = time.monotonic()
+        fires_and_resolves(reh, "RecsysFreshnessP99High", "records arriving 1 s after their Kafka timestamp",
+                           fire_s=120, resolve_s=120, caused_at=caused, removed=stream.stop)
+
+
+def test_postgres_down_fires_sink_retries_and_lag_and_nothing_is_lost(reh):
+    ids: list[str] = []
+    with Stream(reh.kafka.bootstrap, 60) as stream:
+        caused = time.monotonic()
+        reh.postgres.stop()
+        try:
+            wait_until(lambda: reh.alert_state("RecsysSinkRetrying") == "firing", 90, 0.25, "RecsysSinkRetrying")
+            TIMES["RecsysSinkRetrying"] = {"cause": "PostgreSQL stopped under a stream",
+                                           "fire_s": round(time.monotonic() - caused, 1)}
+            wait_until(lambda: reh.alert_state("RecsysConsumerLagGrowing") == "firing", 180, 0.25,
+                       "RecsysConsumerLagGrowing")
+            TIMES["RecsysConsumerLagGrowing"] = {"cause": "the same: the workers hold records until stored",
+                                                 "fire_s": round(time.monotonic() - caused, 1)}
+            wait_until(lambda: reh.alert_state("RecsysConsumerTimeLagHigh") == "firing", 180, 0.25,
+                       "RecsysConsumerTimeLagHigh")
+            TIMES["RecsysConsumerTimeLagHigh"] = {"cause": "the same, past 60 s behind",
+                                                  "fire_s": round(time.monotonic() - caused, 1)}
+            # Serving needs no database: both workers stay in the pool and answer.
+            assert len(reh.pool()) == 2
+            status, body = http("GET", f"{reh.lb_url}/api/recommendations/{USERS[1]}",
+                                headers={"Authorization": f"Bearer {reh.read_token}"})
+            assert status == 200 and "degraded" not in body, body
+        finally:
+            ids = stream.stop()
+            restarted = time.monotonic()
+            reh.postgres.restart()
+    for name in ("RecsysSinkRetrying", "RecsysConsumerLagGrowing", "RecsysConsumerTimeLagHigh"):
+        wait_until(lambda: reh.alert_state(name) is None, 180, 0.25, f"{name} resolved")
+        TIMES[name]["resolve_s"] = round(time.monotonic() - restarted, 1)
+    wait_until(lambda: stored(reh, ids) == len(ids), 120, what="every event of the outage stored")
+    TIMES["_outage"] = {"events": len(ids), "stored": stored(reh, ids)}
+
+
+def test_a_killed_worker_fires_worker_down_and_resolves_when_it_is_back(reh):
+    victim = reh.workers[1]
+    caused = time.monotonic()
+    victim.kill()
+
+    def restart() -> None:
+        victim.start()
+        victim.wait_ready(180)
+
+    fires_and_resolves(reh, "RecsysWorkerDown", "a worker SIGKILLed, then started again", fire_s=60,
+                       resolve_s=240, caused_at=caused, removed=restart)
+    TIMES["RecsysWorkerDown (SIGKILL)"] = TIMES.pop("RecsysWorkerDown")
+    wait_until(lambda: len(reh.pool()) == 2, 60, what="both workers in the pool")
+
+
+def test_brokers_down_make_workers_not_ready_and_they_recover(reh):
+    caused = time.monotonic()
+    reh.kafka.kill()
+
+    def brokers_back() -> None:
+        for node in reh.kafka.nodes:
+            reh.kafka.start_node(node, wait=False)
+        reh.kafka.wait_ready(120)
+
+    fires_and_resolves(reh, "RecsysWorkerNotReady", "all three brokers SIGKILLed, then started again",
+                       fire_s=90, resolve_s=240, caused_at=caused, removed=brokers_back)
+    wait_until(lambda: len(reh.pool()) == 2, 120, what="both workers back in the pool")
+    status, body = http("GET", f"{reh.lb_url}/api/recommendations/{USERS[0]}",
+                        headers={"Authorization": f"Bearer {reh.read_token}"})
+    assert status == 200 and "degraded" not in body, body
+
+
+def test_the_retrainer_kept_its_heartbeat_and_every_rule_was_proven(reh):
+    beat = reh.workdir / "retrain.alive"
+    assert reh.retrainer.poll() is None and time.time() - beat.stat().st_mtime < 60
+    proven = {name.split(" ")[0] for name in TIMES if not name.startswith("_")}
+    assert proven == set(ALERTS), sorted(set(ALERTS) - proven)
