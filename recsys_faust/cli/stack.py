@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -75,12 +75,18 @@ def rehearse(factor: int, workers: Optional[int], workdir: Path) -> None:
 
     from ..devstack.rehearsal import Rehearsal
 
-    stack = Rehearsal(workdir, factor=factor, workers=workers, say=click.echo)
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    try:
+        stack = Rehearsal(workdir, factor=factor, workers=workers, say=click.echo)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         stack.start()
-    except Exception:
-        stack.stop()
-        raise
+    except (RuntimeError, TimeoutError) as exc:
+        _stop_quietly(stack)
+        raise click.ClickException(f"the rehearsal did not start: {exc} (logs in {stack.workdir})") from None
     click.echo(f"""
   load balancer   {stack.lb_url}   (Authorization: Bearer {stack.read_token})
   HAProxy stats   http://127.0.0.1:{stack.stats_port}/stats
@@ -89,15 +95,19 @@ def rehearse(factor: int, workers: Optional[int], workdir: Path) -> None:
   brokers         {stack.kafka.bootstrap if stack.kafka else ""}
   logs, configs   {stack.workdir}
 Ctrl-C stops everything.""")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
+    while not done.wait(1.0):
         pass
-    finally:
-        click.echo("stopping the rehearsal ...")
-        stack.stop()
+    _stop_quietly(stack)
+
+
+def _stop_quietly(stack: Any) -> None:
+    """Stop every process of the rehearsal; a second Ctrl-C meanwhile must not leave any behind."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    click.echo("stopping the rehearsal ...")
+    stack.stop()
 
 
 @main.command()

@@ -55,6 +55,9 @@ class Rehearsal:
         self.workdir = workdir.resolve()
         self.factor = factor
         self.say = say
+        if not (plan.DOCKER_DIR / "docker-compose.yml").exists():
+            raise RuntimeError(f"the rehearsal runs docker/'s files from a clone of the repository; "
+                               f"{plan.DOCKER_DIR} has none (an installed wheel does not carry them)")
         self.compose = plan.load_compose()
         self.n_workers = workers   # None: the compose file's replicas
         self.secrets = fresh_secrets()
