@@ -90,7 +90,8 @@ REQUESTS_ANSWERED = Counter(
 )
 DEGRADED_ANSWERS = Counter(
     "recsys_degraded_answers_total",
-    "Recommendations answered with popular items because the user's owner could not be reached", ["reason"],
+    "Recommendations answered degraded: popular items (the user's owner unreachable or unknown) or "
+    "from tables being rebuilt after a rebalance", ["reason"],
     registry=REGISTRY,
 )
 HTTP_RECOMMENDATIONS = Counter(
@@ -155,7 +156,7 @@ def preset_series(topics: Sequence[str], features: Sequence[str]) -> None:
         DRIFT_STATISTIC.labels(feature)
     for stage in ("started", "visible"):
         FRESHNESS.labels(stage)
-    for reason in ("owner_unreachable", "unavailable"):
+    for reason in ("owner_unreachable", "unavailable", "recovering"):
         DEGRADED_ANSWERS.labels(reason)
     for reason in ("unsigned", "bad_signature"):
         MODEL_RECORDS_REFUSED.labels(reason)

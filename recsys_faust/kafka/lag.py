@@ -10,9 +10,13 @@ micro-batch and partition, the newest offset they acknowledged (``Progress.recor
   newest acknowledged by the *slowest* agent reading the partition, or Faust's committed
   offset, whichever is further): a record the processor folded but the sink has not stored
   is behind, as the committed offset says (a PostgreSQL outage shows as growing lag);
-- ``age_s``: while records are behind, how old the newest processed record is (its Kafka
-  timestamp): the time the consumer is behind, the figure Burrow and kafka-lag-exporter call
-  time lag. 0 when caught up; None when no record of the partition was processed yet;
+- ``age_s``: while records are behind, how long the oldest of them has waited: the time the
+  consumer is behind, the figure Burrow and kafka-lag-exporter call time lag. The oldest waiting
+  record came after the newest processed one (its Kafka timestamp) and after the partition was
+  last seen caught up, so the age runs from the later of the two: on a partition written
+  rarely, the newest processed record may be hours old while the records behind are seconds
+  old. An upper bound, by at most the interval between reads. 0 when caught up; None when no
+  record of the partition was processed yet;
 - ``idle_s``: seconds since any agent last made progress on the partition, or since it was
   first seen assigned; a partition with records behind and ``idle_s`` over the stall limit is
   stalled. The fastest agent's progress, so that a sink waiting for its database (it retries,
@@ -46,6 +50,7 @@ class Progress:
         # tp -> agent -> (offset, record timestamp in epoch seconds or None, monotonic time of the ack)
         self.acked: dict[Any, dict[str, tuple[int, Optional[float], float]]] = {}
         self.first_seen: dict[Any, float] = {}
+        self.caught_up_at: dict[Any, float] = {}   # tp -> wall time it was last seen with nothing behind
 
     def record(self, newest: dict[Any, tuple[int, Optional[float]]], agent: str = "") -> None:
         """``newest``: tp -> (offset, timestamp) of the last record of ``agent``'s batch on that tp."""
@@ -80,13 +85,15 @@ class Progress:
             age: Optional[float] = None
             if records == 0:
                 age = 0.0
+                self.caught_up_at[tp] = wall
             elif mine is not None and mine[1] is not None:
-                age = max(0.0, wall - mine[1])
+                age = max(0.0, wall - max(mine[1], self.caught_up_at.get(tp, mine[1])))
             moved = max(a[2] for a in agents.values()) if agents else seen      # the fastest agent
             out.append(PartitionLag(tp.topic, tp.partition, records, age, max(0.0, now - max(moved, seen))))
         for tp in [tp for tp in self.first_seen if tp not in current]:
             del self.first_seen[tp]  # revoked: a later assignment starts its idle clock anew
             self.acked.pop(tp, None)  # ... and its agents' progress from the committed offset
+            self.caught_up_at.pop(tp, None)
         return out
 
 

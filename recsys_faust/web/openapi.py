@@ -39,10 +39,11 @@ SCHEMAS: dict[str, Any] = {
                             user_id=STR, items={"type": "array", "items": _ref("Item")},
                             model_version=STR, strategy=STR, generated_at=NUM,
                             variant={**STR, "description": "the user's A/B variant, when RECSYS_AB_VARIANTS runs a test"},
-                            degraded={"type": "string", "enum": ["owner_unreachable", "unavailable"],
-                                      "description": "present when the worker owning the user could not answer "
-                                                     "(stopped, unreachable, or partitions being assigned): popular "
-                                                     "items instead of an error"}),
+                            degraded={"type": "string", "enum": ["owner_unreachable", "unavailable", "recovering"],
+                                      "description": "present when the answer is not the usual one: the worker owning "
+                                                     "the user could not answer (stopped, unreachable, or partitions "
+                                                     "being assigned), so popular items instead of an error; or the "
+                                                     "owner is rebuilding tables after a rebalance"}),
     "Profile": _obj(["user_id", "first_seen", "last_seen", "counts", "recent_items", "category_affinity", "windows"],
                     user_id=STR, first_seen=NULLABLE_NUM, last_seen=NULLABLE_NUM,
                     counts={"type": "object", "additionalProperties": INT},

@@ -60,6 +60,7 @@ class WebContext:
     topics: dict[str, TopicT]
     health: Callable[[], Any]
     readiness: Callable[[], list[str]] = lambda: []   # the reasons this worker is not ready
+    recovering: Callable[[], bool] = lambda: False    # tables of newly assigned partitions are being rebuilt
     models: Any = None
     clear_cache: Optional[Callable[[], Awaitable[dict[str, Any]]]] = None
     active_users: Callable[[int], list[str]] = lambda k: []   # the users this worker changed last
@@ -286,7 +287,8 @@ class Health(ApiView):
 
 
 #: Why a recommendation may be answered by a worker that does not own the user: its owner did not
-#: answer in ``forward_timeout_s``, or partitions are being assigned.
+#: answer in ``forward_timeout_s``, or partitions are being assigned. (An owner rebuilding the
+#: tables of partitions it took over answers itself, marked ``recovering``.)
 DEGRADES = ("owner_unreachable", "unavailable")
 
 
@@ -310,6 +312,11 @@ class Recommendations(ApiView):
         if routed is not None:
             return routed
         result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
+        if self.ctx.recovering():
+            # After a rebalance this worker serves while it rebuilds the tables of the partitions
+            # it took over: the user's state may be incomplete for a few seconds.
+            result["degraded"] = "recovering"
+            metrics.DEGRADED_ANSWERS.labels("recovering").inc()
         metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
         if self.ctx.served is not None:
             await self.ctx.served(user_id, result, "http")

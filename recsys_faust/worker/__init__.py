@@ -117,7 +117,8 @@ def build_worker(settings: Settings) -> RecsysApp:
     register_views(app, WebContext(
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
         topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
-        readiness=metrics.STATE.readiness, models=replicas.models, clear_cache=cache.clear,
+        readiness=metrics.STATE.readiness, recovering=lambda: bool(getattr(app, "in_recovery", False)),
+        models=replicas.models, clear_cache=cache.clear,
         active_users=processor.recent_users.newest,
         publish_model=lambda artifact: _publish_model(settings, artifact),
         models_summary=replicas.registry.summary, served=online.served, online=online.rows,

@@ -72,6 +72,7 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any, sink: Opt
         broker_detail=probe.detail,
         lags=consumer_lags(consumer),
         sink_waiting=sink is not None and sink.up is False,
+        served_before=recovered,
     )
 
 

@@ -74,3 +74,24 @@ def test_the_slowest_agent_sets_records_and_time_behind_the_fastest_sets_idle_ti
     assert (lag.records, lag.age_s) == (0, 0.0)
     p.lags([], ends, {}.get)                          # revoked: the agents' progress goes with it
     assert A not in p.acked
+
+
+def test_time_behind_runs_from_when_the_partition_was_last_caught_up_on_a_partition_written_rarely():
+    """The newest processed record is an hour old; the records behind arrived after the
+    partition was last seen caught up: the time lag is counted from then, not from an hour ago
+    (a short sink hiccup on a quiet partition is no outage)."""
+    p = Progress(Clock())
+    p.record({A: (9, 1000.0)}, "event sink")
+    ends = {A: 10}
+    assert p.lags([A], ends.get, {}.get, wall=4600.0)[0].age_s == 0.0      # caught up
+    ends[A] = 12                                                              # two new records
+    assert p.lags([A], ends.get, {}.get, wall=4601.0)[0].age_s == 1.0
+    assert p.lags([A], ends.get, {}.get, wall=4631.0)[0].age_s == 31.0     # waiting since 4600 at most
+    # A busy partition always a little behind: the newest processed record bounds it.
+    p.record({A: (10, 4630.0)}, "event sink")
+    ends[A] = 14
+    assert p.lags([A], ends.get, {}.get, wall=4633.0)[0].age_s == 3.0
+    # Never seen caught up (a worker started on a backlog): from the newest processed record.
+    q = Progress(Clock())
+    q.record({A: (9, 1000.0)}, "event sink")
+    assert q.lags([A], {A: 20}.get, {}.get, wall=4600.0)[0].age_s == 3600.0

@@ -28,6 +28,19 @@ def test_ready_only_when_nothing_holds_it_back():
         "broker unreachable: no metadata answer for 7 s"]
 
 
+def test_after_its_first_recovery_a_rebalance_does_not_take_a_worker_out_of_its_load_balancer():
+    """Every worker of the group rebalances at once: unready, they would leave the load balancer
+    with none. After the first recovery they keep serving (degraded answers for partitions in
+    motion); a dead broker or a stall still counts."""
+    for change in ({"rebalancing": True}, {"recovering": True}, {"assigned_inputs": 0}):
+        assert decide(facts(served_before=True, **change), stall_s=60) == []
+        assert decide(facts(served_before=False, **change), stall_s=60) != []
+    assert decide(facts(served_before=True, rebalancing=True, broker_reachable=False, broker_detail="x"),
+                  stall_s=60) == ["broker unreachable: x"]
+    stalled = PartitionLag("amazon-product-views", 1, records=40, age_s=3.0, idle_s=61.0)
+    assert decide(facts(served_before=True, lags=(stalled,)), stall_s=60) != []
+
+
 def test_a_partition_is_stalled_only_with_records_behind_and_no_progress_past_the_limit():
     busy = PartitionLag("amazon-product-views", 1, records=40, age_s=3.0, idle_s=61.0)
     idle_caught_up = PartitionLag("amazon-product-views", 2, records=0, age_s=0.0, idle_s=500.0)
