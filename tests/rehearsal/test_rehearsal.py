@@ -153,6 +153,13 @@ class Clients:
 # --- helpers -------------------------------------------------------------------------------------
 
 
+def quiet(reh: Rehearsal, *names: str) -> None:
+    """Wait until none of ``names`` fires or is pending, so that what fires next was caused next
+    (an earlier test's stream may have raised drift, say)."""
+    for name in names:
+        wait_until(lambda: reh.alert_state(name) is None, 180, 0.25, f"{name} quiet before its cause")
+
+
 def fires_and_resolves(reh: Rehearsal, name: str, cause: str, *, fire_s: float, resolve_s: float,
                        caused_at: float, removed: Any, key: Optional[str] = None) -> None:
     """Wait for ``name`` to fire (seconds from ``caused_at``), call ``removed()`` to take the cause
@@ -233,6 +240,7 @@ def test_prometheus_scrapes_every_worker_and_every_dashboard_panel_returns_data(
 
 
 def test_a_frozen_worker_leaves_the_pool_fires_worker_down_and_no_client_sees_an_error(reh):
+    quiet(reh, "RecsysWorkerDown")
     frozen = reh.workers[1]
     clients = Clients(reh, USERS)
     clients.start()
@@ -269,11 +277,13 @@ def test_a_frozen_worker_leaves_the_pool_fires_worker_down_and_no_client_sees_an
 
 
 def test_dead_letters_and_a_shifted_stream_fire_their_alerts_and_resolve(reh):
+    quiet(reh, "RecsysDeadLetters")
     caused = time.monotonic()
     produce(reh.kafka.bootstrap, [("amazon-product-views", b"u-bad", b"not json")])
     fires_and_resolves(reh, "RecsysDeadLetters", "one record that is not JSON", fire_s=60, resolve_s=120,
                        caused_at=caused, removed=lambda: None)
     # Drift: the worker's baseline is the shop's categories; a window of one new category.
+    quiet(reh, "RecsysDriftAlert")
     with Stream(reh.kafka.bootstrap, 80, category="cat-shifted") as stream:
         caused = time.monotonic()
         fires_and_resolves(reh, "RecsysDriftAlert", "a window of views of one new category", fire_s=90,
@@ -281,6 +291,7 @@ def test_dead_letters_and_a_shifted_stream_fire_their_alerts_and_resolve(reh):
 
 
 def test_late_records_fire_freshness(reh):
+    quiet(reh, "RecsysFreshnessP99High")
     with Stream(reh.kafka.bootstrap, 40, late_s=1.0) as stream:
         caused = time.monotonic()
         fires_and_resolves(reh, "RecsysFreshnessP99High", "records arriving 1 s after their Kafka timestamp",
@@ -289,6 +300,7 @@ def test_late_records_fire_freshness(reh):
 
 def test_postgres_down_fires_sink_retries_and_lag_and_nothing_is_lost(reh):
     ids: list[str] = []
+    quiet(reh, "RecsysSinkRetrying", "RecsysConsumerLagGrowing", "RecsysConsumerTimeLagHigh")
     with Stream(reh.kafka.bootstrap, 60) as stream:
         caused = time.monotonic()
         reh.postgres.stop()
@@ -321,6 +333,7 @@ def test_postgres_down_fires_sink_retries_and_lag_and_nothing_is_lost(reh):
 
 
 def test_a_killed_worker_fires_worker_down_and_resolves_when_it_is_back(reh):
+    quiet(reh, "RecsysWorkerDown")
     victim = reh.workers[1]
     caused = time.monotonic()
     victim.kill()
@@ -335,6 +348,7 @@ def test_a_killed_worker_fires_worker_down_and_resolves_when_it_is_back(reh):
 
 
 def test_brokers_down_make_workers_not_ready_and_they_recover(reh):
+    quiet(reh, "RecsysWorkerNotReady")
     caused = time.monotonic()
     reh.kafka.kill()
 
