@@ -209,14 +209,18 @@ class Rehearsal:
     def ingest_token(self) -> str:
         return self.secrets["RECSYS_INGEST_TOKENS"].split(",")[0]
 
-    def pool(self) -> list[str]:
-        """HAProxy's workers that are UP (its stats page, CSV)."""
+    def servers(self) -> list[dict[str, str]]:
+        """HAProxy's rows for the workers (its stats page, CSV: ``status``, ``hrsp_2xx``, ...)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=5) as resp:
             lines = resp.read().decode().splitlines()
         header = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
-        return [r["svname"] for r in rows if r["pxname"] == "workers" and r["svname"].startswith("worker-")
-                and r["status"] == "UP"]
+        return [r for r in rows if r["pxname"] == "workers" and r["svname"].startswith("worker-")]
+
+    def pool(self) -> list[str]:
+        """The workers HAProxy sends traffic to: UP, or UP and failing checks ("UP 1/2") but not
+        yet out; DOWN, or DOWN and passing checks ("DOWN 1/2"), are out."""
+        return [r["svname"] for r in self.servers() if r["status"].startswith("UP")]
 
     def _api(self, path: str, params: Optional[dict[str, str]] = None) -> Any:
         url = self.prometheus_url + path + ("?" + urllib.parse.urlencode(params) if params else "")
