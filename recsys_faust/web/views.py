@@ -44,7 +44,6 @@ from .ratelimit import Networks, TokenBuckets, client_address, client_key, retry
 log = logging.getLogger(__name__)
 
 
-
 class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(detail)

@@ -69,7 +69,8 @@ def _state(settings: Settings):
     return idx, {"u1": profile}, recommender
 
 
-async def _client(settings: Settings, topics=None, owners=None, health=None, reasons=None, active=None):
+async def _client(settings: Settings, topics=None, owners=None, health=None, reasons=None, active=None,
+                  recovering=None):
     app = faust.App("views-test", broker="memory://", store="memory://", web_enabled=True)
     idx, profiles, recommender = _state(settings)
 
@@ -81,6 +82,8 @@ async def _client(settings: Settings, topics=None, owners=None, health=None, rea
                            readiness=lambda: list(reasons or []))
     if active is not None:
         ctx.active_users = active.newest
+    if recovering is not None:
+        ctx.recovering = recovering
     ctx.self_ident = SELF
     ctx.owners = owners or Owners()
     views.mount(app, ctx)
@@ -343,5 +346,18 @@ async def test_active_users_are_this_workers_newest_and_k_is_checked():
         assert resp.status == 400
         resp = await client.get("/api/users/active/profile")  # a user named "active" still has a profile route
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
+    finally:
+        await client.close()
+
+
+async def test_an_owner_rebuilding_tables_after_a_rebalance_marks_its_answers_recovering():
+    rebuilding = [True]
+    app, client = await _client(Settings(), recovering=lambda: rebuilding[0])
+    try:
+        got = await (await client.get("/api/recommendations/u1")).json()
+        assert got["degraded"] == "recovering" and got["items"]
+        rebuilding[0] = False
+        got = await (await client.get("/api/recommendations/u1")).json()
+        assert "degraded" not in got and got["items"]
     finally:
         await client.close()
