@@ -413,6 +413,10 @@ class ReloadModels(ApiView):
         loop = asyncio.get_running_loop()
         # mapped, as a model announced by reference is: shared with the scoring process
         artifact = await loop.run_in_executor(None, functools.partial(load, path, mmap=True))
+        # read before publishing: this worker's own tail may read the announcement and switch
+        # while the publish awaits its acknowledgement, and that switch is still this call's doing
+        before = self.ctx.models.active
+        switched = before is None or before.version != artifact.version
         published = False
         if self.ctx.publish_model is not None:
             try:
@@ -421,8 +425,8 @@ class ReloadModels(ApiView):
                 raise ApiError(503, "unavailable", f"could not publish {artifact.version}: {type(exc).__name__}: {exc}")
             published = True
         active = self.ctx.models.active
-        switched = active is None or active.version != artifact.version
-        if switched:  # off the event loop: a large model's fold-in matrices take seconds
+        if active is None or active.version != artifact.version:  # off the event loop: a large
+            # model's fold-in matrices take seconds
             await loop.run_in_executor(None, self.ctx.models.switch, artifact,
                                        float(artifact.manifest.get("created_at") or 0))
         return self.json({"model_version": artifact.version, "switched": switched, "published": published})

@@ -86,6 +86,7 @@ async def _client(settings: Settings, topics=None, owners=None, health=None, rea
         ctx.recovering = recovering
     ctx.self_ident = SELF
     ctx.owners = owners or Owners()
+    app.recsys_test_ctx = ctx
     views.mount(app, ctx)
     client = TestClient(TestServer(app.web.web_app))
     await client.start_server()
@@ -359,5 +360,34 @@ async def test_an_owner_rebuilding_tables_after_a_rebalance_marks_its_answers_re
         rebuilding[0] = False
         got = await (await client.get("/api/recommendations/u1")).json()
         assert "degraded" not in got and got["items"]
+    finally:
+        await client.close()
+
+
+async def test_a_reload_reports_the_switch_even_when_this_workers_own_tail_switched_first(tmp_path):
+    """Publishing awaits the broker's acknowledgement; meanwhile the worker's own tail of
+    amazon-model-updates may read the announcement and switch. The answer must still say that
+    this call switched the worker (it was on another version before)."""
+    import numpy as np
+
+    from recsys_faust.ranking.model.artifact import ModelArtifact, load, save
+
+    save(ModelArtifact("als-20260101T000000Z", ["a", "b"], np.eye(2, dtype=np.float32),
+                       manifest={"created_at": 1.0}), tmp_path)
+    app, client = await _client(Settings(api_token="admin-token", models_dir=tmp_path))
+    ctx_models = app.recsys_test_ctx.models   # the holder the view reads
+
+    async def publish_and_tail_switches(artifact):
+        ctx_models.switch(load(tmp_path / artifact.version), 1.0)
+
+    app.recsys_test_ctx.publish_model = publish_and_tail_switches
+    try:
+        auth = {"Authorization": "Bearer admin-token"}
+        resp = await client.post("/api/reload-models", headers=auth)
+        assert resp.status == 200
+        assert await resp.json() == {"model_version": "als-20260101T000000Z", "switched": True, "published": True}
+        assert ctx_models.active.version == "als-20260101T000000Z"
+        resp = await client.post("/api/reload-models", headers=auth)   # already on it: nothing switches
+        assert await resp.json() == {"model_version": "als-20260101T000000Z", "switched": False, "published": True}
     finally:
         await client.close()
