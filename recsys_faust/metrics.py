@@ -34,6 +34,26 @@ DEDUP_EXPIRED = Counter(
     "recsys_dedup_expired_total", "event_ids entries deleted as they left the de-duplication window (RECSYS_DEDUP_WINDOW_S)",
     registry=REGISTRY,
 )
+ERASURES = Counter(
+    "recsys_erasures_total", "Users erased from this worker's state (recsys-erasures records applied)",
+    registry=REGISTRY,
+)
+ERASED_DROPPED = Counter(
+    "recsys_erased_records_dropped_total", "Records of an erased user from before their erasure, read again and dropped, by topic",
+    ["topic"], registry=REGISTRY,
+)
+SINK_ERASED_DROPPED = Counter(
+    "recsys_sink_erased_rows_dropped_total", "Rows of an erased user from before their erasure, not written to PostgreSQL",
+    registry=REGISTRY,
+)
+SINK_ERASURES = Counter(
+    "recsys_sink_erasures_total", "Erasures applied to PostgreSQL (rows deleted, audit row written)",
+    registry=REGISTRY,
+)
+CATALOGUE_RULES = Gauge(
+    "recsys_catalogue_rules", "Catalogue rules held (recsys-catalogue), by kind (hidden: unavailable or hidden now)",
+    ["kind"], registry=REGISTRY,
+)
 ANSWERS_NOT_KEPT = Counter(
     "recsys_online_answers_not_kept_total",
     "Served answers not folded into a profile because their user has no event yet (no state is made for them)",
@@ -160,6 +180,8 @@ def preset_series(topics: Sequence[str], features: Sequence[str]) -> None:
         DEGRADED_ANSWERS.labels(reason)
     for reason in ("unsigned", "bad_signature"):
         MODEL_RECORDS_REFUSED.labels(reason)
+    for topic in topics:
+        ERASED_DROPPED.labels(topic)
 
 
 class StateCollector:

@@ -25,6 +25,13 @@ TOPIC_CONTROL = "recsys-control"  # internal: cluster-wide admin state (the cach
 #: internal: one record per answer served (HTTP and the responses topic), keyed by user_id and
 #: co-partitioned with the inputs, folded into the user's profile for the online metrics.
 TOPIC_SERVED = "recsys-served"
+#: internal: one record per erased user (DELETE /api/users/{id}, ``users forget``), keyed by
+#: user_id and co-partitioned with the inputs, so the user's owner applies it in order with
+#: their events (erasure/, ingest/erase.py).
+TOPIC_ERASURES = "recsys-erasures"
+#: internal: the catalogue rules, keyed by product_id, compacted; every worker holds all of it
+#: (catalogue/).
+TOPIC_CATALOGUE = "recsys-catalogue"
 
 #: Interaction kinds and the topic each is produced to.
 KIND_TOPICS: dict[str, str] = {
@@ -91,6 +98,16 @@ class Served:
     items: tuple[str, ...]
     variant: str = ""
     via: str = "http"      # http | kafka
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """One user to forget: every state of theirs, and every record of theirs whose event time is
+    before ``erased_at`` read from now on (erasure/)."""
+
+    user_id: str
+    erased_at: float
+    requested_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ import json
 import uuid
 from typing import Any, Optional
 
-from .model import KIND_TOPICS, TOPIC_REQUESTS, Invalid
+from .model import KIND_TOPICS, TOPIC_ERASURES, TOPIC_REQUESTS, Invalid
 from .protect import FieldCipher
-from .validate import validate_event, validate_request
+from .validate import MAX_ID_LEN, validate_event, validate_request
 
 
 class InvalidEventError(ValueError):
@@ -51,3 +51,12 @@ def prepare(kind: str, obj: dict[str, Any], *, max_bytes: int = 65_536,
     if len(value) > max_bytes:
         raise InvalidEventError(Invalid("too_large", f"event is {len(value)} bytes, the limit is {max_bytes}"))
     return topic, checked.user_id.encode("utf-8"), value
+
+
+def prepare_erasure(user_id: str, erased_at: float, requested_by: str = "") -> tuple[str, bytes, bytes]:
+    """The erasure record of ``user_id`` (recsys-erasures: key user_id, co-partitioned with the
+    inputs); raises InvalidEventError for an id no input topic could hold."""
+    if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_ID_LEN:
+        raise InvalidEventError(Invalid("wrong_type", f"user_id must be a string of 1 to {MAX_ID_LEN} characters"))
+    value = {"user_id": user_id, "erased_at": float(erased_at), "requested_by": requested_by}
+    return TOPIC_ERASURES, user_id.encode("utf-8"), json.dumps(value, separators=(",", ":")).encode("utf-8")

@@ -18,6 +18,7 @@ from .protect import is_sealed
 from .model import (
     TOPIC_KINDS,
     USER_EVENT_TYPES,
+    Erasure,
     Event,
     Invalid,
     Served,
@@ -222,5 +223,18 @@ def validate_served(raw: Union[bytes, str, dict], *, max_bytes: int = default("m
         return Served(user_id, float(served_at), _string(obj, "model_version") or "", _string(obj, "strategy") or "",
                       tuple(items), _string(obj, "variant", required=False) or "",
                       _string(obj, "via", required=False) or "http")
+    except _Reject as rej:
+        return rej.invalid
+
+
+def validate_erasure(raw: Union[bytes, str, dict], *, max_bytes: int = default("max_event_bytes")) -> Union[Erasure, Invalid]:
+    """Validate one record of recsys-erasures: ``{"user_id", "erased_at", "requested_by"?}``."""
+    try:
+        obj = decode_json_object(raw, max_bytes)
+        user_id = _string(obj, "user_id")
+        erased_at = _number(obj, "erased_at", 0, 1e11)
+        if erased_at is None:
+            raise _Reject("missing_field", "'erased_at' is required (unix seconds)")
+        return Erasure(user_id, float(erased_at), _string(obj, "requested_by", required=False) or "")
     except _Reject as rej:
         return rej.invalid

@@ -14,8 +14,8 @@ from typing import Callable, Optional, Sequence
 
 from faust.types import EventT
 
-from ..events.model import TOPIC_SERVED, Event, Invalid, Served, Source
-from ..events.validate import validate_event, validate_served
+from ..events.model import TOPIC_ERASURES, TOPIC_SERVED, Erasure, Event, Invalid, Served, Source
+from ..events.validate import validate_erasure, validate_event, validate_served
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,20 @@ class ServedAnswer:
 
 
 @dataclass
+class ErasureRead:
+    """A valid erasure of a user of this worker's partitions (erasure/)."""
+
+    erasure: Erasure
+    source: Source
+
+
+@dataclass
 class Sorted:
     """A batch's records by what happens to them next."""
 
     by_user: dict[str, list[Accepted]] = field(default_factory=lambda: defaultdict(list))
     served: dict[str, list[ServedAnswer]] = field(default_factory=lambda: defaultdict(list))
+    erasures: dict[str, list[ErasureRead]] = field(default_factory=lambda: defaultdict(list))
     refused: list[tuple[EventT, Invalid]] = field(default_factory=list)
     misplaced: list[tuple[EventT, str]] = field(default_factory=list)  # (record, its user_id)
     not_owned: list[EventT] = field(default_factory=list)
@@ -80,6 +89,15 @@ def sort_records(
                 out.misplaced.append((rec, answer.user_id))
             else:
                 out.served[answer.user_id].append(ServedAnswer(answer, Source(msg.topic, msg.partition, msg.offset)))
+            continue
+        if msg.topic == TOPIC_ERASURES:
+            erasure = validate_erasure(msg.value, max_bytes=max_bytes)
+            if isinstance(erasure, Invalid):
+                out.refused.append((rec, erasure))
+            elif misplaced(msg.topic, msg.partition, erasure.user_id):
+                out.misplaced.append((rec, erasure.user_id))
+            else:
+                out.erasures[erasure.user_id].append(ErasureRead(erasure, Source(msg.topic, msg.partition, msg.offset)))
             continue
         result = validate_event(msg.topic, msg.value, max_bytes=max_bytes, max_future_skew_s=max_future_skew_s)
         if isinstance(result, Invalid):

@@ -69,6 +69,11 @@ class AheadOfStore:
                 return value
         return self._stored.get(key)
 
+    def held_keys(self, start: str, stop: str) -> list[str]:
+        """The keys ``start <= key < stop`` held or kept here (a scan: for rare work, erasures)."""
+        maps = [*self._batches.values(), self._stored]
+        return sorted({key for values in maps for key in values if start <= key < stop})
+
     def read_many(self, table: StrKeyTable, keys: Sequence[tuple[str, int]]) -> list[Optional[Any]]:
         """``table.read_many`` with the values held or kept here in place of the stored ones."""
         if not self._batches and not self._stored:

@@ -20,7 +20,7 @@ from ..streaming.deadletters import DeadLetters
 
 @dataclass(frozen=True)
 class IngestTables:
-    """The six changelog tables a batch writes (each partitioned like the input topics)."""
+    """The changelog tables a batch writes (each partitioned like the input topics)."""
 
     profiles: StrKeyTable
     recommendations: StrKeyTable
@@ -28,6 +28,10 @@ class IngestTables:
     transitions: StrKeyTable
     user_factors: StrKeyTable
     event_ids: StrKeyTable
+    # erasure/: the marks of erased users, and the request agent's answered offsets (deleted with
+    # the user). Without them (unit tests of other steps) erasures change the other tables only.
+    erasures: Optional[StrKeyTable] = None
+    answered: Optional[StrKeyTable] = None
 
 
 @dataclass

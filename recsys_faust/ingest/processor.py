@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Optional, Sequence
 from faust.types import EventT
 
 from .. import metrics
-from ..kafka.table import ChangelogPipe
+from ..kafka.table import ChangelogPipe, merge_staged
 from ..profiles.profile import ProfileConfig
 from ..profiles.recent_users import RecentUsers
 from ..ranking.model.active import ActiveModel
@@ -30,6 +30,7 @@ from . import fold_items, rank
 from .accept import Accepted, Sorted, newest_by_partition, sort_records
 from .ahead import AheadStores
 from .context import IngestContext
+from .erase import Erased, Eraser, Marks
 from .event_ids import EventIds
 from .fold_profiles import AnswerRules, OnlineCounts, UserState, fold_profiles, users_of
 from .store import BatchClock, Staged, count_visible, report, store
@@ -76,6 +77,8 @@ class UserEventProcessor:
         # stored (``AheadOfStore``): the item entries are the same objects the indexes hold.
         self.ahead = AheadStores.sized(settings.ingest.profile_cache_keys, settings.ingest.state_cache_keys)
         self.event_ids = EventIds(ctx.tables.event_ids, self.ahead.ids, settings.profiles.dedup_window_s)
+        self.marks = Marks(ctx.tables.erasures)
+        self.eraser = Eraser(ctx, self.ahead, self.marks)
         # ids of the records of revoked partitions this worker did not apply: never acked
         # (``keep_unacked``), so no commit covers them.
         self.left_to_owner: set[int] = set()
@@ -101,10 +104,14 @@ class UserEventProcessor:
         if oldest is not None:
             metrics.FRESHNESS.labels("started").observe(max(0.0, time.time() - oldest))
         batch = await self._accept(records)
+        erased = self.eraser.drop_erased(batch)
         clock.mark("validate")
         if ctx.drift is not None:
             await ctx.drift.observe(acc.event for accepted in batch.by_user.values() for acc in accepted)
         clock.mark("drift")
+        # no await from here to the batch's fold: the item entries an erasure changes in place
+        # are the indexes' own objects, put back into them by the same step
+        self.eraser.erase(seq, batch, erased)
         ids = self.event_ids.lookup(batch.by_user, newest_by_partition(batch.by_user))
         users = users_of(batch.by_user, batch.served)
         folded = fold_profiles(users, ahead.profiles.read_many(tables.profiles, users), batch.by_user,
@@ -115,9 +122,10 @@ class UserEventProcessor:
         ahead.ids.hold(seq, id_changes)
         if folded.unknown_answered:
             metrics.ANSWERS_NOT_KEPT.inc(folded.unknown_answered)
+        folded.outcomes.update(erased.dropped)
         clock.mark("profiles")
         staged, profile_raws = self._fold_items(seq, folded.pop_updates, folded.interactions,
-                                                folded.touched + folded.answered, id_changes)
+                                                folded.touched + folded.answered, id_changes, erased)
         clock.mark("popularity")
         active = ctx.ranker.models.active
         scorings = rank.submit(ctx.scorer, ctx.ranker, active, folded.touched, profile_raws)
@@ -141,10 +149,11 @@ class UserEventProcessor:
         return batch
 
     def _fold_items(self, seq: int, pop_updates: dict[str, list[Accepted]], interactions: dict[str, list[Accepted]],
-                    profiles: list[UserState], id_changes: list[tuple[str, Any, int]]) -> tuple[Staged, list[bytes]]:
+                    profiles: list[UserState], id_changes: list[tuple[str, Any, int]],
+                    erased: Erased) -> tuple[Staged, list[bytes]]:
         """Step 4 on the values read ahead of the store, the batch's values encoded and held."""
         ctx, tables, ahead, settings = self.ctx, self.ctx.tables, self.ahead, self.ctx.settings
-        entries = fold_items.fold_popularity(
+        entries = erased.popularity + fold_items.fold_popularity(
             pop_updates, ahead.entries.read_many(tables.popularity, fold_items.popularity_keys(pop_updates)),
             weights=settings.popularity.weights, bucket_s=settings.popularity.popularity_bucket_s, retention_s=settings.popularity.trending_window_s)
         keys = fold_items.history_keys(interactions)
@@ -155,11 +164,13 @@ class UserEventProcessor:
             settings.ranking.transitions_max_successors)
         # The histories after the entries: in one changelog partition, in this order, a history
         # that survived a crash never holds an event whose count changes did not.
-        transitions += histories
+        transitions = erased.transitions + transitions + histories
         profile_writes, profile_raws = tables.profiles.encode_many_raw(profiles)
+        if erased.users:
+            profile_writes = merge_staged(tables.profiles.encode_many(erased.user_deletes()), profile_writes)
         transition_writes, transition_raws = tables.transitions.encode_many_raw(transitions)
         staged = Staged(profile_writes, tables.popularity.encode_many(entries), transition_writes,
-                        tables.event_ids.encode_many(id_changes))
+                        tables.event_ids.encode_many(erased.ids + id_changes), erased.user_deletes(), erased.marks)
         # This worker's own writes count at once; other partitions arrive via the changelog.
         ctx.index.put_many([(key, entry) for key, entry, _ in entries])
         ctx.ranker.transitions.put_many([(key, entry) for key, entry, _ in transitions], transition_raws)
@@ -172,6 +183,8 @@ class UserEventProcessor:
         """A batch that will not be stored (the pipeline closed): its folded values must not
         stand in for the stored ones, or its events, read again, would look applied."""
         self.ahead.release(b.seq)
+        if b.staged.marks:
+            self.marks.forget()  # a mark set by a batch never stored: read from the table again
         for _, scoring in b.scorings:
             scoring.cancel()
 
@@ -191,6 +204,8 @@ class UserEventProcessor:
             # Stored (or failed: the worker stops and the batch is read again): later batches
             # read these keys from the tables again, or from what is kept of them.
             self.ahead.release(b.seq, stored)
+        if b.staged.erased:
+            self.recent_users.forget(user_id for user_id, _, _ in b.staged.erased)
         self.recent_users.touch(user_id for user_id, _, _ in b.touched)
         for a in b.online.answers:
             ctx.online.answered(a.key, a.items, a.hit)
@@ -213,3 +228,4 @@ class UserEventProcessor:
         """Partitions changed hands (a rebalance): values kept of stored batches are read from
         the tables again, where a partition's recovery may have changed them."""
         self.ahead.forget()
+        self.marks.forget()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import metrics
-from ..kafka.table import StagedWrites, StrKeyTable
+from ..kafka.table import StagedWrites, StrKeyTable, merge_staged
 from .context import IngestTables
 from .rank import ReadyWrites
 
@@ -39,6 +39,10 @@ class Staged:
     entries: StagedWrites
     transitions: StagedWrites
     ids: StagedWrites
+    # erasure/: tombstones of the user-keyed tables for the users erased, stored before the
+    # batch's own lists (a user's new event after the erasure writes after them), and the marks
+    erased: list[tuple[str, Any, int]] = field(default_factory=list)
+    marks: list[tuple[str, Any, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,12 +65,22 @@ def store(tables: IngestTables, staged: Staged, ready: ReadyWrites) -> tuple[Pha
         (tables.transitions, tables.transitions.store_staged(staged.transitions)),
         (tables.event_ids, tables.event_ids.store_staged(staged.ids)),
     ]
+    factors = tables.user_factors.encode_many((), ready.factors)
+    lists = tables.recommendations.encode_many(ready.lists, ready.encoded)
+    if staged.erased:
+        factors = merge_staged(tables.user_factors.encode_many(staged.erased), factors)
+        lists = merge_staged(tables.recommendations.encode_many(staged.erased), lists)
     users_after: Phase = [
         (tables.profiles, tables.profiles.store_staged(staged.profiles)),
-        (tables.user_factors, tables.user_factors.store_staged(tables.user_factors.encode_many((), ready.factors))),
-        (tables.recommendations,
-         tables.recommendations.store_staged(tables.recommendations.encode_many(ready.lists, ready.encoded))),
+        (tables.user_factors, tables.user_factors.store_staged(factors)),
+        (tables.recommendations, tables.recommendations.store_staged(lists)),
     ]
+    if staged.marks and tables.erasures is not None:
+        # with the items: a mark acknowledged before the deletes is harmless (the erasure, read
+        # again, deletes again), one behind them would let an old record back in
+        items_first.append((tables.erasures, tables.erasures.store_staged(tables.erasures.encode_many(staged.marks))))
+    if staged.erased and tables.answered is not None:
+        users_after.append((tables.answered, tables.answered.store_staged(tables.answered.encode_many(staged.erased))))
     return items_first, users_after
 
 

@@ -56,6 +56,16 @@ class StagedWrites:
     by_partition: dict[int, list[tuple[bytes, Optional[bytes]]]]  # None: a delete
 
 
+def merge_staged(first: StagedWrites, then: StagedWrites) -> StagedWrites:
+    """``first``'s records, then ``then``'s, per partition (a later record of a key wins)."""
+    if not first.by_partition:
+        return then
+    merged = {p: list(records) for p, records in first.by_partition.items()}
+    for p, records in then.by_partition.items():
+        merged.setdefault(p, []).extend(records)
+    return StagedWrites(merged)
+
+
 class StrKeyTable(faust.Table):
     """A Faust table with raw UTF-8 keys, batched reads and writes, and a one-read ``get``."""
 

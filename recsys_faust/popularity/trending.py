@@ -78,6 +78,27 @@ def apply_to_entry(
     return True
 
 
+def remove_from_entry(entry: Entry, removals: list[tuple[float, float]], source: Optional[tuple[str, int, int]],
+                      bucket_s: int) -> bool:
+    """Take ``(ts, weight)`` interactions back out (an erased user's, erasure/); False when
+    ``source`` was already applied. A bucket already dropped past the window keeps nothing to
+    take back; the count and total never go below zero."""
+    if not mark_applied(entry[APPLIED], source):
+        return False
+    buckets = entry[BUCKETS]
+    for ts, weight in removals:
+        start = str(int(ts // bucket_s) * bucket_s)
+        if start in buckets:
+            left = round(buckets[start] - weight, 6)
+            if left > 0:
+                buckets[start] = left
+            else:
+                del buckets[start]
+        entry[TOTAL] = max(0.0, round(entry[TOTAL] - weight, 6))
+        entry[COUNT] = max(0, entry[COUNT] - 1)
+    return True
+
+
 class Ranked(NamedTuple):  # a tuple: cheap to build for every top() answer
     product_id: str
     score: float

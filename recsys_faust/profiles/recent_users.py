@@ -28,6 +28,11 @@ class RecentUsers:
         while len(seen) > self.size:
             seen.popitem(last=False)
 
+    def forget(self, users: Iterable[str]) -> None:
+        """Drop erased ``users`` (erasure/)."""
+        for user in users:
+            self._users.pop(user, None)
+
     def newest(self, k: int) -> list[str]:
         """Up to ``k`` users, the most recently changed first."""
         out: list[str] = []

@@ -7,9 +7,10 @@ ranked by ``ranking.Ranker``; this module only reads.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from ..ranking.items import answered_item, from_ranked, ranked_item
+from ..catalogue.rules import Rules
+from ..ranking.items import answered, answered_item, from_ranked, ranked_item
 from ..ranking.policy.ranker import Ranker
 from ..ranking.strategies import POPULARITY_MODEL_VERSION
 from ..settings import RankingSettings
@@ -17,6 +18,24 @@ from .recommend import answer, select
 
 #: The kinds of ``GET /api/products/{id}/similar``: factor similarity, and what users took next.
 SIMILAR_KINDS = ("factors", "next")
+#: The most candidates asked for to fill k items past hidden ones (explicit: a catalogue hiding
+#: most items makes answers shorter rather than unbounded work).
+MAX_CANDIDATES = 10_000
+
+
+def take_visible(fetch: Callable[[int], list[dict]], k: int, rules: Rules,
+                 category: Optional[str] = None) -> list[dict]:
+    """The first ``k`` items of ``fetch(n)`` left by the rules (of ``category`` by the rules'
+    categories, if given), asking for more while fewer than ``k`` are left and more exist."""
+    n = k
+    while True:
+        items = fetch(n)
+        kept = rules.apply(items)
+        if category:
+            kept = [it for it in kept if it.get("category") == category]
+        if len(kept) >= k or len(items) < n or n >= MAX_CANDIDATES:
+            return kept[:k]
+        n = min(MAX_CANDIDATES, n * 4)
 
 
 def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
@@ -32,7 +51,10 @@ class Recommender:
         profiles: Mapping[str, Any],
         ready_lists: Mapping[str, Any],
         ranker: Ranker,
+        rules: Optional[Rules] = None,
     ) -> None:
+        # catalogue/rules.py: applied to every answer at answer time (fed by recsys-catalogue)
+        self.rules = rules if rules is not None else Rules()
         self.list_size = ranking.rec_list_size  # ready lists hold this many items
         self.profiles = profiles
         self.ready_lists = ready_lists
@@ -70,6 +92,8 @@ class Recommender:
         exclude: Iterable[str] = (),
     ) -> dict[str, Any]:
         exclude = tuple(exclude)
+        if self.rules.active:
+            return self._recommend_by_rules(user_id, k, category, exclude)
         ready = self.ready_lists.get(user_id)
         # One older than the cache epoch was cleared: computed live below, like a miss.
         if (ready is not None and ready["model_version"] == self.model_version
@@ -98,13 +122,46 @@ class Recommender:
         chosen = select(items, k, exclude=exclude, category=category)
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
+    def _fresh(self, user_id: str) -> Optional[Mapping[str, Any]]:
+        ready = self.ready_lists.get(user_id)
+        if (ready is not None and ready["model_version"] == self.model_version
+                and ready["generated_at"] >= self.cache_epoch):
+            return ready
+        return None
+
+    def _recommend_by_rules(self, user_id: str, k: int, category: Optional[str],
+                            exclude: tuple[str, ...]) -> dict[str, Any]:
+        """``_recommend`` with catalogue rules in force: the ready list (or a live one) through
+        ``rules.apply``, then the exclusions and the category (the catalogue's, where it has one)."""
+        ready = self._fresh(user_id)
+        if ready is not None:
+            chosen = select(self.rules.apply(from_columns(ready)), k, exclude=exclude, category=category)
+            if len(chosen) >= k or (len(ready["ids"]) < self.list_size and not category):
+                return answer(user_id, chosen, strategy=ready["strategy"], model_version=ready["model_version"],
+                              generated_at=ready["generated_at"])
+        profile = self.profiles.get(user_id)
+        # the category is the catalogue's now: filtered after the rules, not by the ranker
+        strategy = ""
+
+        def fetch(n: int) -> list[dict]:
+            nonlocal strategy
+            items, strategy = self.ranker.build_list(profile, n)
+            return items
+
+        kept = take_visible(fetch, max(k + len(exclude), self.list_size), self.rules, category)
+        chosen = select(kept, k, exclude=exclude)
+        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
+
     def fallback(self, user_id: str, k: int, reason: str, *, category: Optional[str] = None,
                  exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The answer of a worker that cannot reach the user's owner: the popular items every
         worker holds, marked ``degraded`` with the reason (the contract's cold-start shape)."""
         exclude = tuple(exclude)
         items, strategy = self.ranker.build_list(None, max(k + len(exclude), self.list_size), category=category)
-        chosen = select(items, k, exclude=exclude, category=category)
+        if self.rules.active:
+            items = take_visible(lambda n: self.ranker.build_list(None, n)[0], max(k + len(exclude), self.list_size),
+                                 self.rules, category)
+        chosen = select(items, k, exclude=exclude, category=None if self.rules.active else category)
         result = answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
         result["degraded"] = reason
         return result
@@ -120,18 +177,29 @@ class Recommender:
             known = self.ranker.transitions.knows(product_id) or (active is not None and product_id in active.index)
             if not known:
                 return None
-            ranked = self.ranker.transitions.next_items(product_id, active, k)
-            return {"items": [answered_item(p, round(c, 6)) for p, c in ranked],
-                    "model_version": self.model_version}
+            def nexts(n: int) -> list[dict]:
+                return [answered_item(p, round(c, 6)) for p, c in self.ranker.transitions.next_items(product_id, active, n)]
+
+            items = take_visible(nexts, k, self.rules) if self.rules.active else nexts(k)
+            return {"items": answered(items), "model_version": self.model_version}
         if active is None:
             raise LookupError("no ALS model is loaded yet (train --publish one)")
-        items = active.similar(product_id, k)
-        return None if items is None else {"items": items, "model_version": active.version}
+        if not self.rules.active:
+            items = active.similar(product_id, k)
+            return None if items is None else {"items": items, "model_version": active.version}
+        if product_id not in active.index:
+            return None
+        items = take_visible(lambda n: active.similar(product_id, n) or [], k, self.rules)
+        return {"items": answered(items), "model_version": active.version}
 
     def trending(self, k: int = 10, category: Optional[str] = None) -> dict[str, Any]:
-        ranked = self.index.top(k, category=category)
+        if self.rules.active:
+            # the category filter is the catalogue's too: over the rules' categories
+            items = take_visible(lambda n: from_ranked(self.index.top(n)), k, self.rules, category)
+        else:
+            items = from_ranked(self.index.top(k, category=category))
         return {
-            "items": from_ranked(ranked),
+            "items": items,
             "window_s": self.index.window_s,
             "window_end": self.index.clock,
             "category": category,

@@ -19,7 +19,7 @@ from faust.types import EventT
 
 from ..events.model import Invalid, Source, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_SYSTEM_METRICS
 from ..events.protect import FieldCipher
-from ..events.validate import validate_event
+from ..events.validate import validate_erasure, validate_event
 from ..settings import Settings
 from .rows import event_row, response_row, ts
 from .writer import PostgresSink
@@ -58,6 +58,21 @@ class SinkProcessor:
             table, row = event_row(ev, Source(msg.topic, msg.partition, msg.offset), payload)
             batches[table].append(row)
         await self._write(batches, records)
+
+    async def erasures(self, records: Sequence[EventT]) -> None:
+        """recsys-erasures: each user's rows from before their erasure deleted, an audit row kept
+        (``PostgresSink.erase``). A record that is not an erasure is the event processor's to
+        dead-letter (it reads the same topic); here it is skipped."""
+        erasures = []
+        for rec in records:
+            erasure = validate_erasure(rec.message.value, max_bytes=self.settings.ingest.max_event_bytes)
+            if isinstance(erasure, Invalid):
+                continue
+            erasures.append((erasure.user_id, erasure.erased_at))
+        if erasures:
+            deleted = await self.sink.erase(erasures, stop=self.stopping)
+            log.info("erased %d user(s) from PostgreSQL: %s", len(erasures),
+                     ", ".join(f"{sum(d.values())} row(s)" for d in deleted))
 
     async def responses(self, records: Sequence[EventT]) -> None:
         rows = []

@@ -4,7 +4,8 @@
 it owns them). With ``--worker-role NAME`` it also creates or updates a login role for the
 workers that may read and insert rows, update the two entity tables the sink keeps first/last
 seen in, and nothing else: no CREATE on the schema, no DROP, no ALTER (only an owner may),
-no DELETE, and no INSERT into the migration record. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``. With
+no DELETE (an erasure deletes through the owner's ``recsys_erase_user``, which the role may
+call), and no INSERT into the migration record or the erasure audit. Workers then run with that role in DATABASE_URL and ``RECSYS_DB_MIGRATE=false``. With
 ``--reader-role NAME`` it makes a role that may only SELECT, for the retrainer.
 """
 
@@ -19,6 +20,9 @@ from psycopg import sql
 UPDATED_TABLES = ("users", "products")
 #: The schema's migration record (sink/schema.py): readable by workers, written by the owner only.
 MIGRATIONS_TABLE = "schema_migrations"
+#: The erasure audit rows and the owner's function that writes them with the deletes (sink/schema.py).
+ERASURES_TABLE = "user_erasures"
+ERASE_FUNCTION = "recsys_erase_user"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -57,6 +61,11 @@ async def ensure_worker_role(conn: Any, role: str, password: Optional[str]) -> N
     # The migration record is the owner's: a worker that could add to it could mark a migration
     # done that never ran.
     await conn.execute(sql.SQL("REVOKE INSERT ON {} FROM {}").format(sql.Identifier(MIGRATIONS_TABLE), ident))
+    # Erasure: the owner's function deletes one user's rows and writes the audit row; the role
+    # may call it, and may neither delete rows nor forge audit rows itself.
+    await conn.execute(sql.SQL("REVOKE INSERT ON {} FROM {}").format(sql.Identifier(ERASURES_TABLE), ident))
+    await conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {}(text, timestamptz) TO {}").format(
+        sql.Identifier(ERASE_FUNCTION), ident))
     await conn.commit()
 
 

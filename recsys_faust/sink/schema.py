@@ -81,6 +81,48 @@ CREATE TABLE IF NOT EXISTS metric_snapshots (
     PRIMARY KEY (metric, source, ts, labels)
 );
 """),
+    (2, "user erasures", """
+CREATE TABLE IF NOT EXISTS user_erasures (
+    user_hash   text NOT NULL,
+    erased_at   timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    deleted     jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (user_hash, erased_at)
+);
+CREATE INDEX IF NOT EXISTS recommendation_responses_user ON recommendation_responses (user_id);
+CREATE INDEX IF NOT EXISTS user_events_user ON user_events (user_id);
+-- The one way a worker deletes: a user's rows from before their erasure, with the audit row.
+-- SECURITY DEFINER (runs as the owner): the worker role gets EXECUTE on it, never DELETE.
+-- Exclusive on lock 744412, which every event batch takes shared (sink/writer.py): a batch in
+-- flight is written before the rows are deleted, one after it sees the audit row and drops
+-- the user's older rows.
+CREATE OR REPLACE FUNCTION recsys_erase_user(p_user_id text, p_erased_at timestamptz)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    n_interactions bigint; n_user_events bigint; n_responses bigint; n_users bigint;
+    deleted jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(744412);
+    DELETE FROM interactions WHERE user_id = p_user_id AND ts < p_erased_at;
+    GET DIAGNOSTICS n_interactions = ROW_COUNT;
+    DELETE FROM user_events WHERE user_id = p_user_id AND ts < p_erased_at;
+    GET DIAGNOSTICS n_user_events = ROW_COUNT;
+    DELETE FROM recommendation_responses WHERE user_id = p_user_id AND ts < p_erased_at;
+    GET DIAGNOSTICS n_responses = ROW_COUNT;
+    DELETE FROM users WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n_users = ROW_COUNT;
+    -- what the user did after the erasure stays, and so does their row for it
+    INSERT INTO users (user_id, first_seen, last_seen)
+        SELECT user_id, min(ts), max(ts) FROM interactions WHERE user_id = p_user_id GROUP BY user_id;
+    deleted := jsonb_build_object('interactions', n_interactions, 'user_events', n_user_events,
+                                  'recommendation_responses', n_responses, 'users', n_users);
+    INSERT INTO user_erasures (user_hash, erased_at, deleted)
+        VALUES (encode(sha256(convert_to(p_user_id, 'UTF8')), 'hex'), p_erased_at, deleted)
+        ON CONFLICT (user_hash, erased_at) DO NOTHING;
+    RETURN deleted;
+END $$;
+REVOKE ALL ON FUNCTION recsys_erase_user(text, timestamptz) FROM PUBLIC;
+"""),
 ]
 
 

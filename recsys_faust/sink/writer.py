@@ -17,7 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .. import metrics
-from .rows import INTERACTION_COLUMNS, RESPONSE_COLUMNS, USER_EVENT_COLUMNS
+from .rows import INTERACTION_COLUMNS, RESPONSE_COLUMNS, USER_EVENT_COLUMNS, ts
 from .schema import LATEST_VERSION, migrate, schema_version
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,12 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
                      "feature, statistic, window_start, window_end"),
     "metric_snapshots": (("metric", "source", "ts", "value", "labels"), "metric, source, ts, labels"),
 }
+#: Tables holding a user's rows (by ``user_id``, timed by ``ts``): an erased user's rows from
+#: before their erasure are never written again (``_copy_upsert``).
+ERASABLE = ("interactions", "user_events", "recommendation_responses")
+#: The advisory lock an erasure takes exclusive (``recsys_erase_user``, sink/schema.py) and every
+#: batch of ``ERASABLE`` rows shared: a batch either lands before the deletes or sees the erasure.
+ERASURE_LOCK = 744412
 #: Failures that end by themselves (server down, restarting, unreachable): retried forever.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, asyncio.TimeoutError, OSError)
 #: Failures that are the rows' own (a value PostgreSQL refuses): raised, so the caller
@@ -95,6 +101,22 @@ class PostgresSink:
 
     async def write(self, batches: dict[str, Sequence[tuple]], *, stop: Callable[[], bool] = lambda: False) -> int:
         """Write every table's rows in one transaction; retry transient failures until it lands."""
+        n = await self._until_landed(lambda: self._write_once(batches), stop, "an unwritten batch")
+        self.rows_written += n
+        metrics.SINK_ROWS.inc(n)
+        return n
+
+    async def erase(self, erasures: Sequence[tuple[str, float]], *,
+                    stop: Callable[[], bool] = lambda: False) -> list[dict[str, int]]:
+        """Each ``(user_id, erased_at)``'s rows from before ``erased_at`` deleted, with an audit row
+        (``recsys_erase_user``, sink/schema.py), in one transaction; retried like ``write``.
+        Returns what was deleted per erasure (one read again deletes nothing more)."""
+        out = await self._until_landed(lambda: self._erase_once(erasures), stop, "an unapplied erasure")
+        metrics.SINK_ERASURES.inc(len(erasures))
+        return out
+
+    async def _until_landed(self, once: Callable[[], Any], stop: Callable[[], bool], what: str) -> Any:
+        """``once()`` retried through transient failures (capped exponential backoff) until it lands."""
         delay = 0.2
         # The agents may hand a batch over before the worker's services opened the pool: wait for
         # it rather than count a closed pool as an outage.
@@ -103,13 +125,11 @@ class PostgresSink:
             try:
                 if not self._migrated:
                     await self.ensure_schema()
-                n = await self._write_once(batches)
+                result = await once()
                 if self.up is False:
                     log.warning("PostgreSQL is back: sink resumed")
                 self.up, self.last_error = True, None
-                self.rows_written += n
-                metrics.SINK_ROWS.inc(n)
-                return n
+                return result
             except (*TRANSIENT, SchemaNotReady) as exc:
                 self._down(exc)
             except psycopg.Error as exc:
@@ -119,7 +139,7 @@ class PostgresSink:
                 log.error("PostgreSQL refused the sink's batch for a reason that is not the rows' "
                           "(%s: %s); retrying", type(exc).__name__, str(exc)[:200])
             if stop():
-                raise asyncio.CancelledError("sink stopping with an unwritten batch (it will be replayed)")
+                raise asyncio.CancelledError(f"sink stopping with {what} (it will be replayed)")
             metrics.SINK_RETRIES.inc()
             await asyncio.sleep(delay)
             delay = min(self.max_backoff_s, delay * 2)
@@ -134,6 +154,8 @@ class PostgresSink:
         total = 0
         async with self.pool.connection() as conn:
             async with conn.transaction():
+                if any(batches.get(table) for table in ERASABLE):
+                    await conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ERASURE_LOCK,))
                 for table, rows in batches.items():
                     if rows:
                         total += await self._copy_upsert(conn, table, rows)
@@ -150,6 +172,13 @@ class PostgresSink:
             async with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
                 for row in rows:
                     await copy.write_row(row)
+            if table in ERASABLE:
+                # an erased user's rows from before the erasure (a replay, a restore, a producer
+                # sending them again) are dropped here, counted
+                await cur.execute(f"DELETE FROM {stage} s USING user_erasures e WHERE e.user_hash = "
+                                  f"encode(sha256(convert_to(s.user_id, 'UTF8')), 'hex') AND s.ts < e.erased_at")
+                if cur.rowcount:
+                    metrics.SINK_ERASED_DROPPED.inc(cur.rowcount)
             await cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) DO NOTHING")
             return cur.rowcount
 
@@ -166,6 +195,16 @@ class PostgresSink:
             ON CONFLICT (product_id) DO UPDATE SET category = coalesce(excluded.category, products.category),
                 first_seen = least(products.first_seen, excluded.first_seen),
                 last_seen = greatest(products.last_seen, excluded.last_seen)""")
+
+
+    async def _erase_once(self, erasures: Sequence[tuple[str, float]]) -> list[dict[str, int]]:
+        out = []
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                for user_id, erased_at in erasures:
+                    cur = await conn.execute("SELECT recsys_erase_user(%s, %s)", (user_id, ts(erased_at)))
+                    out.append((await cur.fetchone())[0])
+        return out
 
 
 async def insert_row_by_row(dsn: str, rows: Sequence[tuple]) -> float:

@@ -74,7 +74,8 @@ def is_history_key_bytes(key: Optional[bytes]) -> bool:
 
 def new_history() -> dict[str, Any]:
     """Rows ``[product_id, kind, ts]`` in time order (the profile's row layout, its first three
-    columns) and the source offsets applied."""
+    columns) and the source offsets applied; ``spilled``, once rows are dropped past the bound,
+    holds what the dropped rows added to the counts (``contributions``)."""
     return {"rows": [], "applied": {}}
 
 
@@ -88,9 +89,39 @@ def fold_into_history(history: dict[str, Any], product_id: str, kind: str, ts: f
     deltas = successor_updates(rows, product_id, ts, day_s)
     row = [product_id, kind, ts]
     rows.insert(bisect_right(rows, row_order(row), key=row_order), row)  # ties as the profile orders them
-    if len(rows) > max_rows:
-        del rows[: len(rows) - max_rows]
+    while len(rows) > max_rows:
+        # What the dropped row contributed stays in the counts: kept as ``spilled``, so that the
+        # user's whole contribution (``contributions``) can be taken back out on erasure. The
+        # counts' order independence makes it the row's own change on the rows left.
+        oldest = rows.pop(0)
+        add_counts(history.setdefault("spilled", {}), successor_updates(rows, oldest[ROW_PRODUCT], oldest[ROW_TS], day_s))
     return deltas
+
+
+def add_counts(into: dict[str, dict[str, int]], deltas: Mapping[str, Mapping[str, int]], sign: int = 1) -> None:
+    """``into += sign * deltas`` over nested ``{src: {dst: n}}`` counts, zeros dropped."""
+    for src, dsts in deltas.items():
+        row = into.setdefault(src, {})
+        for dst, n in dsts.items():
+            left = row.get(dst, 0) + sign * n
+            if left:
+                row[dst] = left
+            else:
+                row.pop(dst, None)
+        if not row:
+            del into[src]
+
+
+def contributions(history: Mapping[str, Any], day_s: int = DAY_S) -> dict[str, dict[str, int]]:
+    """Everything a user's history added to the transition counts: the count changes of its rows
+    folded in time order (the same as in any order, ``successor_updates``) and of the rows it
+    dropped since (``spilled``). Subtracted, it takes the user back out exactly (erasure/)."""
+    total: dict[str, dict[str, int]] = {}
+    rows = history.get("rows") or []
+    for i, row in enumerate(rows):
+        add_counts(total, successor_updates(rows[:i], row[ROW_PRODUCT], row[ROW_TS], day_s))
+    add_counts(total, history.get("spilled") or {})
+    return total
 
 
 def apply_successors(entry: Entry, deltas: Mapping[str, int], source: Optional[Source],

@@ -82,6 +82,10 @@ SCHEMAS: dict[str, Any] = {
         offline_metrics={"type": "object"}, active=BOOL, pinned=BOOL, bytes=INT)}),
     "Reloaded": _obj(["model_version", "switched"], model_version=STR, switched=BOOL, published=BOOL),
     "Cleared": _obj(["cleared", "cache_epoch"], cleared=BOOL, cache_epoch=NUM, detail=STR),
+    "CatalogueRule": _obj(["product_id", "available", "boost"], product_id=STR, available=BOOL,
+                          category=NULLABLE_STR, boost={"type": "number", "minimum": 0.25, "maximum": 4},
+                          hidden_until=NULLABLE_NUM, topic=STR),
+    "Erased": _obj(["user_id", "erased_at", "topic"], user_id=STR, erased_at=NUM, topic=STR, detail=STR),
 }
 
 _STATUS_TEXT = {200: "OK", 202: "accepted", 400: "bad request", 401: "no bearer token", 403: "wrong token",
@@ -133,6 +137,9 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                 _param("exclude", schema={"type": "array", "items": STR}, description="product ids to leave out")))},
     "Profile": {"get": _op("A user's profile from table state", (200, JSON, _ref("Profile")), errors=READ,
                            params=(_param("user_id", "path"),))},
+    "User": {"delete": _op("Erase the user everywhere: state on every worker, PostgreSQL rows, and their older "
+                           "records read later (docs/erasure.md)", (202, JSON, _ref("Erased")),
+                           errors=(400, 401, 403, 429, 503), params=(_param("user_id", "path"),))},
     "ActiveUsers": {"get": _op("Users whose profiles this worker changed last, newest first",
                                (200, JSON, _ref("ActiveUsers")), errors=READ,
                                params=(_param("k", schema={"type": "integer", "minimum": 1, "maximum": 100,
@@ -147,6 +154,13 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
                            (200, JSON, _ref("Similar")), errors=READ,
                            params=(_param("product_id", "path"), K,
                                    _param("kind", schema={"type": "string", "enum": ["factors", "next"]})))},
+    "Product": {
+        "get": _op("The catalogue rule this worker holds for a product", (200, JSON, _ref("CatalogueRule")),
+                   errors=(401, 403, 429), params=(_param("product_id", "path"),)),
+        "put": _op("Set a product's catalogue rule (available, hidden_until, category, boost): applied to every "
+                   "answer on every worker once read", (202, JSON, _ref("CatalogueRule")),
+                   errors=(400, 401, 403, 413, 429, 503), body="CatalogueRule", params=(_param("product_id", "path"),)),
+    },
     "Models": {"get": _op("Model versions on amazon-model-updates: served, pinned, offline figures",
                           (200, JSON, _ref("Models")), errors=READ)},
     "ReloadModels": {"post": _op("Publish the newest model under RECSYS_MODELS_DIR: every worker switches to it",

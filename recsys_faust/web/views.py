@@ -26,9 +26,10 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from .. import metrics
-from ..events.prepare import InvalidEventError, new_id, prepare
+from ..events.prepare import InvalidEventError, new_id, prepare, prepare_erasure
 from ..events import strict_json
-from ..events.model import KIND_TOPICS
+from ..catalogue.rules import parse_rule
+from ..events.model import KIND_TOPICS, TOPIC_CATALOGUE, Invalid
 from ..events.protect import FieldCipher
 from ..kafka.internals import owner_url_of
 from ..kafka.partitioning import user_partition
@@ -334,6 +335,24 @@ class Profile(ApiView):
             raise ApiError(404, "not_found", f"no events seen for user '{user_id}'")
         return self.json(profile_view(profile, self.ctx.profile_config))
 
+class User(ApiView):
+    """``DELETE``: erase the user everywhere (erasure/): one record on recsys-erasures, applied by
+    the user's owner in order with their events and by the sink; answered once it is on Kafka."""
+
+    scope = "admin"
+
+    async def delete(self, request: Request, user_id: str) -> Response:
+        erased_at = time.time()
+        try:
+            topic, key, value = prepare_erasure(user_id, erased_at, f"http:{self.address(request)}")
+        except InvalidEventError as exc:
+            raise ApiError(400, exc.invalid.code, exc.invalid.detail)
+        fut = await self.ctx.topics[topic].send(key=key, value=value)
+        await fut
+        return self.json({"user_id": user_id, "erased_at": erased_at, "topic": topic,
+                          "detail": "the user's state, rows and later-read old records are removed as the "
+                                    "erasure is applied (docs/erasure.md)"}, status=202)
+
 class ActiveUsers(ApiView):
     """Users whose profiles this worker changed last (its own partitions, newest first): a
     starting point to explore, as the demo page's picker does; not a directory of users."""
@@ -396,6 +415,32 @@ class Similar(ApiView):
             where = "the transitions" if kind == "next" else f"model {self.ctx.recommender.model_version}"
             raise ApiError(404, "not_found", f"product '{product_id}' is not known to {where}")
         return self.json({"product_id": product_id, "kind": kind, **found})
+
+class Product(ApiView):
+    """A product's catalogue rule (catalogue/rules.py): ``PUT`` sets it on recsys-catalogue (every
+    worker applies it to every answer once read), ``GET`` shows the rule this worker holds."""
+
+    scope = "admin"
+
+    async def get(self, request: Request, product_id: str) -> Response:
+        rule = self.ctx.recommender.rules.get(product_id)
+        if rule is None:
+            raise ApiError(404, "not_found", f"no catalogue rule for product '{product_id}'")
+        return self.json(rule.as_record())
+
+    async def put(self, request: Request, product_id: str) -> Response:
+        raw = await _read_limited(request, self.ctx.settings.ingest.max_event_bytes, "catalogue")
+        try:
+            obj = strict_json.loads(raw)
+        except strict_json.JsonRefused as exc:
+            raise ApiError(400, exc.code, exc.detail)
+        rule = parse_rule(obj, product_id)
+        if isinstance(rule, Invalid):
+            raise ApiError(400, rule.code, rule.detail)
+        fut = await self.ctx.topics[TOPIC_CATALOGUE].send(key=product_id.encode("utf-8"),
+                                                          value=orjson.dumps(rule.as_record()))
+        await fut
+        return self.json({**rule.as_record(), "topic": TOPIC_CATALOGUE}, status=202)
 
 class ReloadModels(ApiView):
     """Publish the newest artifact under RECSYS_MODELS_DIR on amazon-model-updates: this worker
@@ -500,9 +545,11 @@ ROUTES: tuple[tuple[str, type[ApiView]], ...] = (
     ("/api/recommendations/{user_id}", Recommendations),
     ("/api/users/active", ActiveUsers),
     ("/api/users/{user_id}/profile", Profile),
+    ("/api/users/{user_id}", User),
     ("/api/trending", Trending),
     ("/api/events/{kind}", Ingest),
     ("/api/products/{product_id}/similar", Similar),
+    ("/api/products/{product_id}", Product),
     ("/api/models", Models),
     ("/api/reload-models", ReloadModels),
     ("/api/clear-cache", ClearCache),

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from .. import metrics
 from ..app import RecsysApp, create_app
 from ..drift.features import FEATURES, NUMERIC
-from ..events.model import INPUT_TOPICS, TOPIC_REQUESTS, TOPIC_SERVED
+from ..events.model import INPUT_TOPICS, TOPIC_CATALOGUE, TOPIC_REQUESTS, TOPIC_SERVED
 from ..events.protect import FieldCipher
 from ..kafka.internals import aiokafka_producer
 from ..kafka.lag import consumer_lags
@@ -48,38 +48,9 @@ async def _publish_model(settings: Settings, artifact: Any) -> int:
     return await publish(settings, artifact)
 
 
-def build_worker(settings: Settings) -> RecsysApp:
-    tune_process(settings)
-    app = create_app(settings)
-    n = plan_from_settings(settings).user_partitions
-    tables = declare_tables(app, settings, n)
-    topics = declare_topics(app, n)
-    replicas = replicate(settings, tables.popularity, tables.transitions)
-    ranker = Ranker(settings, replicas.popularity, replicas.transitions, replicas.models)
-    recommender = Recommender(settings.ranking, tables.profiles, tables.recommendations, ranker)
-    cache = CacheControl(settings, recommender.clear_cache, topics.control)
-    dead_letters = DeadLetters(topics.dead_letters, settings.process.worker_name, FieldCipher.from_settings(settings))
-    drift = DriftMonitor(settings.drift, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert),
-                         worker=settings.process.worker_name)
-    scorer = make_scorer(settings.scoring.mode, nice=settings.scoring.scoring_nice, transitions=replicas.transitions)
-    def partitions_of(topic: str) -> Optional[int]:
-        return app.consumer.topic_partitions(topic) or n
-
-    served = ServedSender(TOPIC_SERVED, lambda: aiokafka_producer(app),
-                          lambda: partitions_of(TOPIC_SERVED) or n)
-    online = OnlineMonitor(settings, OnlineStats(), replicas.models, served, catalogue_size=lambda: (
-        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
-    run_scorer_with_the_worker(app, scorer)
-
-    processor = UserEventProcessor(IngestContext(
-        settings=settings,
-        tables=IngestTables(profiles=tables.profiles, recommendations=tables.recommendations,
-                            popularity=tables.popularity, transitions=tables.transitions,
-                            user_factors=tables.user_factors, event_ids=tables.event_ids),
-        index=replicas.popularity, ranker=ranker, dead_letters=dead_letters,
-        topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of, drift=drift, scorer=scorer,
-        assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()}, online=online.stats,
-    ))
+def rebalance_hooks(app: RecsysApp, processor: UserEventProcessor) -> None:
+    """What the write path does around a rebalance: its changelogs drained before a partition
+    leaves, what it kept read again after one arrives."""
     app.before_commit.append(processor.changelog.drain)
 
     @app.on_partitions_revoked.connect
@@ -98,6 +69,43 @@ def build_worker(settings: Settings) -> RecsysApp:
     async def forget_kept_values(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         """A partition's recovery writes its store: what the processor kept of it is read again."""
         processor.forget_kept()
+
+
+def build_worker(settings: Settings) -> RecsysApp:
+    tune_process(settings)
+    app = create_app(settings)
+    n = plan_from_settings(settings).user_partitions
+    tables = declare_tables(app, settings, n)
+    topics = declare_topics(app, n)
+    replicas = replicate(settings, tables.popularity, tables.transitions)
+    ranker = Ranker(settings, replicas.popularity, replicas.transitions, replicas.models)
+    recommender = Recommender(settings.ranking, tables.profiles, tables.recommendations, ranker,
+                              replicas.catalogue.rules)
+    cache = CacheControl(settings, recommender.clear_cache, topics.control)
+    dead_letters = DeadLetters(topics.dead_letters, settings.process.worker_name, FieldCipher.from_settings(settings))
+    drift = DriftMonitor(settings.drift, replicas.models, lambda alert: topics.drift.send(key=alert["feature"], value=alert),
+                         worker=settings.process.worker_name)
+    scorer = make_scorer(settings.scoring.mode, nice=settings.scoring.scoring_nice, transitions=replicas.transitions)
+    def partitions_of(topic: str) -> Optional[int]:
+        return app.consumer.topic_partitions(topic) or n
+
+    served = ServedSender(TOPIC_SERVED, lambda: aiokafka_producer(app),
+                          lambda: partitions_of(TOPIC_SERVED) or n)
+    online = OnlineMonitor(settings, OnlineStats(), replicas.models, served, catalogue_size=lambda: (
+        len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
+    run_scorer_with_the_worker(app, scorer)
+
+    processor = UserEventProcessor(IngestContext(
+        settings=settings,
+        tables=IngestTables(profiles=tables.profiles, recommendations=tables.recommendations,
+                            popularity=tables.popularity, transitions=tables.transitions,
+                            user_factors=tables.user_factors, event_ids=tables.event_ids,
+                            erasures=tables.erasures, answered=tables.answered),
+        index=replicas.popularity, ranker=ranker, dead_letters=dead_letters,
+        topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of, drift=drift, scorer=scorer,
+        assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()}, online=online.stats,
+    ))
+    rebalance_hooks(app, processor)
     answerer = RequestAnswerer(
         settings.ingest, recommender=recommender, answered=tables.answered, responses=topics.responses,
         dead_letters=dead_letters, requests_topic=topics.requests, partitions_of=partitions_of,
@@ -116,7 +124,7 @@ def build_worker(settings: Settings) -> RecsysApp:
     metrics.STATE.online = online.rows
     register_views(app, WebContext(
         settings=settings, recommender=recommender, profiles=tables.profiles, index=replicas.popularity,
-        topics={**topics.inputs, TOPIC_REQUESTS: topics.requests}, health=health,
+        topics={**topics.inputs, TOPIC_REQUESTS: topics.requests, TOPIC_CATALOGUE: topics.catalogue}, health=health,
         readiness=metrics.STATE.readiness, recovering=lambda: bool(getattr(app, "in_recovery", False)),
         models=replicas.models, clear_cache=cache.clear,
         active_users=processor.recent_users.newest,

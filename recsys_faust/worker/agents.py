@@ -11,8 +11,8 @@ from typing import Any, Optional
 from mode import Service
 
 from ..app import RecsysApp
-from ..events.model import INPUT_TOPICS, TOPIC_DATA_DRIFT, TOPIC_MODEL_METRICS, TOPIC_MODEL_UPDATES, \
-    TOPIC_RESPONSES, TOPIC_SYSTEM_METRICS
+from ..events.model import INPUT_TOPICS, TOPIC_DATA_DRIFT, TOPIC_ERASURES, TOPIC_MODEL_METRICS, \
+    TOPIC_MODEL_UPDATES, TOPIC_RESPONSES, TOPIC_SYSTEM_METRICS
 from ..kafka import codecs
 from ..settings import Settings
 from ..sink.writer import PostgresSink
@@ -74,6 +74,12 @@ def sink_agents(app: RecsysApp, settings: Settings, dead_letters: DeadLetters,
         await run_batches(app, stream, sinks.events, size=settings.sink.sink_batch_size,
                           within=settings.sink.sink_batch_within, what="event sink",
                           between_batches=collector.between_batches)
+
+    @app.agent(app.topic(TOPIC_ERASURES, schema=raw()), name="erasure_sink")
+    async def erasure_sink(stream: Any) -> None:
+        """Delete each erased user's rows from before their erasure, with an audit row."""
+        await run_batches(app, stream, sinks.erasures, size=100, within=settings.sink.sink_batch_within,
+                          what="erasure sink", between_batches=collector.between_batches)
 
     @app.agent(app.topic(TOPIC_RESPONSES, schema=raw()), name="response_sink")
     async def response_sink(stream: Any) -> None:

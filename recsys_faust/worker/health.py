@@ -67,7 +67,9 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any, sink: Opt
         recovering=bool(getattr(app, "in_recovery", False)) or not recovered,
         assigned_inputs=sum(1 for tp in assignment if tp.topic in INPUT_TOPICS),
         tails_caught_up={"popularity": replicas.popularity_tail.caught_up.is_set(),
-                         "transitions": replicas.transitions_tail.caught_up.is_set()},
+                         "transitions": replicas.transitions_tail.caught_up.is_set(),
+                         # a hidden item must never be served: not ready before every rule is read
+                         "catalogue": replicas.catalogue.tail.caught_up.is_set()},
         broker_reachable=probe.reachable,
         broker_detail=probe.detail,
         lags=consumer_lags(consumer),

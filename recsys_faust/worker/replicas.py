@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .. import metrics
-from ..events.model import TOPIC_CONTROL, TOPIC_MODEL_UPDATES
+from ..catalogue.rules import Rules, parse_rule
+from ..events.model import TOPIC_CATALOGUE, TOPIC_CONTROL, TOPIC_MODEL_UPDATES, Invalid
 from ..kafka.own_writes import OwnWrites
 from ..kafka.read_all import TopicReader
 from ..kafka.replicated import ReplicatedChangelog
@@ -46,10 +47,11 @@ class Replicas:
     models: ModelHolder
     registry: ModelRegistry
     models_tail: ReplicatedChangelog
+    catalogue: "CatalogueFollower"
 
     @property
     def tails(self) -> tuple[ReplicatedChangelog, ...]:
-        return (self.popularity_tail, self.transitions_tail, self.models_tail)
+        return (self.popularity_tail, self.transitions_tail, self.models_tail, self.catalogue.tail)
 
 
 def _item_tail(settings: Settings, table: StrKeyTable, apply: Callable[[list], None],
@@ -80,6 +82,7 @@ def replicate(settings: Settings, popularity_table: StrKeyTable, transitions_tab
                                                       refetch=lambda version: asyncio.run(
                                                           read_announcement(settings, registry, version))).on_records,
                                         timestamps=True),
+        catalogue=CatalogueFollower(settings, Rules()),
     )
 
 
@@ -167,6 +170,32 @@ class CacheControl:
         return {"cleared": True, "cache_epoch": epoch,
                 "detail": "ready lists generated before cache_epoch are no longer served, on every worker; "
                           "answers are computed live until each user's next event rebuilds the list"}
+
+
+class CatalogueFollower:
+    """Folds recsys-catalogue into the worker's ``Rules`` (the newest record of each item wins; a
+    tombstone removes its rule). A record that is not a rule is logged and skipped: the topic is
+    open to any producer, and one bad record must not stop a worker or hide the others."""
+
+    def __init__(self, settings: Settings, rules: Rules) -> None:
+        self.rules = rules
+        self.refused = 0
+        self.tail = ReplicatedChangelog(settings, TOPIC_CATALOGUE, self.on_records)
+
+    def on_records(self, records: list[tuple[str, Any]]) -> None:
+        for key, value in records:
+            if value is None:
+                self.rules.put(key, None)
+                continue
+            rule = parse_rule(value, key)
+            if isinstance(rule, Invalid):
+                self.refused += 1
+                log.warning("recsys-catalogue: record for %r refused: %s", key, rule)
+                continue
+            self.rules.put(rule.product_id, rule)
+        for kind, n in self.rules.counts().items():
+            metrics.CATALOGUE_RULES.labels(kind).set(n)
+        metrics.CATALOGUE_RULES.labels("refused").set(self.refused)
 
 
 async def read_announcement(settings: Settings, registry: ModelRegistry, version: str) -> Optional[dict[str, Any]]:

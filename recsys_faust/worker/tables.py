@@ -21,6 +21,7 @@ class Tables:
     popularity: StrKeyTable
     transitions: StrKeyTable
     event_ids: StrKeyTable
+    erasures: StrKeyTable
 
 
 def changelog_config(settings: Settings, replication_factor: int) -> dict[str, str]:
@@ -55,4 +56,7 @@ def declare_tables(app: RecsysApp, settings: Settings, partitions: int) -> Table
         # Keys are "<prefix><epoch><user><event id>" (profiles/dedup.py), written on their user's
         # partition explicitly: no use_partitioner (the key is not a user id), never replicated.
         event_ids=item_table("event_ids", "Event ids applied within the de-duplication window"),
+        # Keys "e<US><sha256 of the user id>" (erasure/forget.py), on the erased user's partition:
+        # the time before which their records are dropped. Never replicated.
+        erasures=item_table("erasures", "Erased users' marks: records from before the erasure are dropped"),
     )
