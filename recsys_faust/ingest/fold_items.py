@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..events.model import Source
+from ..events.model import Source, mark_applied
 from ..popularity.trending import apply_to_entry, new_entry
 from ..settings import EventWeights
 from ..transitions import index as tix
@@ -75,14 +75,28 @@ def transition_keys(updates: CountChanges) -> list[tuple[str, int]]:
 
 
 def fold_transitions(updates: CountChanges, stored: Iterable[Optional[dict]], cap: int) -> Changed:
-    """The count changes into the per-partition transition entries."""
+    """The count changes into the per-partition transition entries.
+
+    Each entry takes the batch's changes not applied yet (by their sources' offsets), summed,
+    in one step. Applied one by one in offset order, a user's changes came in another order
+    than their history computed them (a view and a purchase: two topics), and a pair taken back
+    before it was counted was lost at zero: a count off by one, for good, whenever a batch held
+    both (and an erasure could not take the user back out exactly). Each user's own changes,
+    in the order computed, never take a pair below zero, so neither does their sum.
+    """
     changed_entries: Changed = []
     for (key, ups), entry in zip(updates.items(), stored):
         entry = entry or tix.new_entry(key.rpartition("@")[0])
-        changed = False
+        net: dict[str, int] = {}
+        fresh = False
         for source, dsts in sorted(ups, key=lambda u: (u[0].topic, u[0].offset)):
-            changed |= tix.apply_successors(entry, dsts, source, cap)
-        if changed:
+            if not mark_applied(entry["applied"], source):
+                continue  # a replay: its changes are in the entry already
+            fresh = True
+            for dst, d in dsts.items():
+                net[dst] = net.get(dst, 0) + d
+        if fresh:
+            tix.apply_successors(entry, {dst: d for dst, d in net.items() if d}, None, cap)
             changed_entries.append((key, entry, ups[0][0].partition))
     return changed_entries
 

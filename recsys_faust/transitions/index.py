@@ -92,7 +92,8 @@ def fold_into_history(history: dict[str, Any], product_id: str, kind: str, ts: f
     while len(rows) > max_rows:
         # What the dropped row contributed stays in the counts: kept as ``spilled``, so that the
         # user's whole contribution (``contributions``) can be taken back out on erasure. The
-        # counts' order independence makes it the row's own change on the rows left.
+        # counts' order independence makes it the row's own change on the rows left; the row is
+        # the earliest, so it splits no two active days and the change has no negative count.
         oldest = rows.pop(0)
         add_counts(history.setdefault("spilled", {}), successor_updates(rows, oldest[ROW_PRODUCT], oldest[ROW_TS], day_s))
     return deltas

@@ -140,7 +140,7 @@ def record(topic: str, partition: int, offset: int, value: Any) -> Any:
 def build(model: bool = True, assigned=None, settings=None):
     settings = settings or Settings()
     tables = {name: MemoryTable() for name in ("profiles", "recommendations", "popularity", "transitions",
-                                                  "user_factors", "event_ids")}
+                                                  "user_factors", "event_ids", "erasures", "answered")}
     holder = ModelHolder()
     if model:
         ids = [f"p{i}" for i in range(6)]
