@@ -152,6 +152,16 @@ class Recommender:
         chosen = select(kept, k, exclude=exclude)
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
+    def explain(self, user_id: str, result: dict[str, Any]) -> None:
+        """Add to each answered item the user's items that brought it (``because``) and its ALS
+        score (ranking/policy/explain.py), in place."""
+        from ..ranking.policy.explain import explain
+
+        found = explain([it["product_id"] for it in result["items"]], self.profiles.get(user_id),
+                        self.models.active, self.ranker.transitions, self.ranker.settings.popularity.weights)
+        for it in result["items"]:
+            it.update(found.get(it["product_id"], {"because": []}))
+
     def fallback(self, user_id: str, k: int, reason: str, *, category: Optional[str] = None,
                  exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The answer of a worker that cannot reach the user's owner: the popular items every

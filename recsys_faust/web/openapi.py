@@ -33,7 +33,14 @@ NULLABLE_NUM = {"type": "number", "nullable": True}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj(["error", "detail"], error=STR, detail=STR),
-    "Item": _obj(["product_id", "score"], product_id=STR, score=NUM),
+    "Item": _obj(["product_id", "score"], product_id=STR, score=NUM,
+                 because={"type": "array", "description": "with explain=true: the user's items that brought this one: "
+                          "via als with their exact share of the item's ALS score (all shares sum to als_score), "
+                          "via transitions with the successor count",
+                          "items": _obj(["product_id", "via"], product_id=STR,
+                                        via={"type": "string", "enum": ["als", "transitions"]},
+                                        kind=STR, share=NUM, count=INT)},
+                 als_score={**NUM, "description": "with explain=true: the item's ALS score for this user"}),
     "TrendingItem": _obj(["product_id", "score"], product_id=STR, score=NUM, category=NULLABLE_STR),
     "Recommendations": _obj(["user_id", "items", "model_version", "strategy", "generated_at"],
                             user_id=STR, items={"type": "array", "items": _ref("Item")},
@@ -134,7 +141,9 @@ OPERATIONS: dict[str, dict[str, dict[str, Any]]] = {
     "Recommendations": {"get": _op(
         "Top-k for a user from table state", (200, JSON, _ref("Recommendations")), errors=READ,
         params=(_param("user_id", "path"), K, CATEGORY,
-                _param("exclude", schema={"type": "array", "items": STR}, description="product ids to leave out")))},
+                _param("exclude", schema={"type": "array", "items": STR}, description="product ids to leave out"),
+                _param("explain", schema={"type": "boolean", "default": False},
+                       description="add to each item the user's items that brought it (because)")))},
     "Profile": {"get": _op("A user's profile from table state", (200, JSON, _ref("Profile")), errors=READ,
                            params=(_param("user_id", "path"),))},
     "User": {"delete": _op("Erase the user everywhere: state on every worker, PostgreSQL rows, and their older "

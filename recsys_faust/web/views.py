@@ -79,6 +79,16 @@ class WebContext:
     cipher: Optional[FieldCipher] = None   # RECSYS_FIELD_KEYS set: sensitive fields sealed before Kafka
 
 
+def _bool_arg(request: Request, name: str) -> bool:
+    """A true/false query flag (absent: false); anything else is a 400 with the reason."""
+    raw = request.query.get(name)
+    if raw is None or raw.lower() in ("false", "0", ""):
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    raise ApiError(400, "bad_request", f"'{name}' must be true or false, got {raw!r}")
+
+
 async def _read_limited(request: Request, limit: int, kind: str) -> bytes:
     """The body, refused with 413 as soon as it is over ``limit`` bytes (never read whole)."""
     declared = request.content_length
@@ -299,6 +309,7 @@ class Recommendations(ApiView):
         k = _int_arg(request, "k", 10, 1, 100)
         category = request.query.get("category") or None
         exclude = _list_arg(request, "exclude")
+        explain = _bool_arg(request, "explain")
         try:
             routed = await self.owner_response(request, user_id)
         except ApiError as exc:
@@ -312,6 +323,8 @@ class Recommendations(ApiView):
         if routed is not None:
             return routed
         result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
+        if explain:
+            self.ctx.recommender.explain(user_id, result)
         if self.ctx.recovering():
             # After a rebalance this worker serves while it rebuilds the tables of the partitions
             # it took over: the user's state may be incomplete for a few seconds.

@@ -390,3 +390,44 @@ async def test_a_reload_reports_the_switch_even_when_this_workers_own_tail_switc
         assert await resp.json() == {"model_version": "als-20260101T000000Z", "switched": False, "published": True}
     finally:
         await client.close()
+
+
+async def test_explain_adds_the_reasons_to_each_item_and_a_bad_flag_is_a_400(open_client):
+    plain = await (await open_client.get("/api/recommendations/u1?k=2")).json()
+    assert all("because" not in it for it in plain["items"])
+    got = await (await open_client.get("/api/recommendations/u1?k=2&explain=true")).json()
+    assert [it["product_id"] for it in got["items"]] == [it["product_id"] for it in plain["items"]]
+    assert all(isinstance(it["because"], list) for it in got["items"])
+    resp = await open_client.get("/api/recommendations/u1?explain=maybe")
+    assert resp.status == 400 and "explain" in (await resp.json())["detail"]
+
+
+async def test_erasing_a_user_writes_one_record_keyed_by_them_and_needs_the_admin_token():
+    erasures = RecordingTopic()
+    app, client = await _client(Settings(api_token="admin-token"), topics={"recsys-erasures": erasures})
+    try:
+        assert (await client.delete("/api/users/u1")).status == 401
+        assert (await client.delete("/api/users/u1", headers={"Authorization": "Bearer nope"})).status == 403
+        resp = await client.delete("/api/users/u1", headers={"Authorization": "Bearer admin-token"})
+        body = await resp.json()
+        assert resp.status == 202 and body["user_id"] == "u1"
+        ((key, value),) = erasures.sent
+        assert key == b"u1" and json.loads(value)["erased_at"] == body["erased_at"]
+    finally:
+        await client.close()
+
+
+async def test_a_catalogue_rule_is_checked_and_sent_keyed_by_the_product():
+    catalogue = RecordingTopic()
+    app, client = await _client(Settings(api_token="admin-token"), topics={"recsys-catalogue": catalogue})
+    auth = {"Authorization": "Bearer admin-token"}
+    try:
+        resp = await client.put("/api/products/p1", json={"boost": 99}, headers=auth)
+        assert resp.status == 400 and "boost" in (await resp.json())["detail"] and not catalogue.sent
+        resp = await client.put("/api/products/p1", json={"available": False}, headers=auth)
+        assert resp.status == 202
+        ((key, value),) = catalogue.sent
+        assert key == b"p1" and json.loads(value) == {"product_id": "p1", "available": False, "category": None,
+                                                      "boost": 1.0, "hidden_until": None}
+    finally:
+        await client.close()
