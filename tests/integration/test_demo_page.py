@@ -13,7 +13,7 @@ import pytest
 
 from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
-from .helpers import Model, get, produce_events, wait_until
+from .helpers import Model, cli, get, produce_events, wait_until, write_shop_csv
 
 pytestmark = pytest.mark.integration
 END = time.time() - 60
@@ -37,9 +37,16 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def worker(stack, model):
+def worker(stack, model, tmp_path_factory):
     w = stack.add_worker("w1", extra_env={"RECSYS_READ_TOKENS": TOKEN, "RECSYS_INGEST_TOKENS": TOKEN,
                                           "RECSYS_METRICS_TOKEN": TOKEN})
+    # an ALS model first, so lists and their explanations ("because you bought X") come from it
+    models_dir = tmp_path_factory.mktemp("models")
+    csv = write_shop_csv(models_dir / "shop.csv", model.events)
+    out = cli(stack, "train", "--data", str(csv), "--factors", "16", "--publish", "--no-eval", models_dir=models_dir)
+    assert out.returncode == 0, out.stderr + out.stdout
+    wait_until(lambda: get(f"{w.url}/api/health/live")[0] == 200 and
+               str(w.get("/api/health")[1].get("model_version", "")).startswith("als-"), 60, what="the model served")
     produce_events(stack.broker.bootstrap, model.events)
     wait_until(lambda: all(get(f"{w.url}/api/users/{u}/profile", headers=AUTH)[1].get("counts") == model.counts(u)
                            for u in model.by_user), 90, what="all profiles folded")
@@ -94,6 +101,15 @@ def test_a_shopper_buys_a_recommended_item_and_the_page_follows(worker, model, t
         # The profile panel shows the purchase first.
         first = page.text_content("#recent li")
         assert "purchase" in first and bought in first
+
+        # Under each card, why: the API's first reason for it (explain=true)
+        explained = get(f"{worker.url}/api/recommendations/{user}?k=12&explain=true", headers=AUTH)[1]["items"]
+        verb = {"purchase": "bought", "view": "viewed", "review": "reviewed"}
+        expected = [(f"because you {verb[r['kind']]} {r['product_id']}" if r["via"] == "als"
+                     else f"people took it after {r['product_id']}") if (r := (it["because"] or [None])[0]) else "\u00a0"
+                    for it in explained]
+        shown = page.eval_on_selector_all("#recs .card .because", "els => els.map(e => e.textContent)")
+        assert shown == expected and any(t.startswith("because you ") for t in shown), shown
 
         # "Users took next" for an item is the API's answer.
         page.click(f"#recs .card[data-product='{after[0]}'] .actions button:nth-child(3)")
