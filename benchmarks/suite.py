@@ -261,6 +261,13 @@ def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users:
                f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
                f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
                f"{recs['rps']:,.0f} req/s vs {const['rps']:,.0f}; errors {recs['errors']}")
+    explained = load("/api/recommendations/{user}?k=10&explain=true")
+    report.add("serving with explain=true, p99", f"{explained['p99_ms']:.1f} ms (p50 {explained['p50_ms']:.1f})",
+               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
+               f"{explained['p99_ms'] / const['p99_ms']:.2f}x",
+               f"each item's reasons: the user's interactions' exact shares of its ALS score (one solve) and "
+               f"the latest day's transitions; without explain p99 {recs['p99_ms']:.1f} ms; "
+               f"{explained['rps']:,.0f} req/s; errors {explained['errors']}")
 
 
 #: Tokens on every scope and a rate limit every request passes through (but none exceeds).
