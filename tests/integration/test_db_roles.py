@@ -84,3 +84,25 @@ def test_the_reader_role_may_only_read(stack, role, statement):
         assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] >= 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+def test_the_worker_role_erases_only_through_the_owners_function(stack, role):
+    """No DELETE, yet an erasure: ``recsys_erase_user`` (SECURITY DEFINER) deletes one user's
+    rows from before the erasure and writes the audit row; the role cannot forge audit rows,
+    and the reader role cannot call it."""
+    with psycopg.connect(stack.postgres.url) as owner:
+        owner.execute("INSERT INTO interactions (event_id, kind, user_id, product_id, ts, payload) VALUES "
+                      "('role-e1', 'view', 'role-victim', 'p1', to_timestamp(100), '{}'), "
+                      "('role-e2', 'view', 'role-victim', 'p1', to_timestamp(300), '{}'), "
+                      "('role-e3', 'view', 'role-other', 'p1', to_timestamp(100), '{}')")
+    with psycopg.connect(role, autocommit=True) as conn:
+        deleted = conn.execute("SELECT recsys_erase_user('role-victim', to_timestamp(200))").fetchone()[0]
+        assert deleted["interactions"] == 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO user_erasures (user_hash, erased_at) VALUES ('forged', now())")
+    with psycopg.connect(stack.postgres.url) as owner:
+        left = owner.execute("SELECT event_id FROM interactions WHERE event_id LIKE 'role-e%' ORDER BY 1").fetchall()
+        assert [r[0] for r in left] == ["role-e2", "role-e3"]   # the later event and the other user stay
+    with psycopg.connect(as_role(stack, READER)) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT recsys_erase_user('role-other', now())")
