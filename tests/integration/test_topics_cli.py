@@ -40,7 +40,7 @@ def test_replication_factor_above_the_broker_count_fails_with_kafkas_reason(kafk
 def test_topics_apply_creates_then_is_idempotent_and_reports_mismatches(kafka):
     broker = kafka
     dry = apply(broker, "--partitions", "4", "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.count("(dry run)") == DECLARED == 13
+    assert dry.returncode == 0 and dry.stdout.count("(dry run)") == DECLARED == 15
     first = apply(broker, "--partitions", "4")
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == DECLARED and "amazon-dead-letters" in first.stdout
