@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Optional, Sequence
 from faust.types import EventT
 
 from .. import metrics
-from ..kafka.table import ChangelogPipe, merge_staged
+from ..kafka.table import TOMBSTONE, ChangelogPipe, merge_staged
 from ..profiles.profile import ProfileConfig
 from ..profiles.recent_users import RecentUsers
 from ..ranking.model.active import ActiveModel
@@ -84,8 +84,9 @@ class UserEventProcessor:
         self.left_to_owner: set[int] = set()
         # Who changed last (the demo page's user picker; GET /api/users/active).
         self.recent_users = RecentUsers()
-        # Changelog sends run one batch behind; the worker drains them before each commit.
-        self.changelog = ChangelogPipe()
+        # Changelog sends run up to RECSYS_CHANGELOG_IN_FLIGHT batches behind; the worker drains
+        # them before each commit.
+        self.changelog = ChangelogPipe(settings.ingest.changelog_in_flight)
         self._seq = 0
 
     async def process(self, records: Sequence[EventT]) -> Awaitable[None]:
@@ -176,7 +177,8 @@ class UserEventProcessor:
         ctx.ranker.transitions.put_many([(key, entry) for key, entry, _ in transitions], transition_raws)
         ahead.profiles.hold(seq, profiles)
         ahead.entries.hold(seq, entries)
-        ahead.transitions.hold(seq, transitions)
+        # an erased history is held as missing (None), never as the TOMBSTONE staged for the store
+        ahead.transitions.hold(seq, [(k, None if v is TOMBSTONE else v, p) for k, v, p in transitions])
         return staged, profile_raws
 
     def abandon(self, b: FoldedBatch) -> None:

@@ -153,6 +153,9 @@ class IngestSettings(Section):
 
     batch_size: int = Field(500, gt=0)            # events taken per micro-batch
     batch_within: float = 0.02       # seconds to wait filling a batch (adds to freshness)
+    # micro-batches whose changelog sends may be outstanding at once (1: each batch waits for the
+    # one before's; more: a produce round trip no longer holds back the next batches' visibility)
+    changelog_in_flight: int = Field(4, gt=0)
     max_event_bytes: int = Field(65_536, gt=0)    # larger payloads are dead-lettered
     max_future_skew_s: float = 86_400.0  # timestamps further in the future are rejected
     state_cache_keys: int = Field(50_000, ge=0)  # stored item entries and histories kept decoded, per table (0: none)

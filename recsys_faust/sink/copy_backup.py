@@ -21,7 +21,7 @@ from .schema import LATEST_VERSION, migrate, schema_version
 
 #: Every table of the schema, parents of nothing first (none has a foreign key today).
 TABLES = ("users", "products", "interactions", "user_events", "recommendation_responses", "model_versions",
-          "drift_alerts", "metric_snapshots")
+          "drift_alerts", "metric_snapshots", "user_erasures")
 CHUNK = 1 << 20
 
 

@@ -163,3 +163,26 @@ def test_an_erasure_folded_before_the_users_last_batch_is_stored_misses_nothing(
     asyncio.run(pipelined())
     assert keys_naming(tables, ERASED) == []
     assert item_state(tables)[0] == {}
+
+
+def test_a_user_erased_twice_and_active_between_in_batches_folded_ahead_of_the_store():
+    """Schemathesis found it: the erased history was held ahead of the store as the TOMBSTONE
+    staged for RocksDB, and the next batch to read it (another erasure, or an event) crashed."""
+    processor, tables, _r, dead, _rr = build(model=True)
+    p = user_partition(ERASED, N)
+    bob = as_records(events_of(ERASED, 5, seed=3))
+    later = record("amazon-product-views", p, 900, {"event_id": "later", "user_id": ERASED, "product_id": "p2",
+                                                    "timestamp": 40 * DAY, "category": "c"})
+
+    async def pipelined():
+        rests = [await processor.process(bob),
+                 await processor.process([erasure(ERASED, 20 * DAY, 1)]),
+                 await processor.process([erasure(ERASED, 21 * DAY, 2)]),
+                 await processor.process([later]),
+                 await processor.process([erasure(ERASED, 50 * DAY, 3)])]
+        for rest in rests:
+            await rest
+
+    asyncio.run(pipelined())
+    assert keys_naming(tables, ERASED) == [] and item_state(tables)[0] == {}
+    assert tables["erasures"].data == {mark_key(ERASED): 50 * DAY} and not dead.records

@@ -74,7 +74,7 @@ async def settle() -> None:
 async def test_a_batch_does_not_wait_for_its_own_sends_but_for_the_previous_batches():
     log: list = []
     table = FakeTable(log)
-    pipe = ChangelogPipe()
+    pipe = ChangelogPipe(in_flight=1)
     await asyncio.wait_for(pipe.send([(table, "b1")]), 1)  # returns with b1 still in flight
     await settle()
     assert log == [("start", "b1")]
@@ -109,3 +109,37 @@ async def test_a_failed_send_is_raised_by_drain_and_by_the_next_batch_and_stops_
 
 async def test_drain_with_nothing_sent_returns_at_once():
     await asyncio.wait_for(ChangelogPipe().drain(), 1)
+
+
+async def test_with_room_for_three_batches_only_the_fourth_waits_and_sends_stay_in_order():
+    log: list = []
+    table = FakeTable(log)
+    pipe = ChangelogPipe(in_flight=3)
+    for name in ("b1", "b2", "b3"):
+        await asyncio.wait_for(pipe.send([(table, name)]), 1)   # none waits: three outstanding
+    await settle()
+    assert log == [("start", "b1")]   # b2's sends wait for b1's: a partition's records in order
+    fourth = asyncio.ensure_future(pipe.send([(table, "b4")]))
+    await settle()
+    assert not fourth.done(), "a fourth batch went on with three batches' sends outstanding"
+    table.gates["b1"].set()
+    await asyncio.wait_for(fourth, 1)
+    for name in ("b2", "b3", "b4"):
+        table.gates.setdefault(name, asyncio.Event()).set()
+    await asyncio.wait_for(pipe.drain(), 1)
+    assert [n for what, n in log if what == "start"] == ["b1", "b2", "b3", "b4"]
+    assert [n for what, n in log if what == "done"] == ["b1", "b2", "b3", "b4"]
+
+
+async def test_a_failed_send_stops_the_later_ones_and_is_raised_by_drain_with_room_in_flight():
+    log: list = []
+    table = FakeTable(log)
+    pipe = ChangelogPipe(in_flight=4)
+    await pipe.send([(table, "bad1")])
+    await pipe.send([(table, "b2")])
+    table.gates.setdefault("bad1", asyncio.Event()).set()
+    with pytest.raises(RuntimeError, match="bad1"):
+        await asyncio.wait_for(pipe.drain(), 1)
+    assert ("start", "b2") not in log
+    with pytest.raises(RuntimeError, match="bad1"):
+        await asyncio.wait_for(pipe.send([(table, "b3")]), 1)
