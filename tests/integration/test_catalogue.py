@@ -16,7 +16,7 @@ import pytest
 from recsys_faust.catalogue.rules import MAX_BOOST
 from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
-from .helpers import cli, get, http, produce, produce_events, read_topic, wait_until, write_shop_csv
+from .helpers import Model, cli, get, http, produce, produce_events, read_topic, wait_until, write_shop_csv
 
 pytestmark = pytest.mark.integration
 END = time.time() - 3600
@@ -68,7 +68,11 @@ def test_hidden_items_leave_every_answer_and_boosts_reorder_as_an_independent_ra
     wait_until(lambda: all(get(f"{w.url}/api/health")[1]["model_version"].startswith("als-") for w in workers), 60,
                what="both workers on the model")
     produce_events(stack.broker.bootstrap, events)
-    users = sorted({o["user_id"] for _, o in events})
+    model = Model(events)
+    users = sorted(model.by_user)
+    # every event folded (so no list changes underneath what follows), every list from the model
+    wait_until(lambda: all(get(f"{workers[0].url}/api/users/{u}/profile")[1].get("counts") == model.counts(u)
+                           for u in users), 90, what="every profile as the model says")
     wait_until(lambda: all(get(f"{workers[0].url}/api/recommendations/{u}")[1]["strategy"].startswith("als")
                            for u in users), 90, what="every user's list from the model")
     before = answers(workers[0], users)
@@ -92,7 +96,7 @@ def test_hidden_items_leave_every_answer_and_boosts_reorder_as_an_independent_ra
         assert get(f"{w.url}/api/products/{top}", {"Authorization": f"Bearer {TOKEN}"})[1]["available"] is False
 
     put_rule(workers[0], top, {"available": True})
-    wait_until(lambda: answers(workers[1], users) == before, 30, what=f"{top} back in every answer")
+    wait_until(lambda: answers(workers[1], users) == before, 60, what=f"{top} back in every answer")
 
     # boosts: the answer with boosts is the unboosted list (scores included) re-ranked by hand
     user = max(users, key=lambda u: len(before[u]))

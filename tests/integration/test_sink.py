@@ -12,6 +12,7 @@ import time
 import psycopg
 import pytest
 
+from recsys_faust.sink.schema import LATEST_VERSION, MIGRATIONS
 from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
 from .helpers import TOPIC_OF, get, http, produce_events, wait_committed_to_end, wait_until
@@ -68,9 +69,10 @@ def test_db_init_is_idempotent(stack, worker):
                                  capture_output=True, text=True, timeout=60)
     first, second = run(), run()
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert "schema already at version 1" in second.stdout
+    assert f"schema already at version {LATEST_VERSION}" in second.stdout
     with psycopg.connect(stack.postgres.url) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == \
+            [(v,) for v, _, _ in MIGRATIONS]
 
 
 def test_every_event_once_even_when_produced_twice(stack, worker):
