@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from faust.types import EventT
 
@@ -81,32 +81,33 @@ def sort_records(
         if owned is not None and (msg.topic, msg.partition) not in owned:
             out.not_owned.append(rec)
             continue
+        source = Source(msg.topic, msg.partition, msg.offset)
         if msg.topic == TOPIC_SERVED:
             answer = validate_served(msg.value, max_bytes=max_bytes)
-            if isinstance(answer, Invalid):
-                out.refused.append((rec, answer))
-            elif misplaced(msg.topic, msg.partition, answer.user_id):
-                out.misplaced.append((rec, answer.user_id))
-            else:
-                out.served[answer.user_id].append(ServedAnswer(answer, Source(msg.topic, msg.partition, msg.offset)))
-            continue
-        if msg.topic == TOPIC_ERASURES:
+            if _kept(out, rec, answer, misplaced):
+                out.served[answer.user_id].append(ServedAnswer(answer, source))
+        elif msg.topic == TOPIC_ERASURES:
             erasure = validate_erasure(msg.value, max_bytes=max_bytes)
-            if isinstance(erasure, Invalid):
-                out.refused.append((rec, erasure))
-            elif misplaced(msg.topic, msg.partition, erasure.user_id):
-                out.misplaced.append((rec, erasure.user_id))
-            else:
-                out.erasures[erasure.user_id].append(ErasureRead(erasure, Source(msg.topic, msg.partition, msg.offset)))
-            continue
-        result = validate_event(msg.topic, msg.value, max_bytes=max_bytes, max_future_skew_s=max_future_skew_s)
-        if isinstance(result, Invalid):
-            out.refused.append((rec, result))
-        elif misplaced(msg.topic, msg.partition, result.user_id):
-            out.misplaced.append((rec, result.user_id))
+            if _kept(out, rec, erasure, misplaced):
+                out.erasures[erasure.user_id].append(ErasureRead(erasure, source))
         else:
-            out.by_user[result.user_id].append(Accepted(result, Source(msg.topic, msg.partition, msg.offset), rec))
+            event = validate_event(msg.topic, msg.value, max_bytes=max_bytes, max_future_skew_s=max_future_skew_s)
+            if _kept(out, rec, event, misplaced):
+                out.by_user[event.user_id].append(Accepted(event, source, rec))
     return out
+
+
+def _kept(out: Sorted, rec: EventT, parsed: Union[Event, Served, Erasure, Invalid],
+          misplaced: Callable[[str, int, str], bool]) -> bool:
+    """Whether a validated record stays in the batch; else it is sorted out, refused or misplaced."""
+    if isinstance(parsed, Invalid):
+        out.refused.append((rec, parsed))
+        return False
+    msg = rec.message
+    if misplaced(msg.topic, msg.partition, parsed.user_id):
+        out.misplaced.append((rec, parsed.user_id))
+        return False
+    return True
 
 
 def newest_by_partition(by_user: dict[str, list[Accepted]]) -> dict[int, float]:
