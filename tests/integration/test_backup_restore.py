@@ -111,7 +111,11 @@ def test_a_stack_restored_from_its_backup_rebuilds_the_same_state(tmp_path):
             assert after[u][3] == pytest.approx(before[u][3], rel=1e-4, abs=1e-5), u
         assert {s[4] for s in after.values()} >= {"als+transitions"}
         time.sleep(1.0)  # the sink saw every event again: still each one once
-        assert row_counts(restored.postgres.url) == before_rows
+        # (what the restored worker observes itself is new, not restored: reading a backlog, its
+        # topics at different paces, it may see drift the original did not, and it posts metrics)
+        observed = {"drift_alerts", "metric_snapshots"}
+        assert {t: n for t, n in row_counts(restored.postgres.url).items() if t not in observed} == \
+            {t: n for t, n in before_rows.items() if t not in observed}
         again = cli(restored, models_b, "restore", str(tmp_path / "backup"))
         assert again.returncode != 0 and "already hold records" in again.stderr  # never doubled
     finally:
