@@ -70,22 +70,24 @@ class Marks:
         self._by_partition: dict[int, dict[str, float]] = {}
 
     def of(self, user_id: str, partition: int) -> Optional[float]:
-        marks = self._by_partition.get(partition)
-        if marks is None:
-            marks = self._by_partition[partition] = self._load(partition)
+        marks = self._of_partition(partition)
         return marks.get(forget.user_hash(user_id)) if marks else None
 
     def set(self, user_id: str, partition: int, erased_at: float) -> float:
         """Record an erasure; returns the user's mark (the latest erasure wins)."""
-        marks = self._by_partition.get(partition)
-        if marks is None:
-            marks = self._by_partition[partition] = self._load(partition)
+        marks = self._of_partition(partition)
         key = forget.user_hash(user_id)
         marks[key] = max(erased_at, marks.get(key, erased_at))
         return marks[key]
 
     def forget(self) -> None:
         self._by_partition.clear()
+
+    def _of_partition(self, partition: int) -> dict[str, float]:
+        marks = self._by_partition.get(partition)
+        if marks is None:
+            marks = self._by_partition[partition] = self._load(partition)
+        return marks
 
     def _load(self, partition: int) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -135,11 +137,13 @@ class Eraser:
             mark = self.marks.of(user_id, accepted[-1].source.partition)
             if mark is None:
                 continue
-            kept = [acc for acc in accepted if not forget.erased_before(mark, acc.event.ts)]
+            kept = []
             for acc in accepted:
                 if forget.erased_before(mark, acc.event.ts):
                     out.dropped[(acc.source.topic, "erased")] += 1
                     metrics.ERASED_DROPPED.labels(acc.source.topic).inc()
+                else:
+                    kept.append(acc)
             if kept:
                 batch.by_user[user_id] = kept
             else:

@@ -94,10 +94,8 @@ class Recommender:
         exclude = tuple(exclude)
         if self.rules.active:
             return self._recommend_by_rules(user_id, k, category, exclude)
-        ready = self.ready_lists.get(user_id)
-        # One older than the cache epoch was cleared: computed live below, like a miss.
-        if (ready is not None and ready["model_version"] == self.model_version
-                and ready["generated_at"] >= self.cache_epoch):
+        ready = self._fresh(user_id)
+        if ready is not None:
             # A list shorter than its size limit already held every candidate there was.
             holds_all = len(ready["ids"]) < self.list_size
             if not exclude and not category and (len(ready["ids"]) >= k or holds_all):
@@ -123,6 +121,8 @@ class Recommender:
         return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
 
     def _fresh(self, user_id: str) -> Optional[Mapping[str, Any]]:
+        """The user's ready list if it may be served: one from an older model, or older than the
+        cache epoch (cleared), is computed live instead, like a miss."""
         ready = self.ready_lists.get(user_id)
         if (ready is not None and ready["model_version"] == self.model_version
                 and ready["generated_at"] >= self.cache_epoch):
@@ -167,11 +167,19 @@ class Recommender:
         """The answer of a worker that cannot reach the user's owner: the popular items every
         worker holds, marked ``degraded`` with the reason (the contract's cold-start shape)."""
         exclude = tuple(exclude)
-        items, strategy = self.ranker.build_list(None, max(k + len(exclude), self.list_size), category=category)
+        need = max(k + len(exclude), self.list_size)
         if self.rules.active:
-            items = take_visible(lambda n: self.ranker.build_list(None, n)[0], max(k + len(exclude), self.list_size),
-                                 self.rules, category)
-        chosen = select(items, k, exclude=exclude, category=None if self.rules.active else category)
+            strategy = ""
+
+            def fetch(n: int) -> list[dict]:
+                nonlocal strategy
+                items, strategy = self.ranker.build_list(None, n)
+                return items
+
+            chosen = select(take_visible(fetch, need, self.rules, category), k, exclude=exclude)
+        else:
+            items, strategy = self.ranker.build_list(None, need, category=category)
+            chosen = select(items, k, exclude=exclude, category=category)
         result = answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
         result["degraded"] = reason
         return result
