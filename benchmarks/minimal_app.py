@@ -25,7 +25,9 @@ app = App(
     os.environ.get("RECSYS_APP_ID", "bench-minimal"), broker=BROKER, store="rocksdb://", datadir=os.environ.get("RECSYS_DATA_DIR", "./bench-data"),
     web_port=int(os.environ.get("WEB_PORT", "6099")), web_host="127.0.0.1", web_bind="127.0.0.1",
     broker_session_timeout=2, broker_heartbeat_interval=0.3, broker_rebalance_timeout=2, broker_commit_interval=1,
-    topic_disable_leader=True, topic_replication_factor=1, consumer_auto_offset_reset="earliest",
+    topic_disable_leader=True, consumer_auto_offset_reset="earliest",
+    # the same replication as the worker it is measured against (3 on the three-broker row)
+    topic_replication_factor=int(os.environ.get("RECSYS_REPLICATION_FACTOR", "1")),
 )
 events = app.topic(TOPIC, key_serializer="raw", value_serializer="raw")
 counts = app.Table("bench_counts", default=int, partitions=PARTITIONS)

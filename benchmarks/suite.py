@@ -151,7 +151,7 @@ def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
 
     n = len(events)
     baseline = DevStack(stack.workdir / "baseline", partitions=stack.partitions, database=False,
-                        broker=stack.broker_kind).start()
+                        broker=stack.broker_kind, brokers=stack.n_brokers).start()
     try:
         _produce(baseline, events)
 
@@ -190,6 +190,51 @@ def _baseline_rates(stack: DevStack, events: list[tuple[str, dict]], *,
     return minimal_rate, minimal_rss, raw_rate, minimal_cpu
 
 
+def _full_path(stack: DevStack, events: list[tuple[str, dict]], name: str) -> tuple[WorkerProcess, float, float, float]:
+    """(worker, events/s, its CPU us an event, its scoring process's) for the full path over
+    ``events``, with an ALS model active so fold-in + top-k run on every event; the sink is
+    left out (it has its own row) by running the worker without DATABASE_URL."""
+    n = len(events)
+    version = publish_model(stack, events)
+    click.echo(f"  model {version} published")
+    _produce(stack, events)
+    worker = stack.add_worker(name, wait=False, extra_env={"DATABASE_URL": ""})
+    read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total", 'outcome="applied"')
+    meters = {"worker": CpuMeter(worker.proc.pid), "scoring": CpuMeter()}
+
+    def start_meters(count: float) -> None:
+        meters["scoring"] = CpuMeter((worker.get("/api/health")[1].get("scoring") or {}).get("pid"))
+        for meter in meters.values():
+            meter.start(count)
+
+    count, full_rate = _wait_count(read, n, 900, worker.alive, on_first=start_meters)
+    full_cpu, scoring_cpu = meters["worker"].us_per_event(count), meters["scoring"].us_per_event(count)
+    click.echo(f"  full path: {full_rate:,.0f}/s, {full_cpu:,.0f} us of CPU an event (+ {scoring_cpu:,.0f} scoring)")
+    return worker, full_rate, full_cpu, scoring_cpu
+
+
+def bench_throughput_replicated(report: Report, events: list[tuple[str, dict]], workdir: Path) -> None:
+    """The pipeline row on three Kafka brokers: replication factor 3 on every topic (changelogs
+    included), ``min.insync.replicas=2``, and every producer at ``acks=all`` (Faust's default,
+    and ours), so each write waits for a second broker. The minimal agent runs on a cluster of
+    the same shape, before and after, as in ``bench_throughput``."""
+    click.echo(f"pipeline throughput on three brokers (RF 3, acks=all): {len(events)} events")
+    stack = DevStack(workdir / "three-brokers", partitions=4, database=False, brokers=3).start()
+    try:
+        before = _baseline_rates(stack, events, raw=False)[0]
+        click.echo(f"  minimal agent (before): {before:,.0f}/s")
+        worker, full_rate, _, _ = _full_path(stack, events, "bench-full-rf3")
+        worker.stop()
+        after = _baseline_rates(stack, events, raw=False)[0]
+    finally:
+        stack.stop()
+    minimal = (before + after) / 2
+    report.add("pipeline events/s, 3 brokers, RF 3, acks=all", f"{full_rate:,.0f}/s", f"minimal agent {minimal:,.0f}/s",
+               f"{full_rate / minimal:.2f}x", f"the full path as above on a three-node KRaft cluster "
+               f"(min.insync.replicas=2), the minimal agent on one of the same shape before {before:,.0f}/s "
+               f"and after {after:,.0f}/s")
+
+
 def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, dict]]) -> WorkerProcess:
     """Events/s of the full path against the broker limit and a minimal Faust agent.
 
@@ -204,23 +249,7 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     click.echo(f"pipeline throughput: {n} events")
     minimal_before, minimal_rss, raw_rate, cpu_before = _baseline_rates(stack, events, raw=True)
     click.echo(f"  minimal agent (before): {minimal_before:,.0f}/s")
-    version = publish_model(stack, events)
-    click.echo(f"  model {version} published")
-    _produce(stack, events)
-    # 3. the full path, with an ALS model active so fold-in + top-k run on every event; the
-    #    sink is left out (it has its own row) by running this worker without DATABASE_URL.
-    worker = stack.add_worker("bench-full", wait=False, extra_env={"DATABASE_URL": ""})
-    read = lambda: _metric_sum(worker.get_text("/metrics?name[]=recsys_events_total"), "recsys_events_total", 'outcome="applied"')
-    meters = {"worker": CpuMeter(worker.proc.pid), "scoring": CpuMeter()}
-
-    def start_meters(count: float) -> None:
-        meters["scoring"] = CpuMeter((worker.get("/api/health")[1].get("scoring") or {}).get("pid"))
-        for meter in meters.values():
-            meter.start(count)
-
-    count, full_rate = _wait_count(read, n, 900, worker.alive, on_first=start_meters)
-    full_cpu, scoring_cpu = meters["worker"].us_per_event(count), meters["scoring"].us_per_event(count)
-    click.echo(f"  full path: {full_rate:,.0f}/s, {full_cpu:,.0f} us of CPU an event (+ {scoring_cpu:,.0f} scoring)")
+    worker, full_rate, full_cpu, scoring_cpu = _full_path(stack, events, "bench-full")
     minimal_after, _, _, cpu_after = _baseline_rates(stack, events, raw=False)  # the full worker idles meanwhile
     minimal_rate = (minimal_before + minimal_after) / 2
     minimal_cpu = (cpu_before + cpu_after) / 2
@@ -244,30 +273,55 @@ def bench_throughput(stack: DevStack, report: Report, events: list[tuple[str, di
     return worker
 
 
-def _load(worker: WorkerProcess, path: str, users: list[str], seconds: float, token: str = "") -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.load", worker.url + path,
-                          ",".join(users), str(seconds), "16", token], capture_output=True, text=True,
+#: Open-loop serving rows: requests start at this rate whatever the answers do (benchmarks/load.py).
+SERVING_RATE = 500.0
+#: ... with at most this many in flight.
+SERVING_MAX_IN_FLIGHT = 256
+#: Closed-loop rows: this many clients, each sending its next request when answered.
+SERVING_CLIENTS = 16
+
+
+def _load(worker: WorkerProcess, path: str, users: list[str], seconds: float, token: str = "",
+          rate: Optional[float] = None) -> dict:
+    args = [worker.url + path, ",".join(users), str(seconds)]
+    args += [str(SERVING_CLIENTS), token or "-"] if rate is None else [str(SERVING_MAX_IN_FLIGHT), token or "-", str(rate)]
+    out = subprocess.run([sys.executable, "-m", "benchmarks.load", *args], capture_output=True, text=True,
                          timeout=seconds + 60)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users: list[str], seconds: float) -> None:
-    click.echo(f"serving: {seconds:.0f}s of load per route, 16 concurrent, separate process")
-    load = lambda path: _load(worker, path, users, seconds)
+def _latency_row(report: Report, what: str, route: dict, ping: dict, detail: str) -> None:
+    report.add(what, f"{route['p99_ms']:.1f} ms (p50 {route['p50_ms']:.1f})",
+               f"/api/ping p99 {ping['p99_ms']:.1f} ms (p50 {ping['p50_ms']:.1f})",
+               f"{route['p99_ms'] / ping['p99_ms']:.2f}x",
+               f"{detail}; {route['rate']:,.0f} requests/s started on a schedule (open loop), the client's own "
+               f"start lag p99 {max(route['lag_p99_ms'], ping['lag_p99_ms']):.1f} ms; errors {route['errors']}")
 
-    const = load("/api/ping")
-    recs = load("/api/recommendations/{user}?k=10")
-    report.add("serving GET /api/recommendations p99", f"{recs['p99_ms']:.1f} ms (p50 {recs['p50_ms']:.1f})",
-               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
-               f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
-               f"{recs['rps']:,.0f} req/s vs {const['rps']:,.0f}; errors {recs['errors']}")
-    explained = load("/api/recommendations/{user}?k=10&explain=true")
-    report.add("serving with explain=true, p99", f"{explained['p99_ms']:.1f} ms (p50 {explained['p50_ms']:.1f})",
-               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
-               f"{explained['p99_ms'] / const['p99_ms']:.2f}x",
-               f"each item's reasons: the user's interactions' exact shares of its ALS score (one solve) and "
-               f"the latest day's transitions; without explain p99 {recs['p99_ms']:.1f} ms; "
-               f"{explained['rps']:,.0f} req/s; errors {explained['errors']}")
+
+def bench_serving(stack: DevStack, report: Report, worker: WorkerProcess, users: list[str], seconds: float) -> None:
+    """Latency at a fixed rate (open loop), and the most each route sustains (closed loop).
+
+    A closed loop's latency is its clients over the rate it reached (Little's law): it says
+    what a request costs, not what a caller waits at a given load, so latency is measured at
+    ``SERVING_RATE`` with requests started on a schedule, and the closed loop gives the
+    throughput row.
+    """
+    click.echo(f"serving: {seconds:.0f}s of load per route at {SERVING_RATE:,.0f}/s, then {SERVING_CLIENTS} "
+               f"clients as fast as answered, from a separate process")
+    ping = _load(worker, "/api/ping", users, seconds, rate=SERVING_RATE)
+    recs = _load(worker, "/api/recommendations/{user}?k=10", users, seconds, rate=SERVING_RATE)
+    _latency_row(report, "serving GET /api/recommendations p99", recs, ping,
+                 "online tracking on (a recsys-served record per answer, folded into the profile)")
+    explained = _load(worker, "/api/recommendations/{user}?k=10&explain=true", users, seconds, rate=SERVING_RATE)
+    _latency_row(report, "serving with explain=true, p99", explained, ping,
+                 f"each item's reasons: the user's interactions' exact shares of its ALS score (one solve) and "
+                 f"the latest day's transitions; without explain p99 {recs['p99_ms']:.1f} ms")
+    ping_max = _load(worker, "/api/ping", users, seconds)
+    recs_max = _load(worker, "/api/recommendations/{user}?k=10", users, seconds)
+    report.add("serving throughput, GET /api/recommendations", f"{recs_max['rps']:,.0f} req/s",
+               f"/api/ping {ping_max['rps']:,.0f} req/s", f"{recs_max['rps'] / ping_max['rps']:.2f}x",
+               f"{SERVING_CLIENTS} clients, each sending when answered (closed loop); p99 {recs_max['p99_ms']:.1f} ms "
+               f"against {ping_max['p99_ms']:.1f} ms; the load generator shares the two cores; errors {recs_max['errors']}")
 
 
 #: Tokens on every scope and a rate limit every request passes through (but none exceeds).
@@ -284,13 +338,10 @@ def bench_serving_secured(stack: DevStack, report: Report, users: list[str], sec
     # It recovers every table from the changelogs first: the full stream's, and a profile write
     # for each answer of the serving row before (tens of thousands of them).
     worker.wait_ready(timeout_s=600)
-    const = _load(worker, "/api/ping", users, seconds)
-    recs = _load(worker, "/api/recommendations/{user}?k=10", users, seconds, token="bench-token")
-    report.add("serving with tokens + rate limit, p99", f"{recs['p99_ms']:.1f} ms (p50 {recs['p50_ms']:.1f})",
-               f"/api/ping p99 {const['p99_ms']:.1f} ms (p50 {const['p50_ms']:.1f})",
-               f"{recs['p99_ms'] / const['p99_ms']:.2f}x",
-               f"bearer token checked (2 valid read tokens) and a token bucket taken per request; "
-               f"{recs['rps']:,.0f} req/s; errors {recs['errors']}")
+    ping = _load(worker, "/api/ping", users, seconds, rate=SERVING_RATE)
+    recs = _load(worker, "/api/recommendations/{user}?k=10", users, seconds, token="bench-token", rate=SERVING_RATE)
+    _latency_row(report, "serving with tokens + rate limit, p99", recs, ping,
+                 "online tracking on; a bearer token checked (2 valid read tokens) and a token bucket taken per request")
     return worker
 
 
@@ -654,6 +705,8 @@ def run_suite(*, quick: bool, data: Optional[Path], workdir: Path, broker: str =
         worker.stop()  # idle, it would still poll the broker while freshness runs beside it
         bench_serving_secured(stack, report, users, 8 if quick else 20).stop()
         bench_freshness(report, events, workdir, 500, 10 if quick else 20, broker=broker)
+        if broker == "kafka":
+            bench_throughput_replicated(report, events, workdir)
         bench_sink(stack, report, 20_000 if quick else 100_000)
         bench_training(report, data, quick, workdir)
         bench_validation(report, events)

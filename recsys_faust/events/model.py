@@ -98,6 +98,7 @@ class Served:
     items: tuple[str, ...]
     variant: str = ""
     via: str = "http"      # http | kafka
+    stale: bool = False    # ranked live for want of a ready list of the serving model: rank the user again
 
 
 @dataclass(frozen=True)

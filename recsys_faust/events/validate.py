@@ -93,6 +93,16 @@ def _number(obj: dict, name: str, lo: float, hi: float, *, integer: bool = False
     return value
 
 
+def _flag(obj: dict, name: str) -> bool:
+    """An optional boolean: absent or null is False."""
+    value = obj.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _Reject("wrong_type", f"'{name}' must be true or false, got {_type(value)}")
+    return value
+
+
 def parse_timestamp(value: Any, *, now: float, max_future_skew_s: float) -> float:
     """Epoch seconds (int/float) or an ISO-8601 string -> float epoch seconds."""
     if isinstance(value, bool):
@@ -222,7 +232,7 @@ def validate_served(raw: Union[bytes, str, dict], *, max_bytes: int = default("m
             raise _Reject("out_of_range", f"'items' holds more than {MAX_SERVED_ITEMS} ids")
         return Served(user_id, float(served_at), _string(obj, "model_version") or "", _string(obj, "strategy") or "",
                       tuple(items), _string(obj, "variant", required=False) or "",
-                      _string(obj, "via", required=False) or "http")
+                      _string(obj, "via", required=False) or "http", _flag(obj, "stale"))
     except _Reject as rej:
         return rej.invalid
 

@@ -41,7 +41,7 @@ class OnlineCounts:
 
 @dataclass
 class ProfilesFolded:
-    touched: list[UserState]         # changed by events: stored and ranked again
+    touched: list[UserState]         # changed by events, or answered from a stale ready list: stored and ranked again
     answered: list[UserState]        # changed by a served answer alone: stored, not ranked
     outcomes: Counter                # (topic, outcome) -> events, counted once the batch is visible
     pop_updates: dict[str, list[Accepted]]    # popularity entry key -> interactions
@@ -78,11 +78,13 @@ def fold_profiles(users: Sequence[tuple[str, int]], stored: Iterable[Optional[di
             out.unknown_answered += len(served.get(user_id, ()))
             continue
         profile = profile or new_profile(user_id)
-        took_answer = fold_answers(profile, served.get(user_id, ()), out.online, rules)
+        took_answer, stale = fold_answers(profile, served.get(user_id, ()), out.online, rules)
         changed = False
         for acc in by_user.get(user_id, ()):
             changed |= _fold_event(profile, user_id, acc, next(keys)[0], ids.known, cfg, rules, out)
-        if changed:
+        if changed or stale:
+            # An answer ranked live for want of a ready list of the serving model (a model
+            # switch, a cleared cache): ranked again here, the next answers read the list.
             out.touched.append((user_id, profile, partition))
         elif took_answer:
             out.answered.append((user_id, profile, partition))
@@ -116,11 +118,12 @@ def _fold_event(profile: dict, user_id: str, acc: Accepted, ev_keys: tuple[str, 
     return outcome == APPLIED
 
 
-def fold_answers(profile: dict, served: Sequence[ServedAnswer], online: OnlineCounts, rules: AnswerRules) -> bool:
+def fold_answers(profile: dict, served: Sequence[ServedAnswer], online: OnlineCounts,
+                 rules: AnswerRules) -> tuple[bool, bool]:
     """A user's served answers into their profile (replays skipped by the profile's offsets,
-    like events); True when one was new. Not counted in ``recsys_events_total``, which counts
-    the shop's events: the answers are counted by the online figures."""
-    took = False
+    like events); (one was new, a new one was stale). Not counted in ``recsys_events_total``,
+    which counts the shop's events: the answers are counted by the online figures."""
+    took = stale = False
     for s in served:
         topic, partition, offset = s.source
         tp = f"{topic}:{partition}"
@@ -131,4 +134,5 @@ def fold_answers(profile: dict, served: Sequence[ServedAnswer], online: OnlineCo
         online.answers.append(attribution.fold_answer(
             profile, s.served, window_s=rules.window_s, kept=rules.answers_kept, items_kept=rules.items_kept))
         took = True
-    return took
+        stale |= s.served.stale
+    return took, stale

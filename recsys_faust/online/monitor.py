@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 POSTED = (("online_hit_rate", "hit_rate"), ("online_rec_share", "rec_share"), ("online_coverage", "coverage"))
 
 
-#: recsys-served records wait at most this long for others to share their producer batch.
+#: recsys-served records wait at most this long for others to share their producer batch
+#: (the worker's default is RECSYS_SERVED_LINGER_MS) ...
 SERVED_LINGER_S = 0.005
 #: ... or until this many wait (a batch per partition is sent at once then).
 SERVED_MAX_RECORDS = 1_000
@@ -158,15 +159,18 @@ class OnlineMonitor:
         self.producer: Optional[MetricsProducer] = None
         self.posted = 0
 
-    async def served(self, user_id: str, answer: dict[str, Any], via: str) -> None:
+    async def served(self, user_id: str, answer: dict[str, Any], via: str, stale: bool = False) -> None:
         """Record one answer served (not awaited to the broker: a lost record costs a count,
-        never an answer)."""
+        never an answer). ``stale``: the answer was ranked live for want of a ready list of the
+        serving model; the record asks the user's owner to rank the user again."""
         if not self.settings.online.online_tracking:
             return
         record = {"user_id": user_id, "served_at": time.time(), "model_version": answer["model_version"],
                   "strategy": answer["strategy"], "variant": answer.get("variant") or "",
                   "items": [it["product_id"] for it in answer["items"][: self.settings.online.online_items_kept]],
                   "via": via}
+        if stale:
+            record["stale"] = True
         self.sender.add(user_id, orjson.dumps(record))
 
     def rows(self) -> list[dict[str, Any]]:

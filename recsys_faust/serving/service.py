@@ -7,7 +7,7 @@ ranked by ``ranking.Ranker``; this module only reads.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from ..catalogue.rules import Rules
 from ..ranking.items import answered, answered_item, from_ranked, ranked_item
@@ -44,6 +44,15 @@ def from_columns(ready: Mapping[str, Any]) -> Iterator[dict]:
         yield ranked_item(pid, score, cat)
 
 
+class Answer(NamedTuple):
+    """An answer, and ``stale``: the user had no ready list of the serving model (none yet, an
+    older model's, or one cleared), so the answer was ranked live and ranking the user again
+    would make one. (A filter the ready list cannot serve is ranked live too, but not stale.)"""
+
+    body: dict[str, Any]
+    stale: bool
+
+
 class Recommender:
     def __init__(
         self,
@@ -77,11 +86,18 @@ class Recommender:
     def recommend(self, user_id: str, k: int = 10, *, category: Optional[str] = None,
                   exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The contract's answer; with an A/B test running, it names the user's ``variant``."""
-        result = self._recommend(user_id, k, category=category, exclude=exclude)
+        return self.answer(user_id, k, category=category, exclude=exclude).body
+
+    def answer(self, user_id: str, k: int = 10, *, category: Optional[str] = None,
+               exclude: Iterable[str] = ()) -> Answer:
+        """``recommend`` and whether the user's ready list was stale. A stale answer's served
+        record asks the user's owner to rank the user again (ingest/fold_profiles.py): after a
+        model switch, a user who only reads costs one live ranking, not one per request."""
+        result, stale = self._recommend(user_id, k, category=category, exclude=exclude)
         variant = self.ranker.variant_of(user_id)
         if variant is not None:
             result["variant"] = variant.name
-        return result
+        return Answer(result, stale)
 
     def _recommend(
         self,
@@ -90,7 +106,7 @@ class Recommender:
         *,
         category: Optional[str] = None,
         exclude: Iterable[str] = (),
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
         exclude = tuple(exclude)
         if self.rules.active:
             return self._recommend_by_rules(user_id, k, category, exclude)
@@ -106,19 +122,19 @@ class Recommender:
                     "model_version": ready["model_version"],
                     "strategy": ready["strategy"],
                     "generated_at": ready["generated_at"],
-                }
+                }, False
             chosen = select(from_columns(ready), k, exclude=exclude, category=category)
             if len(chosen) >= k or (holds_all and not category):
                 return answer(
                     user_id, chosen, strategy=ready["strategy"],
                     model_version=ready["model_version"], generated_at=ready["generated_at"],
-                )
+                ), False
         # No ready list, one from an older model, or a filter it cannot serve: compute live.
         profile = self.profiles.get(user_id)
         need = max(k + len(exclude), self.list_size)
         items, strategy = self.ranker.build_list(profile, need, category=category)
         chosen = select(items, k, exclude=exclude, category=category)
-        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
+        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version), ready is None
 
     def _fresh(self, user_id: str) -> Optional[Mapping[str, Any]]:
         """The user's ready list if it may be served: one from an older model, or older than the
@@ -130,7 +146,7 @@ class Recommender:
         return None
 
     def _recommend_by_rules(self, user_id: str, k: int, category: Optional[str],
-                            exclude: tuple[str, ...]) -> dict[str, Any]:
+                            exclude: tuple[str, ...]) -> tuple[dict[str, Any], bool]:
         """``_recommend`` with catalogue rules in force: the ready list (or a live one) through
         ``rules.apply``, then the exclusions and the category (the catalogue's, where it has one)."""
         ready = self._fresh(user_id)
@@ -138,7 +154,7 @@ class Recommender:
             chosen = select(self.rules.apply(from_columns(ready)), k, exclude=exclude, category=category)
             if len(chosen) >= k or (len(ready["ids"]) < self.list_size and not category):
                 return answer(user_id, chosen, strategy=ready["strategy"], model_version=ready["model_version"],
-                              generated_at=ready["generated_at"])
+                              generated_at=ready["generated_at"]), False
         profile = self.profiles.get(user_id)
         # the category is the catalogue's now: filtered after the rules, not by the ranker
         strategy = ""
@@ -150,7 +166,7 @@ class Recommender:
 
         kept = take_visible(fetch, max(k + len(exclude), self.list_size), self.rules, category)
         chosen = select(kept, k, exclude=exclude)
-        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version)
+        return answer(user_id, chosen, strategy=strategy, model_version=self.model_version), ready is None
 
     def explain(self, user_id: str, result: dict[str, Any]) -> None:
         """Add to each answered item the user's items that brought it (``because``) and its ALS

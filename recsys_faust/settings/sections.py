@@ -238,6 +238,7 @@ class OnlineSettings(Section):
     online_answers_kept: int = Field(5, gt=0)   # answers remembered per user (the profile grows by about 150 bytes each)
     online_items_kept: int = Field(10, gt=0)    # items remembered per answer (the head of the list)
     online_metrics_s: float = Field(60.0, gt=0)  # how often a worker posts its online figures to amazon-model-metrics
+    served_linger_ms: float = Field(100.0, ge=0, le=10_000)  # recsys-served records wait this long to share a producer batch
 
 
 class DriftSettings(Section):
@@ -284,7 +285,7 @@ class ProcessSettings(Section):
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")  # this worker's name in logs, metrics and health (default: host:port)
     metrics_snapshot_s: float = 60.0   # how often a worker posts its counters to amazon-system-metrics
     gc_gen0_threshold: int = Field(200_000, gt=0)   # surviving allocations between young GC passes (Python's default: 700)
-    gc_sweep_interval_s: float = Field(60.0, gt=0)  # full collection of what micro-batches froze (worker/collector.py)
+    gc_sweep_interval_s: float = Field(3_600.0, gt=0)  # full collection of what micro-batches froze: one pause of the event loop (worker/collector.py)
     gil_switch_interval_s: float = Field(0.0005, gt=0)  # how soon a thread waiting for the GIL gets it (Python: 0.005)
     loop_watch_interval_s: float = Field(0.025, ge=0)  # event-loop lag probe (recsys_event_loop_lag_seconds); 0: off
     loop_stall_log_s: float = Field(0.05, gt=0)        # a loop stuck this long gets its stack logged

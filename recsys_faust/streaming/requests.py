@@ -35,7 +35,7 @@ class RequestAnswerer:
         dead_letters: DeadLetters,
         requests_topic: TopicT,
         partitions_of: Callable[[str], Optional[int]],
-        served: Optional[Callable[[str, dict[str, Any], str], Awaitable[None]]] = None,
+        served: Optional[Callable[[str, dict[str, Any], str, bool], Awaitable[None]]] = None,
     ) -> None:
         self.max_bytes = limits.max_event_bytes
         self.recommender = recommender
@@ -59,13 +59,13 @@ class RequestAnswerer:
         tp = f"{msg.partition}"
         if done.get(tp, -1) >= msg.offset:
             return  # already answered before a rebalance replayed it
-        result = self.recommender.recommend(
+        result, stale = self.recommender.answer(
             req.user_id, req.k, category=req.category, exclude=req.exclude
         )
         response = {"request_id": req.request_id, **result, "timestamp": time.time()}
         await self.responses.send(key=req.user_id, value=response)
         if self.served is not None:
-            await self.served(req.user_id, result, "kafka")
+            await self.served(req.user_id, result, "kafka", stale)
         done[tp] = msg.offset
         self.answered[req.user_id] = done
         metrics.REQUESTS_ANSWERED.labels(result["strategy"]).inc()

@@ -66,7 +66,7 @@ class WebContext:
     active_users: Callable[[int], list[str]] = lambda k: []   # the users this worker changed last
     publish_model: Optional[Callable[[Any], Awaitable[Any]]] = None  # an artifact onto amazon-model-updates
     models_summary: Callable[[], list[dict[str, Any]]] = lambda: []   # the registry's versions
-    served: Optional[Callable[[str, dict[str, Any], str], Awaitable[None]]] = None  # records an answer (online metrics)
+    served: Optional[Callable[[str, dict[str, Any], str, bool], Awaitable[None]]] = None  # records an answer (online/monitor.py)
     online: Callable[[], list[dict[str, Any]]] = lambda: []   # this worker's online figures
     # set by register_views
     self_ident: tuple[Optional[str], Optional[int]] = (None, None)
@@ -322,7 +322,7 @@ class Recommendations(ApiView):
             return self.bytes(orjson.dumps(result), content_type="application/json")
         if routed is not None:
             return routed
-        result = self.ctx.recommender.recommend(user_id, k, category=category, exclude=exclude)
+        result, stale = self.ctx.recommender.answer(user_id, k, category=category, exclude=exclude)
         if explain:
             self.ctx.recommender.explain(user_id, result)
         if self.ctx.recovering():
@@ -332,7 +332,7 @@ class Recommendations(ApiView):
             metrics.DEGRADED_ANSWERS.labels("recovering").inc()
         metrics.HTTP_RECOMMENDATIONS.labels(result["strategy"]).inc()
         if self.ctx.served is not None:
-            await self.ctx.served(user_id, result, "http")
+            await self.ctx.served(user_id, result, "http", stale)
         return self.bytes(orjson.dumps(result), content_type="application/json")
 
 

@@ -90,7 +90,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         return app.consumer.topic_partitions(topic) or n
 
     served = ServedSender(TOPIC_SERVED, lambda: aiokafka_producer(app),
-                          lambda: partitions_of(TOPIC_SERVED) or n)
+                          lambda: partitions_of(TOPIC_SERVED) or n, linger_s=settings.online.served_linger_ms / 1000)
     online = OnlineMonitor(settings, OnlineStats(), replicas.models, served, catalogue_size=lambda: (
         len(replicas.models.active.item_ids) if replicas.models.active is not None else len(replicas.popularity)))
     run_scorer_with_the_worker(app, scorer)

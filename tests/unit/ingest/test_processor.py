@@ -335,9 +335,33 @@ def test_the_transition_history_is_bounded_and_a_replay_changes_nothing():
     assert json.dumps(tables["transitions"].data, sort_keys=True) == before
 
 
-def served_record(user: str, at: float, items: list[str], offset: int, p: int) -> Any:
+def served_record(user: str, at: float, items: list[str], offset: int, p: int, stale: bool = False) -> Any:
     return record("recsys-served", p, offset, {"user_id": user, "served_at": at, "model_version": "m1",
-                                               "strategy": "als+transitions", "items": items, "via": "http"})
+                                               "strategy": "als+transitions", "items": items, "via": "http",
+                                               **({"stale": True} if stale else {})})
+
+
+def test_an_answer_ranked_live_for_want_of_a_current_ready_list_has_the_user_ranked_again():
+    """After a model switch a user who only reads has an older model's ready list: each answer is
+    ranked live until the list is made again. The stale answer's record makes it; a plain
+    answer leaves the list alone, and a stale answer to an id with no state makes none."""
+    processor, tables, ranker, dead, _ = build()
+    user = "gus"
+    p = user_partition(user, N)
+    asyncio.run(run(processor, [record("amazon-product-views", p, 3, view(user, "p2", 10 * DAY - 60, 0))]))
+    current = dict(tables["recommendations"].data[user])
+    old = {**current, "model_version": "an-older-model", "ids": ["p0"], "scores": [1.0], "categories": [None]}
+    tables["recommendations"].data[user] = old
+    asyncio.run(run(processor, [served_record(user, 10 * DAY, ["p0"], 5, p)]))
+    assert tables["recommendations"].data[user] == old          # a plain answer: not ranked again
+    asyncio.run(run(processor, [served_record(user, 10 * DAY + 1, ["p0"], 6, p, stale=True)]))
+    remade = tables["recommendations"].data[user]
+    assert remade["model_version"] == ranker.models.active.version != "an-older-model"
+    assert remade["ids"] == current["ids"] and remade["generated_at"] > old["generated_at"]
+    assert len(tables["profiles"].data[user]["answers"]) == 2
+    asyncio.run(run(processor, [served_record("ghost", 10 * DAY, ["p1"], 1, user_partition("ghost", N), stale=True)]))
+    assert "ghost" not in tables["profiles"].data and "ghost" not in tables["recommendations"].data
+    assert not dead.records
 
 
 def test_served_answers_fold_into_the_profile_and_count_a_hit_once_in_either_order_and_under_replays():
@@ -369,8 +393,12 @@ def test_a_bad_served_record_is_dead_lettered_with_its_reason():
     processor, tables, _ranker, dead, _ = build()
     p = user_partition("erin", N)
     asyncio.run(run(processor, [record("recsys-served", p, 1, {"user_id": "erin", "served_at": 1.0, "items": "p1",
-                                                               "model_version": "m1", "strategy": "als"})]))
-    assert len(dead.records) == 1 and dead.records[0][0][1].code == "wrong_type"
+                                                               "model_version": "m1", "strategy": "als"}),
+                                record("recsys-served", p, 2, {"user_id": "erin", "served_at": 1.0, "items": ["p1"],
+                                                               "model_version": "m1", "strategy": "als",
+                                                               "stale": "yes"})]))
+    assert [d[0][1].code for d in dead.records] == ["wrong_type", "wrong_type"]
+    assert "'stale' must be true or false" in dead.records[1][0][1].detail
     assert "erin" not in tables["profiles"].data and not processor.ctx.online.by_key
 
 

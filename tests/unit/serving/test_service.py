@@ -51,6 +51,31 @@ def test_the_plain_request_reads_the_stored_head_like_the_filtered_path():
     assert [i["product_id"] for i in got["items"]] == ["p0", "p3", "p6"]
 
 
+def test_an_answer_says_whether_the_users_ready_list_was_stale():
+    """Stale: no ready list of the serving model (none, an older model's, or cleared), which
+    ranking the user again mends. A filter the list cannot serve is ranked live but not stale."""
+    from recsys_faust.ranking.strategies import POPULARITY_MODEL_VERSION
+    from recsys_faust.ranking.runtime.ready_values import ready_entry
+    from recsys_faust.serving.service import Recommender
+    from recsys_faust.settings import Settings
+
+    settings = Settings()
+    idx = PopularityIndex(window_s=200, bucket_s=B, refresh_s=0)
+    idx.put("live@0", popularity_entry("live", "x", [(1000, 5.0)], 0))
+    full = settings.ranking.rec_list_size
+    cols = ([f"p{i}" for i in range(full)], [float(full - i) for i in range(full)], ["a"] * full)
+    lists = {"fresh": ready_entry(cols, "als", POPULARITY_MODEL_VERSION, 100.0),
+             "older": ready_entry(cols, "als", "an-older-model", 100.0)}
+    rec = Recommender(settings.ranking, {}, lists, _ranker(settings, idx))
+    assert rec.answer("fresh", 3).stale is False
+    assert rec.answer("older", 3).stale is True
+    assert rec.answer("nobody", 3).stale is True
+    assert rec.answer("fresh", 3, category="b").stale is False   # live for the filter, list current
+    assert rec.answer("fresh", 3).body == rec.recommend("fresh", 3)
+    rec.clear_cache(150.0)
+    assert rec.answer("fresh", 3).stale is True
+
+
 def _ranker(settings, idx):
     from recsys_faust.ranking.model.active import ModelHolder
     from recsys_faust.ranking.policy.ranker import Ranker
