@@ -47,6 +47,7 @@ FACTORS = 64
 PROFILES = 300             # users whose ranking is timed, one event at a time
 WORKER_EVENTS = 20_000     # streamed through a real worker at the sizes a worker can load
 BATCH = 100                # and in micro-batches of this many users
+PASSES = 3                 # timed passes over them; the best is the figure
 
 
 @dataclass
@@ -166,13 +167,19 @@ def measure(size: Size, say: Callable[[str], None], workdir: Optional[Path] = No
         for name, ranker in (("exact", exact), ("ann", approx)):
             model = ranker.models.active
             ranker.score(model, profiles[:5], n=50)  # warm
-            started = time.perf_counter()
-            lists[name] = [ranker.score(model, [p], n=50)[0] for p in profiles]
-            timings[name] = (time.perf_counter() - started) / len(profiles) * 1e6
-            started = time.perf_counter()
-            for lo in range(0, len(profiles), BATCH):
-                ranker.score(model, profiles[lo:lo + BATCH], n=50)
-            timings[name + " batched"] = (time.perf_counter() - started) / len(profiles) * 1e6
+            # Best of PASSES: a first pass over a freshly built index and factors also pays their
+            # page faults (882, 706, then 580 us an event at 100k items, three passes in a row),
+            # which a worker pays once, not per event. The same for both paths.
+            timings[name] = timings[name + " batched"] = float("inf")
+            for _ in range(PASSES):
+                started = time.perf_counter()
+                lists[name] = [ranker.score(model, [p], n=50)[0] for p in profiles]
+                timings[name] = min(timings[name], (time.perf_counter() - started) / len(profiles) * 1e6)
+                started = time.perf_counter()
+                for lo in range(0, len(profiles), BATCH):
+                    ranker.score(model, profiles[lo:lo + BATCH], n=50)
+                timings[name + " batched"] = min(timings[name + " batched"],
+                                                 (time.perf_counter() - started) / len(profiles) * 1e6)
     hits = total = 0
     for e, a in zip(lists["exact"], lists["ann"]):
         if e is None:
