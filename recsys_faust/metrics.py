@@ -142,6 +142,11 @@ DRIFT_KS = Gauge(
 DRIFT_ALERTS = Counter(
     "recsys_drift_alerts_total", "Drift alerts published to amazon-data-drift", ["feature"], registry=REGISTRY,
 )
+DRIFT_WINDOWS_SKIPPED = Counter(
+    "recsys_drift_windows_skipped_total",
+    "Drift windows not judged because the worker read a backlog in them (RECSYS_DRIFT_MAX_BACKLOG)",
+    registry=REGISTRY,
+)
 CACHE_CLEARS = Counter(
     "recsys_cache_clears_total", "POST /api/clear-cache calls accepted by this worker", registry=REGISTRY,
 )

@@ -20,7 +20,11 @@ window this detector saw (a baseline: "compared with how traffic looked when thi
 started", lost on restart).
 
 Windows are tumbling on processing time: drift of live traffic is "the last N minutes", and a
-replay of old data (whose event times span years) still gives full windows. Each feature is
+replay of old data (whose event times span years) still gives full windows. A window in which
+the worker was catching up on a backlog (``observe(..., catching_up=True)``: a restart, a
+restore, a lagging worker) is not judged and makes no baseline: a backlog is read at each
+topic's own pace, so for a while the window holds, say, the views of an hour and the purchases
+of a minute. It is counted in ``skipped``. Each feature is
 judged at most once per window, so it raises at most one alert per window. Memory per window is
 bounded: numeric values are kept in a reservoir sample of ``sample_size``, and
 ``events_per_user`` counts at most ``sample_size`` distinct users.
@@ -182,13 +186,18 @@ class DriftDetector:
     numeric_baseline: dict[str, NumericReference] = field(default_factory=dict)
     last_values: dict[str, float] = field(default_factory=dict)  # newest PSI per categorical feature
     last_ks: dict[str, float] = field(default_factory=dict)      # newest KS statistic per numeric feature
+    catching_up: bool = False    # the current window saw the worker behind on a backlog: not judged
+    skipped: int = 0             # windows not judged for that
 
     def observe(self, events: Iterable[Event], now: float, *, model_reference: Optional[dict] = None,
-                model_version: str = "", known_items: Optional[Any] = None) -> list[dict[str, Any]]:
+                model_version: str = "", known_items: Optional[Any] = None,
+                catching_up: bool = False) -> list[dict[str, Any]]:
         """Count ``events`` into the current window; returns the alerts of a window that closed.
 
         ``known_items`` (a container of product ids) adds the ``catalogue`` feature: known to
         the active model or not, against its training reference (every item known).
+        ``catching_up``: the worker is reading a backlog now; the window ``now`` falls in is
+        not judged.
         """
         alerts: list[dict[str, Any]] = []
         size = self.config.window_s
@@ -198,6 +207,7 @@ class DriftDetector:
         elif start > self.window_start:
             alerts = self.close(model_reference=model_reference, model_version=model_version, now=now)
             self.window_start = start
+        self.catching_up |= catching_up
         events = events if isinstance(events, list) else list(events)
         if not events:
             return alerts
@@ -234,6 +244,10 @@ class DriftDetector:
     def close(self, *, model_reference: Optional[dict], model_version: str, now: float) -> list[dict[str, Any]]:
         """Compare the finished window with the references; start the next one empty."""
         assert self.window_start is not None
+        if self.catching_up:
+            self.skipped += 1
+            self._reset()
+            return []
         start, end = self.window_start, self.window_start + self.config.window_s
         alerts: list[dict[str, Any]] = []
         for name, counts in sorted(self.counts.items()):
@@ -255,11 +269,15 @@ class DriftDetector:
                     "details": {"events": n, "window": _rounded(capped(current, self.config.max_buckets))},
                 })
         alerts += self._close_numeric(start, end, now, model_reference, model_version)
+        self._reset()
+        return alerts
+
+    def _reset(self) -> None:
         self.counts = {}
         self.samples = {}
         self.per_user = Counter()
         self.events = 0
-        return alerts
+        self.catching_up = False
 
     def _close_numeric(self, start: float, end: float, now: float, model_reference: Optional[dict],
                        model_version: str) -> list[dict[str, Any]]:

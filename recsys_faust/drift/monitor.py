@@ -29,20 +29,29 @@ class DriftMonitor:
         self.worker = worker  # named in each alert
         self.models = models
         self.publish = publish
+        self.max_backlog = drift.drift_max_backlog
         self.detector = DriftDetector(DriftConfig(
             window_s=drift.drift_window_s, min_events=drift.drift_min_events,
             threshold=drift.drift_threshold, max_buckets=drift.drift_max_buckets,
             ks_threshold=drift.drift_ks_threshold, ks_alpha=drift.drift_ks_alpha,
             sample_size=drift.drift_sample_size))
 
-    async def observe(self, events: Iterable[Event]) -> None:
+    async def observe(self, events: Iterable[Event], *, backlog: int = 0) -> None:
+        """``events`` into the current window; ``backlog``: records waiting behind them on their
+        partitions (over ``drift_max_backlog``, the window is not judged: detector.py)."""
         active = self.models.active
+        skipped = self.detector.skipped
         alerts = self.detector.observe(
             events, time.time(),
             model_reference=(active.artifact.manifest.get("reference") if active is not None else None),
             model_version=active.version if active is not None else "",
             known_items=active.index if active is not None else None,
+            catching_up=0 < self.max_backlog < backlog,
         )
+        if self.detector.skipped > skipped:
+            metrics.DRIFT_WINDOWS_SKIPPED.inc(self.detector.skipped - skipped)
+            log.info("drift: a window not judged: the worker read a backlog in it (over %d records behind)",
+                     self.max_backlog)
         for feature, value in self.detector.last_values.items():
             metrics.DRIFT_STATISTIC.labels(feature).set(value)
         for feature, value in self.detector.last_ks.items():
@@ -64,6 +73,7 @@ class DriftMonitor:
         return {"window_s": d.config.window_s, "window_start": d.window_start, "events_in_window": d.events,
                 "baseline_features": sorted(set(d.baseline) | set(d.numeric_baseline)), "last_psi": dict(d.last_values),
                 "threshold": d.config.threshold, "last_ks": dict(d.last_ks), "ks_threshold": d.config.ks_threshold,
+                "catching_up": d.catching_up, "windows_skipped": d.skipped,
                 "model_reference": sorted(self._model_reference())}
 
     def _model_reference(self) -> list[str]:

@@ -4,9 +4,9 @@ argument list (the worker builds it once; the unit tests build it with in-memory
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from faust.types import TopicT
+from faust.types import EventT, TopicT
 
 from ..drift.monitor import DriftMonitor
 from ..kafka.table import StrKeyTable
@@ -51,6 +51,9 @@ class IngestContext:
     topic_for: Callable[[str], TopicT]
     partitions_of: Callable[[str], Optional[int]]
     drift: Optional[DriftMonitor] = None
+    # records waiting behind a micro-batch on its partitions (kafka/lag.batch_backlog): tells the
+    # drift detector when the worker reads a backlog
+    backlog: Optional[Callable[[Sequence[EventT]], int]] = None
     scorer: Scorer = field(default_factory=InlineScorer)
     assigned: Optional[Callable[[], Any]] = None
     online: OnlineStats = field(default_factory=OnlineStats)

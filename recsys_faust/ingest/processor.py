@@ -108,7 +108,8 @@ class UserEventProcessor:
         erased = self.eraser.drop_erased(batch)
         clock.mark("validate")
         if ctx.drift is not None:
-            await ctx.drift.observe(acc.event for accepted in batch.by_user.values() for acc in accepted)
+            await ctx.drift.observe((acc.event for accepted in batch.by_user.values() for acc in accepted),
+                                    backlog=ctx.backlog(records) if ctx.backlog is not None else 0)
         clock.mark("drift")
         # no await from here to the batch's fold: the item entries an erasure changes in place
         # are the indexes' own objects, put back into them by the same step

@@ -118,3 +118,25 @@ def consumer_lags(consumer: Any, progress: Progress = PROGRESS) -> list[Partitio
             return None
 
     return progress.lags(assigned, highwater, committed_offsets.get)
+
+
+def batch_backlog(consumer: Any, records: Iterable[Any]) -> int:
+    """Records waiting behind a micro-batch on its partitions: each partition's high watermark
+    (the consumer's last fetch) minus the batch's newest offset there, summed. The processor's
+    own backlog (``consumer_lags`` counts from the slowest agent, the sink included), for the
+    drift detector to tell a worker reading a backlog from one reading live traffic."""
+    newest: dict[Any, int] = {}
+    for rec in records:
+        msg = rec.message
+        tp = msg.tp
+        if newest.get(tp, -1) < msg.offset:
+            newest[tp] = msg.offset
+    behind = 0
+    for tp, offset in newest.items():
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not fetched yet: nothing known to be behind
+            continue
+        if end is not None:
+            behind += max(0, end - offset - 1)
+    return behind

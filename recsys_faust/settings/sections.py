@@ -251,6 +251,9 @@ class DriftSettings(Section):
     drift_ks_threshold: float = Field(0.1, gt=0, le=1)  # KS statistic D (numeric features) above which an alert goes out ...
     drift_ks_alpha: float = Field(0.01, gt=0, lt=1)     # ... when its p-value is also below this
     drift_sample_size: int = Field(2000, gt=0)      # numeric values (and distinct users) kept per feature and window
+    # a window in which a micro-batch had more records than this waiting behind it is not judged:
+    # a backlog is read at each topic's own pace (a restart, a restore); 0: every window is judged
+    drift_max_backlog: int = Field(1_000, ge=0)
 
 
 class RetrainSettings(Section):

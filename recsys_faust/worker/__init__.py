@@ -17,7 +17,7 @@ from ..drift.features import FEATURES, NUMERIC
 from ..events.model import INPUT_TOPICS, TOPIC_CATALOGUE, TOPIC_REQUESTS, TOPIC_SERVED
 from ..events.protect import FieldCipher
 from ..kafka.internals import aiokafka_producer
-from ..kafka.lag import consumer_lags
+from ..kafka.lag import batch_backlog, consumer_lags
 from ..kafka.topics import plan_from_settings
 from ..ranking.policy.ranker import Ranker
 from ..ranking.runtime.scorer import make_scorer
@@ -104,6 +104,7 @@ def build_worker(settings: Settings) -> RecsysApp:
         index=replicas.popularity, ranker=ranker, dead_letters=dead_letters,
         topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of, drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()}, online=online.stats,
+        backlog=lambda records: batch_backlog(app.consumer, records),
     ))
     rebalance_hooks(app, processor)
     answerer = RequestAnswerer(

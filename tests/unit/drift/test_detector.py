@@ -164,3 +164,22 @@ def test_a_batch_is_counted_as_its_events_one_at_a_time():
     assert batch.counts["catalogue"] == {"known": sum(e.product_id in {"p1", "p2"} for e in events),
                                          "unknown": sum(e.product_id not in {"p1", "p2"} for e in events)}
     assert {k: r.values for k, r in batch.samples.items()} == {k: r.values for k, r in one.samples.items()}
+
+
+def test_a_window_read_from_a_backlog_is_neither_judged_nor_a_baseline():
+    """A backlog is read at each topic's own pace: for a while a window holds one topic's hour
+    and another's minute. Such a window raises nothing and is not the baseline; the next live
+    window is judged as usual."""
+    d = DriftDetector(CFG)
+    d.observe(views(300, ["a", "b"]), now=10, catching_up=True)
+    d.observe(views(300, ["z"]), now=20)                      # the same window, live again
+    assert d.observe(views(300, ["a", "b"]), now=70) == [] and d.skipped == 1
+    assert d.baseline == {} and d.numeric_baseline == {}      # window 0 made no baseline
+    assert d.observe(views(300, ["c"]), now=130) == []         # window 60: the baseline {a, b}
+    assert d.baseline["category"].source == "baseline:60"
+    assert d.observe(views(300, ["c"]), now=150, catching_up=True) == []
+    assert d.observe([], now=190) == [] and d.skipped == 2     # all "c", but read from a backlog
+    alerts = d.observe([], now=250)                            # window 180 empty: nothing to judge
+    assert alerts == [] and d.skipped == 2
+    d.observe(views(300, ["c"]), now=260)
+    assert [a["feature"] for a in d.observe([], now=310)] == ["category"]   # live: judged

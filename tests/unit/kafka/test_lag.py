@@ -95,3 +95,25 @@ def test_time_behind_runs_from_when_the_partition_was_last_caught_up_on_a_partit
     q = Progress(Clock())
     q.record({A: (9, 1000.0)}, "event sink")
     assert q.lags([A], {A: 20}.get, {}.get, wall=4600.0)[0].age_s == 3600.0
+
+
+def test_a_batchs_backlog_is_what_waits_behind_its_newest_offset_on_each_of_its_partitions():
+    from types import SimpleNamespace
+
+    from recsys_faust.kafka.lag import batch_backlog
+
+    def rec(tp, offset):
+        return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+    class Consumer:
+        ends = {A: 500, B: 12}
+
+        def highwater(self, tp):
+            if tp not in self.ends:
+                raise KeyError(tp)   # not fetched yet
+            return self.ends[tp]
+
+    records = [rec(A, 7), rec(A, 9), rec(B, 11), rec(CHANGELOG, 3)]
+    # A: 500 - 10 behind offset 9; B: caught up (its end is 12, 11 was the last); the changelog unknown
+    assert batch_backlog(Consumer(), records) == 490
+    assert batch_backlog(Consumer(), []) == 0
