@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,6 +138,13 @@ def cli(stack: Any, *args: str, models_dir: Path, env: Optional[dict[str, str]] 
 
 def get(url: str, headers: Optional[dict] = None) -> tuple[int, Any]:
     return http("GET", url, headers=headers)
+
+
+def metric(worker: Any, name: str, labels: str = "") -> float:
+    """The sum of a worker's ``name`` series on /metrics, of those whose labels hold ``labels``."""
+    _, text = http("GET", f"{worker.url}/metrics?name[]={name}")
+    return sum(float(value) for found, value in re.findall(rf"^{name}(?:{{([^}}]*)}})? ([0-9.e+-]+)$", text, re.M)
+               if labels in found)
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60.0, interval: float = 0.3, what: str = "") -> Any:

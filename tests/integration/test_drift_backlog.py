@@ -14,7 +14,7 @@ import pytest
 from recsys_faust.training.als import ALSParams
 from recsys_faust.training.train import publish, train_events
 
-from .helpers import get, produce_events, read_topic, wait_until
+from .helpers import get, metric, produce_events, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 WINDOW_S = 2
@@ -30,12 +30,6 @@ def purchases(n: int, categories: list[str], tag: str, ts: float) -> list[tuple[
 
 def drift(worker) -> dict:
     return get(f"{worker.url}/api/health")[1]["drift"]
-
-
-def applied(worker) -> float:
-    text = get(f"{worker.url}/metrics?name[]=recsys_events_total")[1]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
-               if line.startswith("recsys_events_total{") and 'outcome="applied"' in line)
 
 
 def category_alerts(stack) -> list[dict]:
@@ -58,17 +52,15 @@ def test_a_backlog_read_after_a_restart_is_not_judged_and_live_traffic_is_again(
     # Stopped, the worker falls behind by a shifted stream; restarted, it reads it as a backlog.
     produce_events(stack.broker.bootstrap, purchases(BACKLOG, ["c"], "backlog", time.time()))
     again = stack.add_worker("w1", extra_env=ENV)
-    wait_until(lambda: applied(again) >= BACKLOG, 90, what="the backlog folded")
+    wait_until(lambda: metric(again, "recsys_events_total", 'outcome="applied"') >= BACKLOG, 90,
+               what="the backlog folded")
     status = drift(again)
     # the window the backlog was read in is marked, or was closed unjudged already
     assert status["catching_up"] or status["windows_skipped"] >= 1, status
     # ... and closes; the window after it, with no batch behind, is open for live traffic
     wait_until(lambda: (lambda s: s["windows_skipped"] >= 1 and not s["catching_up"])(drift(again)), 20,
                what="the backlog's window closed unjudged")
-    metrics = str(get(f"{again.url}/metrics?name[]=recsys_drift_windows_skipped_total")[1])
-    skipped = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith("recsys_drift_windows_skipped_total ")]
-    assert skipped and skipped[0] >= 1, metrics
+    assert metric(again, "recsys_drift_windows_skipped_total") >= 1
 
     # Caught up, the worker judges live traffic again: the same shift, live, raises an alert.
     seen = {a["window_start"] for a in category_alerts(stack)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 
 import psycopg
@@ -17,7 +16,7 @@ import pytest
 
 from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
-from .helpers import Model, across_midnight, get, http, produce, produce_events, wait_until
+from .helpers import Model, across_midnight, get, http, metric, produce, produce_events, wait_until
 
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
@@ -43,11 +42,6 @@ def rows_of(stack, user: str) -> dict[str, int]:
     with psycopg.connect(stack.postgres.url) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE user_id = %s", (user,)).fetchone()[0]
                 for t in USER_TABLES}
-
-
-def metric(worker, name: str) -> float:
-    _, text = http("GET", f"{worker.url}/metrics?name[]={name}")
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M))
 
 
 def streamed_next(worker, items: list[str]) -> dict[str, dict[str, int]]:

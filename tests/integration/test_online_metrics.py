@@ -18,7 +18,7 @@ from recsys_faust.client.datasets import ShopSpec, synthetic_events
 from recsys_faust.training.als import ALSParams
 from recsys_faust.training.train import publish, train_events
 
-from .helpers import get, http, produce_events, read_topic, wait_until
+from .helpers import get, http, metric, produce_events, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
@@ -41,12 +41,6 @@ def online(worker) -> dict[str, float]:
     return out
 
 
-def applied(worker) -> float:
-    _, text = http("GET", f"{worker.url}/metrics?name[]=recsys_events_total")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("recsys_events_total{") and 'outcome="applied"' in line)
-
-
 def purchase(user: str, item: str, tag: str) -> tuple[str, dict]:
     return ("purchase", {"event_id": f"{tag}-{user}", "user_id": user, "product_id": item, "quantity": 1,
                          "timestamp": time.time()})
@@ -62,7 +56,8 @@ def test_takers_give_a_hit_rate_of_one_and_others_zero_on_metrics_topic_and_data
     asyncio.run(publish(settings, trained.artifact))
     produce_events(stack.broker.bootstrap, events)
     wait_until(lambda: get(f"{worker.url}/api/health")[1]["model_version"] == version, 60, what="the model")
-    wait_until(lambda: applied(worker) >= len(events), 90, what="every event applied")
+    wait_until(lambda: metric(worker, "recsys_events_total", 'outcome="applied"') >= len(events), 90,
+               what="every event applied")
     catalogue = sorted({o["product_id"] for _, o in events})
     users = sorted({o["user_id"] for _, o in events})
     assert len(users) >= TAKERS + OTHERS
