@@ -24,7 +24,7 @@ from ..kafka.producers import MetricsProducer
 from ..kafka.partitioning import user_partition
 from .stats import OnlineStats
 from ..ranking.model.active import ModelHolder
-from ..settings import Settings
+from ..settings import Settings, default
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ POSTED = (("online_hit_rate", "hit_rate"), ("online_rec_share", "rec_share"), ("
 
 
 #: recsys-served records wait at most this long for others to share their producer batch
-#: (the worker's default is RECSYS_SERVED_LINGER_MS) ...
-SERVED_LINGER_S = 0.005
+#: (RECSYS_SERVED_LINGER_MS's default; the worker passes the setting) ...
+SERVED_LINGER_S = default("served_linger_ms") / 1000
 #: ... or until this many wait (a batch per partition is sent at once then).
 SERVED_MAX_RECORDS = 1_000
 #: Sends of such batches not yet handed to the producer; past this, records wait in memory

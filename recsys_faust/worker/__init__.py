@@ -104,7 +104,8 @@ def build_worker(settings: Settings) -> RecsysApp:
         index=replicas.popularity, ranker=ranker, dead_letters=dead_letters,
         topic_for=lambda name: topics.inputs[name], partitions_of=partitions_of, drift=drift, scorer=scorer,
         assigned=lambda: {(tp.topic, tp.partition) for tp in app.consumer.assignment()}, online=online.stats,
-        backlog=lambda records: batch_backlog(app.consumer, records),
+        # counted only where it decides something (RECSYS_DRIFT_MAX_BACKLOG 0: every window judged)
+        backlog=(lambda records: batch_backlog(app.consumer, records)) if settings.drift.drift_max_backlog else None,
     ))
     rebalance_hooks(app, processor)
     answerer = RequestAnswerer(
