@@ -356,6 +356,11 @@ def _cpu_seconds(pid: int) -> float:
 #: became most of the load it measured (p99 99 ms to 3.4 s between runs). Fewer probes over a
 #: longer run give as many samples.
 SAMPLE_EVERY = 25
+#: Seconds of the stream before the first sample, not sampled: the worker's first batches and
+#: connections, and the freshly started broker's JIT compilers, which took most of a core for
+#: the first 20-30 s at this rate (``top -H``: the C2 and C1 compiler threads). Sampled after
+#: 1 s, p99 read 1,538 and 1,492 ms; after 30 s, 640, 466 and 266 ms, on the same machine.
+FRESHNESS_WARMUP_S = 30.0
 
 
 def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Path, rate: float,
@@ -405,8 +410,7 @@ def bench_freshness(report: Report, events: list[tuple[str, dict]], workdir: Pat
                         await asyncio.sleep(0.005 if time.perf_counter() - t0 < 0.2 else 0.05)
                     missed.append(f"{user}: strategy {body.get('strategy')!r}")
 
-                # The first second warms the worker (first batches, connections) and is not sampled.
-                warmup, n = int(rate), int(rate * seconds)
+                warmup, n = int(rate * FRESHNESS_WARMUP_S), int(rate * seconds)
                 started = time.perf_counter()
                 for i in range(warmup + n):
                     user = f"fresh-{i}"
