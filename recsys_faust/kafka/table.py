@@ -301,6 +301,9 @@ class _Round:
     def __init__(self) -> None:
         self.phases: list[dict[int, tuple[StrKeyTable, StagedWrites]]] = []  # id(table) -> (table, writes)
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        # a failure is raised by the next ``send`` or ``drain`` and logged by the table; a
+        # round no batch awaited again must not log it a second time when collected
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.started = False
 
     def takes(self, phases: Sequence[Sequence[tuple[StrKeyTable, StagedWrites]]]) -> bool:
@@ -356,6 +359,7 @@ class ChangelogPipe:
         self._last: Optional[asyncio.Future] = None
         self._outstanding: deque[asyncio.Future] = deque()   # each batch's round
         self._runner: Optional[asyncio.Task] = None
+        self._failed: Optional[BaseException] = None
 
     async def send(self, *phases: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
         """Start this batch's sends (or add them to the round about to go); returns once at
@@ -364,6 +368,8 @@ class ChangelogPipe:
         Each phase is sent once the one before it is acknowledged (an order the changelogs must
         keep, ``ingest/`` says which); a phase's own sends go out together.
         """
+        if self._failed is not None:
+            raise self._failed  # the worker stops; no send starts after a failed one
         rounds = self._rounds
         if not rounds or not rounds[-1].takes(phases):
             rounds.append(_Round())
@@ -406,6 +412,7 @@ class ChangelogPipe:
                 rounds.clear()
                 if isinstance(exc, asyncio.CancelledError):
                     raise
+                self._failed = exc
                 return
             rounds.popleft()
             current.done.set_result(None)

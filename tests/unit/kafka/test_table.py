@@ -195,3 +195,5 @@ async def test_a_failed_send_stops_the_later_ones_and_is_raised_by_drain_with_ro
     assert ("start", "b2") not in log
     with pytest.raises(RuntimeError, match="bad1"):
         await asyncio.wait_for(pipe.send([(table, w("b3"))]), 1)
+    await settle()
+    assert not any(n.endswith("b3") for _, n in log), "a batch's sends started after a failed send"
