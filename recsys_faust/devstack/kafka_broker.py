@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .ports import free_port, wait_for_port
+from .ports import free_ports, wait_for_port
 
 #: Keep equal to kafka/pom.xml and docker/docker-compose.yml's image (a unit test checks).
 KAFKA_VERSION = "4.1.1"
@@ -184,7 +184,8 @@ class KafkaCluster:
         self.log_path = log_path or self.workdir / "kafka.log"
         self.extra_config = dict(extra_config or {})
         self.security = security
-        self.nodes = [KafkaNode(i + 1, free_port(), free_port(), self.workdir / f"node-{i + 1}")
+        ports = free_ports(2 * nodes)   # distinct: a client and a controller port per node
+        self.nodes = [KafkaNode(i + 1, ports[2 * i], ports[2 * i + 1], self.workdir / f"node-{i + 1}")
                       for i in range(nodes)]
         self.cluster_id: Optional[str] = None
 

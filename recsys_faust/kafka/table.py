@@ -294,36 +294,6 @@ async def send_all_staged(staged: Sequence[tuple[StrKeyTable, "StagedWrites"]], 
         await asyncio.gather(*(fut for futures in handed for fut in futures))
 
 
-class _Round:
-    """Micro-batches' changelog records sent together: per phase, each table's records merged
-    in batch order (``merge_staged``)."""
-
-    def __init__(self) -> None:
-        self.phases: list[dict[int, tuple[StrKeyTable, StagedWrites]]] = []  # id(table) -> (table, writes)
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-        # a failure is raised by the next ``send`` or ``drain`` and logged by the table; a
-        # round no batch awaited again must not log it a second time when collected
-        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self.started = False
-
-    def takes(self, phases: Sequence[Sequence[tuple[StrKeyTable, StagedWrites]]]) -> bool:
-        """Whether a batch can join: not started, and none of its tables in another phase
-        here (a table's records must keep the batches' order)."""
-        if self.started:
-            return False
-        where = {key: n for n, phase in enumerate(self.phases) for key in phase}
-        return all(where.get(id(table), n) == n for n, phase in enumerate(phases) for table, _ in phase)
-
-    def add(self, phases: Sequence[Sequence[tuple[StrKeyTable, StagedWrites]]]) -> None:
-        for n, phase in enumerate(phases):
-            if n == len(self.phases):
-                self.phases.append({})
-            merged = self.phases[n]
-            for table, writes in phase:
-                held = merged.get(id(table))
-                merged[id(table)] = (table, writes if held is None else merge_staged(held[1], writes))
-
-
 class ChangelogPipe:
     """Successive micro-batches' changelog sends, in order, at most ``in_flight`` batches' at once.
 
@@ -334,19 +304,8 @@ class ChangelogPipe:
     order, so a batch that waited for the round trip held every later one back from being
     visible: on Kafka, most of the freshness lost. Here a batch's sends start and the batch goes
     on; a later batch waits for them only once ``in_flight`` batches' sends are outstanding
-    (the back-pressure), and a partition's records still go out in order.
-
-    Batches that arrive while a round of sends is out are merged into the next round: one
-    record batch per table-partition and phase for all of them, so a round trip is paid per
-    round, not per micro-batch. Sent one after another instead, each micro-batch paid a round
-    trip of its first phase's acknowledgement, and on Kafka sharing two cores with the worker
-    (25 to 60 ms a round trip) the chain passed fewer batches a second than arrived: the
-    changelog step took 30 to 65 ms of each slow batch, and freshness waited behind it.
-    Merged, each batch's phases keep their order (a phase is sent once the one before it is
-    acknowledged) and each table's records keep the batches' order; a later batch's first
-    phase may now reach the log before an earlier batch's last, which a crash between two
-    phases already allowed (an id or item entry ahead of its profile: ``ingest/`` says why
-    that is harmless).
+    (the back-pressure), and a partition's records still go out in order (each batch's sends
+    start after the previous batch's completed).
 
     An event is acked once its batch is stored, before its changelog records are acknowledged:
     ``drain`` runs before every offset commit (``RecsysApp.before_commit``), so a committed
@@ -355,34 +314,23 @@ class ChangelogPipe:
 
     def __init__(self, in_flight: int = 1) -> None:
         self.in_flight = max(1, in_flight)
-        self._rounds: deque[_Round] = deque()   # not yet sent to the end; the first may be going
         self._last: Optional[asyncio.Future] = None
-        self._outstanding: deque[asyncio.Future] = deque()   # each batch's round
-        self._runner: Optional[asyncio.Task] = None
-        self._failed: Optional[BaseException] = None
+        self._outstanding: deque[asyncio.Future] = deque()
 
     async def send(self, *phases: Sequence[tuple[StrKeyTable, "StagedWrites"]]) -> None:
-        """Start this batch's sends (or add them to the round about to go); returns once at
-        most ``in_flight`` batches' sends (this one's included) are outstanding.
+        """Start this batch's sends; returns once at most ``in_flight`` batches' sends (this one's
+        included) are outstanding.
 
         Each phase is sent once the one before it is acknowledged (an order the changelogs must
         keep, ``ingest/`` says which); a phase's own sends go out together.
         """
-        if self._failed is not None:
-            raise self._failed  # the worker stops; no send starts after a failed one
-        rounds = self._rounds
-        if not rounds or not rounds[-1].takes(phases):
-            rounds.append(_Round())
-        rounds[-1].add(phases)
-        self._last = rounds[-1].done
+        self._last = asyncio.ensure_future(self._after(self._last, phases))
         outstanding = self._outstanding
         outstanding.append(self._last)
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.ensure_future(self._run())
         while outstanding and outstanding[0].done():
             done = outstanding.popleft()
             if not done.cancelled() and done.exception() is not None:
-                raise done.exception()  # the worker stops; later sends never start (``_run``)
+                raise done.exception()  # the worker stops; later sends never start (``_after``)
         while len(outstanding) > self.in_flight:
             await asyncio.shield(outstanding.popleft())
 
@@ -391,28 +339,12 @@ class ChangelogPipe:
         if self._last is not None:
             await asyncio.shield(self._last)
 
-    async def _run(self) -> None:
-        rounds = self._rounds
-        while rounds:
-            current = rounds[0]
-            current.started = True
-            try:
-                for n, phase in enumerate(current.phases):
-                    # Every phase but the last is acknowledged before the next is handed over:
-                    # handed to the producer is not in the log yet (a later phase's records
-                    # could be read first).
-                    await send_all_staged(list(phase.values()), acked=n < len(current.phases) - 1)
-            except BaseException as exc:
-                # failed: no later round is sent either (the worker is stopping)
-                for r in rounds:
-                    if isinstance(exc, asyncio.CancelledError):
-                        r.done.cancel()
-                    else:
-                        r.done.set_exception(exc)
-                rounds.clear()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                self._failed = exc
-                return
-            rounds.popleft()
-            current.done.set_result(None)
+    @staticmethod
+    async def _after(previous: Optional[asyncio.Future],
+                     phases: Sequence[Sequence[tuple[StrKeyTable, "StagedWrites"]]]) -> None:
+        if previous is not None:
+            await previous  # failed: this batch is not sent either (the worker is stopping)
+        for n, staged in enumerate(phases):
+            # Every phase but the last is acknowledged before the next is handed over: handed to
+            # the producer is not in the log yet (a later phase's records could be read first).
+            await send_all_staged(staged, acked=n < len(phases) - 1)

@@ -1,6 +1,5 @@
 """send_all_staged: every table-partition's changelog send is in flight at once.
-ChangelogPipe: a batch's changelog sends run behind it, in batch order, and are drained;
-batches that arrive while a round is out go together in the next round, phases in order."""
+ChangelogPipe: a batch's changelog sends run behind it, in batch order, and are drained."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import asyncio
 
 import pytest
 
-from recsys_faust.kafka.table import ChangelogPipe, StagedWrites, send_all_staged
+from recsys_faust.kafka.table import ChangelogPipe, send_all_staged
 
 
 class _Partitions:
@@ -44,35 +43,26 @@ async def test_nothing_staged_sends_nothing():
     table = FakeTable(log)
     table._staged_sends = lambda writes: []   # a table whose batch touched no partition
     assert await send_all_staged([]) is None
-    assert await send_all_staged([(table, w("nothing"))], acked=True) is None
+    assert await send_all_staged([(table, "nothing")], acked=True) is None
     assert log == [] and table.gates == {}
 
 
-def w(name: str) -> StagedWrites:
-    """A batch's writes to one table: a record keyed by the batch's name."""
-    return StagedWrites({0: [(name.encode(), b"v")]})
-
-
 class FakeTable:
-    """Stands in for StrKeyTable's ``_staged_sends``: each send is released by the test, and
-    logged under the names of the batches whose records it carries (``b2+b3``: merged)."""
+    """Stands in for StrKeyTable's ``_staged_sends``: each send is released by the test."""
 
-    def __init__(self, log: list, name: str = "") -> None:
+    def __init__(self, log: list) -> None:
         self.log = log
-        self.name = name
         self.gates: dict[str, asyncio.Event] = {}
 
-    def _staged_sends(self, writes: StagedWrites) -> list:
-        names = "+".join(k.decode() for records in writes.by_partition.values() for k, _ in records)
-        gate = self.gates.setdefault(names, asyncio.Event())
+    def _staged_sends(self, writes: str) -> list:
+        gate = self.gates.setdefault(writes, asyncio.Event())
 
         async def send() -> None:
-            self.log.append(("start", self.name + names))
+            self.log.append(("start", writes))
             await gate.wait()
-            if names.startswith("bad"):
-                raise RuntimeError(f"send of {names} failed")
-            self.log.append(("done", self.name + names))
-            return []   # its delivery futures: the gate stood for the acknowledgement too
+            if writes.startswith("bad"):
+                raise RuntimeError(f"send of {writes} failed")
+            self.log.append(("done", writes))
         return [send()]
 
 
@@ -85,10 +75,10 @@ async def test_a_batch_does_not_wait_for_its_own_sends_but_for_the_previous_batc
     log: list = []
     table = FakeTable(log)
     pipe = ChangelogPipe(in_flight=1)
-    await asyncio.wait_for(pipe.send([(table, w("b1"))]), 1)  # returns with b1 still in flight
+    await asyncio.wait_for(pipe.send([(table, "b1")]), 1)  # returns with b1 still in flight
     await settle()
     assert log == [("start", "b1")]
-    second = asyncio.ensure_future(pipe.send([(table, w("b2"))]))
+    second = asyncio.ensure_future(pipe.send([(table, "b2")]))
     await settle()
     assert not second.done(), "batch 2 went on before batch 1's sends completed"
     assert ("start", "b2") not in log, "batch 2's sends started before batch 1's completed"
@@ -108,10 +98,10 @@ async def test_a_failed_send_is_raised_by_drain_and_by_the_next_batch_and_stops_
     log: list = []
     table = FakeTable(log)
     pipe = ChangelogPipe()
-    await pipe.send([(table, w("bad1"))])
+    await pipe.send([(table, "bad1")])
     table.gates.setdefault("bad1", asyncio.Event()).set()
     with pytest.raises(RuntimeError, match="bad1"):
-        await asyncio.wait_for(pipe.send([(table, w("b2"))]), 1)
+        await asyncio.wait_for(pipe.send([(table, "b2")]), 1)
     with pytest.raises(RuntimeError, match="bad1"):
         await asyncio.wait_for(pipe.drain(), 1)
     assert ("start", "b2") not in log
@@ -121,79 +111,35 @@ async def test_drain_with_nothing_sent_returns_at_once():
     await asyncio.wait_for(ChangelogPipe().drain(), 1)
 
 
-async def test_with_room_for_three_batches_only_the_fourth_waits_and_the_waiting_ones_go_as_one_round():
+async def test_with_room_for_three_batches_only_the_fourth_waits_and_sends_stay_in_order():
     log: list = []
     table = FakeTable(log)
     pipe = ChangelogPipe(in_flight=3)
     for name in ("b1", "b2", "b3"):
-        await asyncio.wait_for(pipe.send([(table, w(name))]), 1)   # none waits: three outstanding
+        await asyncio.wait_for(pipe.send([(table, name)]), 1)   # none waits: three outstanding
     await settle()
     assert log == [("start", "b1")]   # b2's sends wait for b1's: a partition's records in order
-    fourth = asyncio.ensure_future(pipe.send([(table, w("b4"))]))
+    fourth = asyncio.ensure_future(pipe.send([(table, "b4")]))
     await settle()
     assert not fourth.done(), "a fourth batch went on with three batches' sends outstanding"
     table.gates["b1"].set()
     await asyncio.wait_for(fourth, 1)
-    await settle()
-    # b2, b3 and b4 arrived while b1's round was out: one send of their records, in batch order
-    assert log == [("start", "b1"), ("done", "b1"), ("start", "b2+b3+b4")]
-    table.gates["b2+b3+b4"].set()
+    for name in ("b2", "b3", "b4"):
+        table.gates.setdefault(name, asyncio.Event()).set()
     await asyncio.wait_for(pipe.drain(), 1)
-    assert log[-1] == ("done", "b2+b3+b4")
-
-
-async def test_merged_batches_keep_their_phases_in_order_each_phase_acknowledged_before_the_next():
-    log: list = []
-    items, users = FakeTable(log, "items:"), FakeTable(log, "users:")
-    pipe = ChangelogPipe(in_flight=8)
-    await pipe.send([(items, w("b1"))], [(users, w("b1"))])
-    await settle()   # b1's round is out: the next batches wait for the next round
-    await pipe.send([(items, w("b2"))], [(users, w("b2"))])
-    await pipe.send([(items, w("b3"))], [(users, w("b3"))])
-    await settle()
-    assert log == [("start", "items:b1")]   # its users wait for the items' acknowledgement
-    items.gates["b1"].set()
-    await settle()
-    assert log[-1] == ("start", "users:b1")
-    users.gates["b1"].set()
-    await settle()
-    # the next round: both batches' items, and only once those are acknowledged, both users
-    assert log[-2:] == [("done", "users:b1"), ("start", "items:b2+b3")]
-    items.gates["b2+b3"].set()
-    await settle()
-    assert log[-1] == ("start", "users:b2+b3")
-    users.gates["b2+b3"].set()
-    await asyncio.wait_for(pipe.drain(), 1)
-
-
-async def test_a_batch_whose_table_is_in_another_phase_waits_for_a_round_of_its_own():
-    log: list = []
-    a, b = FakeTable(log, "a:"), FakeTable(log, "b:")
-    pipe = ChangelogPipe(in_flight=8)
-    await pipe.send([(a, w("b1"))])
-    await settle()
-    await pipe.send([(a, w("b2"))], [(b, w("b2"))])
-    await pipe.send([(b, w("b3"))], [(a, w("b3"))])   # b's records in the first phase: not with b2's
-    await settle()
-    for gate in [(a, "b1"), (a, "b2"), (b, "b2"), (b, "b3"), (a, "b3")]:
-        gate[0].gates.setdefault(gate[1], asyncio.Event()).set()
-        await settle()
-    await asyncio.wait_for(pipe.drain(), 1)
-    assert [n for what, n in log if what == "start"] == ["a:b1", "a:b2", "b:b2", "b:b3", "a:b3"]
+    assert [n for what, n in log if what == "start"] == ["b1", "b2", "b3", "b4"]
+    assert [n for what, n in log if what == "done"] == ["b1", "b2", "b3", "b4"]
 
 
 async def test_a_failed_send_stops_the_later_ones_and_is_raised_by_drain_with_room_in_flight():
     log: list = []
     table = FakeTable(log)
     pipe = ChangelogPipe(in_flight=4)
-    await pipe.send([(table, w("bad1"))])
-    await settle()
-    await pipe.send([(table, w("b2"))])
+    await pipe.send([(table, "bad1")])
+    await pipe.send([(table, "b2")])
     table.gates.setdefault("bad1", asyncio.Event()).set()
     with pytest.raises(RuntimeError, match="bad1"):
         await asyncio.wait_for(pipe.drain(), 1)
     assert ("start", "b2") not in log
     with pytest.raises(RuntimeError, match="bad1"):
-        await asyncio.wait_for(pipe.send([(table, w("b3"))]), 1)
-    await settle()
-    assert not any(n.endswith("b3") for _, n in log), "a batch's sends started after a failed send"
+        await asyncio.wait_for(pipe.send([(table, "b3")]), 1)
