@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any, Callable, Optional
 
 import orjson
+from aiokafka.errors import ProducerClosed
 
 from .. import metrics
 from ..kafka.producers import MetricsProducer
@@ -188,7 +189,8 @@ class OnlineMonitor:
 
     async def post(self) -> None:
         """This worker's figures onto amazon-model-metrics (and so PostgreSQL)."""
-        if self.producer is None:
+        producer = self.producer
+        if producer is None:
             return
         for row in self.rows():
             labels = {"strategy": row["strategy"], "variant": row["variant"],
@@ -196,6 +198,12 @@ class OnlineMonitor:
                       "interactions": row["interactions"], "from_recommendation": row["from_recommendation"],
                       "items_served": row["items_served"], "worker": self.settings.process.worker_name}
             for metric, field in POSTED:
-                await self.producer.send_model_metric(metric, row[field], model_version=row["model_version"],
-                                                      labels=labels)
+                try:
+                    await producer.send_model_metric(metric, row[field], model_version=row["model_version"],
+                                                     labels=labels)
+                except ProducerClosed:
+                    # The worker stopped while a send waited (on a broker outage, say): what is not
+                    # posted is this one snapshot of counters, and a timer that raised here would
+                    # turn a clean stop into a crash.
+                    return
                 self.posted += 1

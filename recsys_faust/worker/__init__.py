@@ -134,6 +134,6 @@ def build_worker(settings: Settings) -> RecsysApp:
         models_summary=replicas.registry.summary, served=online.served, online=online.rows,
     ))
     timers(app, settings, drift=drift, popularity=replicas.popularity, system_metrics=topics.system_metrics,
-           probe=probe, online=online, collector=collector)
+           probe=probe, online=online, collector=collector, readiness=metrics.STATE.readiness)
     on_started(app, settings, (*replicas.tails, cache.tail))
     return app

@@ -8,7 +8,7 @@ import gc
 import logging
 import sys
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from mode import Service
 
@@ -20,6 +20,7 @@ from ..loop_watch import LoopWatch
 from ..settings import Settings
 from ..web.auth import modes as auth_modes
 from .collector import BatchCollector
+from .readiness import ReadinessLog
 
 from ..kafka.quiet_logs import limit_repeats
 
@@ -59,16 +60,22 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 
 
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
-           probe: Any, online: Any, collector: BatchCollector) -> None:
+           probe: Any, online: Any, collector: BatchCollector, readiness: Callable[[], Sequence[str]]) -> None:
     @app.timer(interval=settings.process.gc_sweep_interval_s)
     async def sweep_garbage() -> None:
         """The full collection of what micro-batches froze (worker/collector.py)."""
         collector.sweep()
 
+    readiness_log = ReadinessLog()
+
     @app.timer(interval=probe.interval_s, on_leader=False)
     async def probe_broker() -> None:
-        """Readiness's view of the broker: a metadata request on a client of its own."""
+        """Readiness's view of the broker: a metadata request on a client of its own; then
+        readiness itself, logged when it changes."""
         await probe.probe()
+        line = readiness_log.update(readiness())
+        if line is not None:
+            (log.info if line == "ready" else log.warning)("worker %s is %s", settings.process.worker_name, line)
 
     @app.service
     class BrokerProbeService(Service):

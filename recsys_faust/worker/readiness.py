@@ -74,6 +74,27 @@ def decide(facts: Facts, *, stall_s: float) -> list[str]:
     return reasons
 
 
+class ReadinessLog:
+    """Turns readiness, polled, into one log line per change: when a worker leaves its load
+    balancer's pool and why, and when it is back. A probe answered 503 says why only to whoever
+    polled it; the log keeps the story for the operator reading it afterwards.
+
+    A change is a change of the set of reasons by kind (the text before the first colon), so a
+    reason whose figures grow ("no progress for 61 s", "62 s") is not logged again.
+    """
+
+    def __init__(self) -> None:
+        self._kinds: Optional[tuple[str, ...]] = None
+
+    def update(self, reasons: Sequence[str]) -> Optional[str]:
+        """The line to log for ``reasons`` (the latest poll), or None when nothing changed."""
+        kinds = tuple(sorted({reason.split(":", 1)[0] for reason in reasons}))
+        if kinds == self._kinds:
+            return None
+        self._kinds = kinds
+        return "ready" if not reasons else "not ready: " + "; ".join(reasons)
+
+
 class BrokerProbe:
     """Asks the cluster for its metadata every ``interval_s`` on a client of its own.
 

@@ -191,6 +191,27 @@ def check_window_s() -> float:
     return fall * (inter + check)
 
 
+def whole_pool(reh: Rehearsal, timeout_s: float, what: str) -> None:
+    """Wait until every worker is in HAProxy's pool; when that times out, the failure says why:
+    each worker's own health document, HAProxy's last check of it, and the end of its log."""
+    try:
+        wait_until(lambda: len(reh.pool()) == len(reh.workers), timeout_s, what=what)
+    except AssertionError as exc:
+        lines = [str(exc)]
+        for row in reh.servers():
+            lines.append(f"haproxy {row['svname']}: {row['status']} check={row.get('check_status')}"
+                         f" {row.get('check_code')} {row.get('check_duration')} ms, last_chk={row.get('last_chk')!r}")
+        for worker in reh.workers:
+            try:
+                status, body = http("GET", f"{worker.url}/api/health", timeout=5)
+                lines.append(f"{worker.name} /api/health {status}: {json.dumps(body)[:1500]}")
+            except Exception as err:  # noqa: BLE001 - a diagnosis, whatever it finds
+                lines.append(f"{worker.name} /api/health failed: {type(err).__name__}: {err}")
+            tail = worker.log_path.read_text(errors="replace").splitlines()[-40:]
+            lines.append(f"--- the end of {worker.name}'s log\n" + "\n".join(tail))
+        raise AssertionError("\n".join(lines)) from None
+
+
 def server_answers(reh: Rehearsal) -> dict[str, int]:
     """2xx answers per worker, from HAProxy's stats."""
     return {r["svname"]: int(r["hrsp_2xx"] or 0) for r in reh.servers()}
@@ -356,7 +377,7 @@ def test_a_killed_worker_fires_worker_down_and_resolves_when_it_is_back(reh):
 
     fires_and_resolves(reh, "RecsysWorkerDown", "a worker SIGKILLed, then started again", fire_s=60,
                        resolve_s=240, caused_at=caused, removed=restart, key="RecsysWorkerDown (SIGKILL)")
-    wait_until(lambda: len(reh.pool()) == 2, 60, what="both workers in the pool")
+    whole_pool(reh, 60, "both workers in the pool")
 
 
 def test_brokers_down_make_workers_not_ready_and_they_recover(reh):
@@ -371,7 +392,7 @@ def test_brokers_down_make_workers_not_ready_and_they_recover(reh):
 
     fires_and_resolves(reh, "RecsysWorkerNotReady", "all three brokers SIGKILLed, then started again",
                        fire_s=90, resolve_s=240, caused_at=caused, removed=brokers_back)
-    wait_until(lambda: len(reh.pool()) == 2, 120, what="both workers back in the pool")
+    whole_pool(reh, 120, "both workers back in the pool")
     status, body = http("GET", f"{reh.lb_url}/api/recommendations/{USERS[0]}",
                         headers={"Authorization": f"Bearer {reh.read_token}"})
     assert status == 200 and "degraded" not in body, body

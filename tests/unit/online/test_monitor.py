@@ -122,3 +122,32 @@ async def test_a_batch_the_broker_refuses_is_counted_undelivered():
     await sender.flush()
     await asyncio.sleep(0)
     assert sender.sent == 5 and sender.undelivered == 5 and sender.dropped == 0
+
+
+class ClosedProducer:
+    """A metrics producer the worker's stop closed while a post waited on it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send_model_metric(self, *args, **kwargs):
+        from aiokafka.errors import ProducerClosed
+
+        self.calls += 1
+        raise ProducerClosed()
+
+
+async def test_a_post_racing_the_stop_ends_quietly_instead_of_crashing_the_worker():
+    from recsys_faust.online.attribution import Key
+    from recsys_faust.online.monitor import OnlineMonitor
+    from recsys_faust.online.stats import OnlineStats
+    from recsys_faust.ranking.model.active import ModelHolder
+    from recsys_faust.settings import Settings
+
+    stats = OnlineStats()
+    stats.answered(Key("v1", "als", "control"), ["p1"], hit=True)
+    monitor = OnlineMonitor(Settings(), stats, ModelHolder(), ServedSender("recsys-served", lambda: None, lambda: 1),
+                            catalogue_size=lambda: 10)
+    monitor.producer = producer = ClosedProducer()
+    await monitor.post()   # raised ProducerClosed out of the timer before
+    assert producer.calls == 1 and monitor.posted == 0

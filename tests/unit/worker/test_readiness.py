@@ -5,7 +5,7 @@ import asyncio
 
 from recsys_faust.kafka.lag import PartitionLag
 from recsys_faust.settings import Settings
-from recsys_faust.worker.readiness import BrokerProbe, Facts, decide
+from recsys_faust.worker.readiness import BrokerProbe, Facts, ReadinessLog, decide
 
 READY = Facts(consumer_started=True, rebalancing=False, recovering=False, assigned_inputs=2,
               tails_caught_up={"popularity": True, "transitions": True}, broker_reachable=True, broker_detail="")
@@ -80,3 +80,16 @@ def test_a_probe_of_a_closed_port_says_why_and_never_raises():
         return probe
     probe = asyncio.run(run())
     assert not probe.reachable and "no metadata answer" in probe.detail
+
+
+def test_readiness_is_logged_once_per_change_of_its_reasons_not_of_their_figures():
+    log = ReadinessLog()
+    stalled = ["consumer stalled on amazon-product-views[3]: 5 records behind, no progress for 61 s"]
+    assert log.update(["the consumer has not started"]) == "not ready: the consumer has not started"
+    assert log.update([]) == "ready"
+    assert log.update([]) is None
+    assert log.update(stalled) == f"not ready: {stalled[0]}"
+    assert log.update([stalled[0].replace("61 s", "63 s").replace("5 records", "7 records")]) is None
+    second = stalled + ["broker unreachable: no metadata answer for 12 s (KafkaConnectionError: gone)"]
+    assert log.update(second) == "not ready: " + "; ".join(second)
+    assert log.update([]) == "ready"
