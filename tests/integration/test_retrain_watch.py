@@ -15,7 +15,9 @@ import pytest
 
 from recsys_faust.client.datasets import ShopSpec, synthetic_events
 
-from .helpers import cli, get, produce_events, wait_until
+from recsys_faust.events.model import TOPIC_MODEL_UPDATES
+
+from .helpers import cli, get, produce_events, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 WITH_DATABASE = True
@@ -102,5 +104,7 @@ def test_traffic_on_unknown_items_retrains_and_the_worker_serves_a_model_that_kn
     v3 = wait_until(lambda: served(worker) if served(worker) not in (v1, v2) else None, 60, what="the gated model")
     refused = cli(stack, "retrain", "--gate", "100", *ALS, models_dir=models_dir)
     assert refused.returncode == 3 and "not published" in refused.stdout, refused.stdout + refused.stderr
-    time.sleep(2)
+    # The CLI has returned: whatever it published is on the model topic now, where the workers read it.
+    announced = {r.key.decode() for r in read_topic(stack.broker.bootstrap, TOPIC_MODEL_UPDATES) if r.key}
+    assert announced == {v1, v2, v3}, announced
     assert served(worker) == v3 and len(get(f"{worker.url}/api/models")[1]["versions"]) == 3
