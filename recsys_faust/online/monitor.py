@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any, Callable, Optional
 
 import orjson
-from aiokafka.errors import ProducerClosed
+from aiokafka.errors import KafkaError, ProducerClosed
 
 from .. import metrics
 from ..kafka.producers import MetricsProducer
@@ -205,5 +205,10 @@ class OnlineMonitor:
                     # The worker stopped while a send waited (on a broker outage, say): what is not
                     # posted is this one snapshot of counters, and a timer that raised here would
                     # turn a clean stop into a crash.
+                    return
+                except KafkaError as exc:
+                    # Not taken within the request timeout (a broker outage): the counts are
+                    # cumulative since start, so the next post carries what this one would have.
+                    log.warning("online figures not posted: %r; the next post carries them", exc)
                     return
                 self.posted += 1

@@ -4,11 +4,12 @@ the scorer, the periodic timers and the start-up log line that says where to loo
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import sys
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from mode import Service
 
@@ -25,6 +26,27 @@ from .readiness import ReadinessLog
 from ..kafka.quiet_logs import limit_repeats
 
 log = logging.getLogger("recsys_faust")
+
+
+def periodic(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer's body that logs its failure and runs again at its next tick.
+
+    A Faust timer that raises crashes the whole worker (faust-streaming 0.11: the app's
+    ``_execute_task`` calls ``crash``). A periodic job is worth less than that: a post of the
+    online figures that timed out during a broker outage longer than a request's timeout
+    would have stopped a worker whose tables and answers were fine.
+    """
+
+    @functools.wraps(job)
+    async def run() -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with its traceback; the next tick tries again
+            log.exception("periodic job %s failed; it runs again at its next tick", job.__name__)
+
+    return run
 
 
 def tune_process(settings: Settings) -> None:
@@ -62,6 +84,7 @@ def run_scorer_with_the_worker(app: RecsysApp, scorer: Any) -> None:
 def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, system_metrics: Any,
            probe: Any, online: Any, collector: BatchCollector, readiness: Callable[[], Sequence[str]]) -> None:
     @app.timer(interval=settings.process.gc_sweep_interval_s)
+    @periodic
     async def sweep_garbage() -> None:
         """The full collection of what micro-batches froze (worker/collector.py)."""
         collector.sweep()
@@ -69,6 +92,7 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
     readiness_log = ReadinessLog()
 
     @app.timer(interval=probe.interval_s, on_leader=False)
+    @periodic
     async def probe_broker() -> None:
         """Readiness's view of the broker: a metadata request on a client of its own; then
         readiness itself, logged when it changes."""
@@ -85,6 +109,7 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
             await probe.close()
 
     @app.timer(interval=max(0.5, settings.drift.drift_window_s / 10))
+    @periodic
     async def close_drift_windows() -> None:
         """Judge a finished drift window even if no event arrives after it."""
         await drift.tick()
@@ -100,12 +125,14 @@ def timers(app: RecsysApp, settings: Settings, *, drift: Any, popularity: Any, s
             await online.stop()
 
     @app.timer(interval=settings.online.online_metrics_s)
+    @periodic
     async def post_online_metrics() -> None:
         """This worker's online figures (hit rate, share from recommendations, coverage) per
         model version, strategy and variant to amazon-model-metrics."""
         await online.post()
 
     @app.timer(interval=settings.process.metrics_snapshot_s)
+    @periodic
     async def post_metrics() -> None:
         """Periodic snapshot of this worker's counters to amazon-system-metrics (and so PostgreSQL)."""
         metrics.POPULAR_ITEMS.set(len(popularity))

@@ -151,3 +151,29 @@ async def test_a_post_racing_the_stop_ends_quietly_instead_of_crashing_the_worke
     monitor.producer = producer = ClosedProducer()
     await monitor.post()   # raised ProducerClosed out of the timer before
     assert producer.calls == 1 and monitor.posted == 0
+
+
+class TimedOutProducer(ClosedProducer):
+    """A metrics producer whose send outlived its request timeout (a broker outage)."""
+
+    async def send_model_metric(self, *args, **kwargs):
+        from aiokafka.errors import KafkaTimeoutError
+
+        self.calls += 1
+        raise KafkaTimeoutError()
+
+
+async def test_a_post_the_broker_did_not_take_in_time_is_logged_and_left_to_the_next():
+    from recsys_faust.online.attribution import Key
+    from recsys_faust.online.monitor import OnlineMonitor
+    from recsys_faust.online.stats import OnlineStats
+    from recsys_faust.ranking.model.active import ModelHolder
+    from recsys_faust.settings import Settings
+
+    stats = OnlineStats()
+    stats.answered(Key("v1", "als", "control"), ["p1"], hit=False)
+    monitor = OnlineMonitor(Settings(), stats, ModelHolder(), ServedSender("recsys-served", lambda: None, lambda: 1),
+                            catalogue_size=lambda: 10)
+    monitor.producer = producer = TimedOutProducer()
+    await monitor.post()
+    assert producer.calls == 1 and monitor.posted == 0
