@@ -17,8 +17,8 @@ micro-batch and partition, the newest offset they acknowledged (``Progress.recor
   rarely, the newest processed record may be hours old while the records behind are seconds
   old. An upper bound, by at most the interval between reads. 0 when caught up; None when no
   record of the partition was processed yet;
-- ``idle_s``: seconds since any agent last made progress on the partition, or since it was
-  first seen assigned; a partition with records behind and ``idle_s`` over the stall limit is
+- ``idle_s``: seconds since any agent last made progress on the partition, since it was
+  first seen assigned, or since the last wait for the broker or the database (``excuse``); a partition with records behind and ``idle_s`` over the stall limit is
   stalled. The fastest agent's progress, so that a sink waiting for its database (it retries,
   and says so in its own metric) does not make a worker that serves well unready.
 """
@@ -51,6 +51,16 @@ class Progress:
         self.acked: dict[Any, dict[str, tuple[int, Optional[float], float]]] = {}
         self.first_seen: dict[Any, float] = {}
         self.caught_up_at: dict[Any, float] = {}   # tp -> wall time it was last seen with nothing behind
+        self.excused_at = float("-inf")             # the last time no partition could move (``excuse``)
+
+    def excuse(self) -> None:
+        """No partition can move now, for a reason readiness names on its own (the broker
+        unreachable, the sink waiting for its database): every stall clock restarts from now.
+        Counted through such a wait, a partition behind was "stalled" the moment the cause went
+        away (a rehearsal showed "no progress for 158 s" right after a PostgreSQL outage), and
+        the worker left its load balancer just as it could work again. After the wait each
+        partition has the whole stall limit to move."""
+        self.excused_at = self.clock()
 
     def record(self, newest: dict[Any, tuple[int, Optional[float]]], agent: str = "") -> None:
         """``newest``: tp -> (offset, timestamp) of the last record of ``agent``'s batch on that tp."""
@@ -89,7 +99,8 @@ class Progress:
             elif mine is not None and mine[1] is not None:
                 age = max(0.0, wall - max(mine[1], self.caught_up_at.get(tp, mine[1])))
             moved = max(a[2] for a in agents.values()) if agents else seen      # the fastest agent
-            out.append(PartitionLag(tp.topic, tp.partition, records, age, max(0.0, now - max(moved, seen))))
+            out.append(PartitionLag(tp.topic, tp.partition, records, age,
+                                    max(0.0, now - max(moved, seen, self.excused_at))))
         for tp in [tp for tp in self.first_seen if tp not in current]:
             del self.first_seen[tp]  # revoked: a later assignment starts its idle clock anew
             self.acked.pop(tp, None)  # ... and its agents' progress from the committed offset

@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, Optional
 from ..version import __version__
 from ..app import RecsysApp
 from ..events.model import INPUT_TOPICS
-from ..kafka.lag import consumer_lags
+from ..kafka.lag import PROGRESS, consumer_lags
 from ..kafka.replicated import ReplicatedChangelog
 from ..settings import Settings
 from ..sink.writer import PostgresSink, summarize
@@ -61,6 +61,9 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any, sink: Opt
     except Exception:  # noqa: BLE001 - not started yet
         assignment = set()
     recovered = app.tables.recovery.completed.is_set()  # set once per process, after the first recovery
+    sink_waiting = sink is not None and sink.up is False
+    if not probe.reachable or sink_waiting:
+        PROGRESS.excuse()  # partitions cannot move meanwhile: no stall is counted through the wait
     return Facts(
         consumer_started=bool(assignment) or recovered,
         rebalancing=bool(app.rebalancing),
@@ -73,7 +76,7 @@ def readiness_facts(app: RecsysApp, probe: BrokerProbe, replicas: Any, sink: Opt
         broker_reachable=probe.reachable,
         broker_detail=probe.detail,
         lags=consumer_lags(consumer),
-        sink_waiting=sink is not None and sink.up is False,
+        sink_waiting=sink_waiting,
         served_before=recovered,
     )
 

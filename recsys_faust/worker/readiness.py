@@ -4,7 +4,8 @@
 of these holds: the consumer has no assignment yet or is rebalancing, its tables are being
 recovered (these three only until the first recovery is done: see ``decide``), the replicated changelogs (popularity, transitions) have not caught up, the broker
 has not answered a metadata request for ``RECSYS_READY_BROKER_TIMEOUT_S``, or a partition has
-records behind and has not moved for ``RECSYS_READY_STALL_S``. A database outage is not one of
+records behind and has not moved for ``RECSYS_READY_STALL_S`` (counted from the end of the
+latest wait for the broker or the database: ``kafka/lag.Progress.excuse``). A database outage is not one of
 them: the worker answers from its tables while the sink holds its rows back (health says
 "degraded"), and partitions that stop behind the waiting sink are not stalls (a whole cluster
 taken out of its load balancer by a database outage would serve nothing instead of slightly

@@ -57,6 +57,25 @@ def test_idle_time_runs_from_the_last_progress_or_from_the_assignment():
     assert idle[1] == 0.0                           # reassigned: its clock starts again
 
 
+
+def test_a_wait_for_the_broker_or_the_database_restarts_every_stall_clock():
+    clock = Clock(0.0)
+    p = Progress(clock)
+    ends = {A: 9, B: 9}.get
+    p.record({A: (2, 1.0)})                         # A moved at t=0; B first seen at t=0
+    p.lags([A, B], ends, {}.get)
+    for t in (10.0, 50.0, 90.0):                    # the broker is unreachable from t=10 to t=90
+        clock.t = t
+        p.excuse()
+    clock.t = 100.0
+    idle = {l.partition: l.idle_s for l in p.lags([A, B], ends, {}.get)}
+    assert idle == {0: 10.0, 1: 10.0}               # not 100: the wait is not a stall
+    clock.t = 95.0
+    p.record({A: (5, 2.0)})                         # progress after the wait still counts
+    clock.t = 160.0
+    idle = {l.partition: l.idle_s for l in p.lags([A, B], ends, {}.get)}
+    assert idle == {0: 65.0, 1: 70.0}
+
 def test_the_slowest_agent_sets_records_and_time_behind_the_fastest_sets_idle_time():
     """A sink waiting for its database holds the commit: its records are behind (the lag grows,
     as a restart would read them again), but the worker is not stalled while the processor moves."""
