@@ -18,8 +18,8 @@ micro-batch and partition, the newest offset they acknowledged (``Progress.recor
   old. An upper bound, by at most the interval between reads. 0 when caught up; None when no
   record of the partition was processed yet;
 - ``idle_s``: seconds since any agent last made progress on the partition, since it was
-  first seen assigned, or since the last wait for the broker or the database (``excuse``); a partition with records behind and ``idle_s`` over the stall limit is
-  stalled. The fastest agent's progress, so that a sink waiting for its database (it retries,
+  first seen assigned, or since the last wait for the broker or the database (``excuse``); a
+  partition with records behind and ``idle_s`` over the stall limit is stalled. The fastest agent's progress, so that a sink waiting for its database (it retries,
   and says so in its own metric) does not make a worker that serves well unready.
 """
 

@@ -32,9 +32,9 @@ def periodic(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]
     """A timer's body that logs its failure and runs again at its next tick.
 
     A Faust timer that raises crashes the whole worker (faust-streaming 0.11: the app's
-    ``_execute_task`` calls ``crash``). A periodic job is worth less than that: a post of the
-    online figures that timed out during a broker outage longer than a request's timeout
-    would have stopped a worker whose tables and answers were fine.
+    ``_execute_task`` calls ``crash``). A periodic job is worth less than that: the post of the
+    online figures raised ``ProducerClosed`` when a stop closed its producer during a broker
+    outage, and turned the stop into a crash. What must not be lost is never sent from a timer.
     """
 
     @functools.wraps(job)

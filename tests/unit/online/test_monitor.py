@@ -1,9 +1,17 @@
 """The recsys-served records' batched sends (online/monitor.py), against a recording producer."""
 
 import asyncio
+import logging
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError, ProducerClosed
 
 from recsys_faust.kafka.partitioning import user_partition
-from recsys_faust.online.monitor import ServedSender
+from recsys_faust.online.attribution import Key
+from recsys_faust.online.monitor import OnlineMonitor, ServedSender
+from recsys_faust.online.stats import OnlineStats
+from recsys_faust.ranking.model.active import ModelHolder
+from recsys_faust.settings import Settings
 
 
 class Batch:
@@ -124,56 +132,28 @@ async def test_a_batch_the_broker_refuses_is_counted_undelivered():
     assert sender.sent == 5 and sender.undelivered == 5 and sender.dropped == 0
 
 
-class ClosedProducer:
-    """A metrics producer the worker's stop closed while a post waited on it."""
+class RefusingProducer:
+    """A metrics producer whose every send raises ``error``."""
 
-    def __init__(self) -> None:
-        self.calls = 0
+    def __init__(self, error: Exception) -> None:
+        self.error, self.calls = error, 0
 
     async def send_model_metric(self, *args, **kwargs):
-        from aiokafka.errors import ProducerClosed
-
         self.calls += 1
-        raise ProducerClosed()
+        raise self.error
 
 
-async def test_a_post_racing_the_stop_ends_quietly_instead_of_crashing_the_worker():
-    from recsys_faust.online.attribution import Key
-    from recsys_faust.online.monitor import OnlineMonitor
-    from recsys_faust.online.stats import OnlineStats
-    from recsys_faust.ranking.model.active import ModelHolder
-    from recsys_faust.settings import Settings
-
+@pytest.mark.parametrize("error, warned", [
+    (ProducerClosed(), False),      # the worker's stop closed the producer while a post waited on it
+    (KafkaTimeoutError(), True),    # the broker did not take the send within the request timeout
+])
+async def test_a_post_that_cannot_send_ends_without_raising_out_of_the_timer(error, warned, caplog):
     stats = OnlineStats()
     stats.answered(Key("v1", "als", "control"), ["p1"], hit=True)
     monitor = OnlineMonitor(Settings(), stats, ModelHolder(), ServedSender("recsys-served", lambda: None, lambda: 1),
                             catalogue_size=lambda: 10)
-    monitor.producer = producer = ClosedProducer()
-    await monitor.post()   # raised ProducerClosed out of the timer before
+    monitor.producer = producer = RefusingProducer(error)
+    with caplog.at_level(logging.WARNING, logger="recsys_faust.online.monitor"):
+        await monitor.post()   # raised out of the timer (and crashed the worker) before
     assert producer.calls == 1 and monitor.posted == 0
-
-
-class TimedOutProducer(ClosedProducer):
-    """A metrics producer whose send outlived its request timeout (a broker outage)."""
-
-    async def send_model_metric(self, *args, **kwargs):
-        from aiokafka.errors import KafkaTimeoutError
-
-        self.calls += 1
-        raise KafkaTimeoutError()
-
-
-async def test_a_post_the_broker_did_not_take_in_time_is_logged_and_left_to_the_next():
-    from recsys_faust.online.attribution import Key
-    from recsys_faust.online.monitor import OnlineMonitor
-    from recsys_faust.online.stats import OnlineStats
-    from recsys_faust.ranking.model.active import ModelHolder
-    from recsys_faust.settings import Settings
-
-    stats = OnlineStats()
-    stats.answered(Key("v1", "als", "control"), ["p1"], hit=False)
-    monitor = OnlineMonitor(Settings(), stats, ModelHolder(), ServedSender("recsys-served", lambda: None, lambda: 1),
-                            catalogue_size=lambda: 10)
-    monitor.producer = producer = TimedOutProducer()
-    await monitor.post()
-    assert producer.calls == 1 and monitor.posted == 0
+    assert any("online figures not posted" in r.getMessage() for r in caplog.records) == warned
